@@ -1,0 +1,3 @@
+from lce.cli import main
+
+main()

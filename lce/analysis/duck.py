@@ -1,0 +1,50 @@
+"""DuckDB with lce's Postgres database attached, for analytics and `lce sql`.
+
+    con = duckdb_connection(read_only=True)
+    con.sql("SELECT model, count(*) FROM unit_label GROUP BY model").show()
+
+The postgres_scanner extension is loaded from its PyPI wheel (duckdb-extension-postgres-scanner, the same
+version as DuckDB), by file path: nothing is downloaded at run time. The Postgres database is attached as `pg`
+and made the default, so its tables and views are reachable by name, while local files stay reachable too
+(`SELECT * FROM 'results.parquet'`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from lce.db.connection import connect, libpq_dsn
+from lce.errors import LceError
+
+ATTACHED = "pg"
+
+
+def scanner_extension() -> Path:
+    """The postgres_scanner binary inside the installed wheel, for this DuckDB version."""
+    import duckdb_extension_postgres_scanner as wheel
+
+    expected = Path(wheel.__file__).parent / "extensions" / f"v{duckdb.__version__}" / "postgres_scanner.duckdb_extension"
+    if not expected.exists():
+        found = sorted(p.parent.name for p in Path(wheel.__file__).parent.glob("extensions/*/*.duckdb_extension"))
+        raise LceError(
+            f"The postgres_scanner wheel holds the extension for DuckDB {', '.join(found) or 'no version'}, but DuckDB "
+            f"is v{duckdb.__version__}; install duckdb-extension-postgres-scanner=={duckdb.__version__}."
+        )
+    return expected
+
+
+def duckdb_connection(read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the (migrated) Postgres database attached as `pg` and in use."""
+    url = connect().url.render_as_string(hide_password=False)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.execute(f"LOAD '{scanner_extension()}'")
+    mode = ", READ_ONLY" if read_only else ""
+    con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
+    con.execute(f"USE {ATTACHED}")
+    return con
+
+
+def _escape(value: str) -> str:
+    return value.replace("'", "''")

@@ -1,0 +1,217 @@
+"""The Learned Concepts Embedding: project the model x concept matrix, cluster the models, store the result.
+
+    result = embed(EmbedSettings(exclude=("Random(R)",)))
+    result.coordinates, result.clusters, result.explained_variance
+    write_csv(result, Path("lce.csv"))
+
+Defaults reproduce Mustapha, Khreich and Masri (method.md section 3): population normalisation, PCA with 3
+components (each oriented so that its largest-magnitude loading is positive), KMeans with k = 3. The clusters are
+found in the matrix itself, as the authors did (their elbow inertias, 104.4 at k = 1, are the matrix's), so they
+do not depend on the projection chosen for display.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+
+from lce.analysis.matrix import ConceptMatrix, Selection, concept_matrix, select_runs
+from lce.analysis.duck import duckdb_connection
+from lce.config import code_version
+from lce.db.connection import connect
+from lce.errors import LceError
+
+METHODS = ("pca", "mds", "tsne")
+MAX_ELBOW_K = 10
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    models: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    layer: str | None = None
+    probe: str | None = None
+    variant: str | None = None
+    min_iou: float = 0.04  # the IoU cut-off of every published tool
+    normalize: str = "population"
+    method: str = "pca"
+    components: int = 3
+    clusters: int = 3
+    seed: int = 0
+
+
+class Projection:
+    """PCA, metric MDS or t-SNE of the matrix's rows, with scikit-learn's estimators and a fixed seed.
+
+    After fit_transform: `explained_variance_ratio_` and `loadings_` (PCA only, else None).
+    """
+
+    def __init__(self, method: str = "pca", components: int = 3, random_state: int = 0):
+        self.method = method
+        self.components = components
+        self.random_state = random_state
+
+    def fit_transform(self, values: np.ndarray) -> np.ndarray:
+        self.explained_variance_ratio_ = None
+        self.loadings_ = None
+        if self.method == "pca":
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=self.components, svd_solver="full", random_state=self.random_state)
+            scores = pca.fit_transform(values)
+            # A component's sign is arbitrary; make its largest-magnitude loading positive (method.md section 3).
+            largest = np.abs(pca.components_).argmax(axis=1)
+            signs = np.sign(pca.components_[np.arange(self.components), largest])
+            signs[signs == 0] = 1.0
+            self.loadings_ = pca.components_ * signs[:, None]
+            self.explained_variance_ratio_ = pca.explained_variance_ratio_.tolist()
+            return scores * signs
+        if self.method == "mds":
+            from sklearn.manifold import MDS
+
+            mds = MDS(n_components=self.components, random_state=self.random_state, n_init=4,
+                      init="random", metric_mds=True)
+            return mds.fit_transform(values)
+        from sklearn.manifold import TSNE
+
+        # t-SNE needs perplexity < number of samples; the usual 30 is too many for a dozen models.
+        perplexity = min(30.0, max(1.0, (len(values) - 1) / 3))
+        tsne = TSNE(n_components=self.components, perplexity=perplexity, init="pca",
+                    random_state=self.random_state, method="exact")
+        return tsne.fit_transform(values)
+
+
+class ModelClusters:
+    """KMeans (n_init=10, fixed seed) over the matrix's rows, with the elbow curve for k = 1..10.
+
+    After fit: `labels_` numbered in order of first appearance (the first model is in cluster 0), `inertia_`
+    of the chosen k, and `elbow_` (inertia for k = 1, 2, ... up to 10 or the number of models).
+    """
+
+    def __init__(self, clusters: int = 3, random_state: int = 0):
+        self.clusters = clusters
+        self.random_state = random_state
+
+    def fit(self, values: np.ndarray) -> ModelClusters:
+        from sklearn.cluster import KMeans
+
+        def kmeans(k: int) -> KMeans:
+            return KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(values)
+
+        fitted = kmeans(self.clusters)
+        order = {label: rank for rank, label in enumerate(dict.fromkeys(fitted.labels_.tolist()))}
+        self.labels_ = np.array([order[label] for label in fitted.labels_])
+        self.inertia_ = float(fitted.inertia_)
+        self.elbow_ = [float(kmeans(k).inertia_) for k in range(1, min(MAX_ELBOW_K, len(values)) + 1)]
+        return self
+
+
+@dataclass
+class EmbeddingResult:
+    settings: EmbedSettings
+    selection: Selection
+    matrix: ConceptMatrix
+    coordinates: np.ndarray
+    clusters: np.ndarray
+    inertia: list[float]
+    explained_variance: list[float] | None
+    loadings: np.ndarray | None = None
+    embedding_id: int | None = None
+    column_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.column_prefix = "pc" if self.settings.method == "pca" else "dim"
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"{self.column_prefix}{i + 1}" for i in range(self.coordinates.shape[1])]
+
+
+def check_settings(settings: EmbedSettings) -> None:
+    if settings.method not in METHODS:
+        raise LceError(f"--method must be one of {', '.join(METHODS)}, not {settings.method!r}.")
+    if settings.components < 1:
+        raise LceError(f"--components must be at least 1, not {settings.components}.")
+    if settings.clusters < 1:
+        raise LceError(f"--clusters must be at least 1, not {settings.clusters}.")
+    if settings.method == "tsne" and settings.components > 3:
+        raise LceError("--method tsne supports at most 3 components.")
+
+
+def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
+    """Select runs, build the matrix in SQL, project, cluster, and (by default) store the embedding."""
+    check_settings(settings)
+    con = duckdb_connection(read_only=True)
+    try:
+        selection = select_runs(con, list(settings.models), list(settings.exclude), settings.layer,
+                                settings.probe, settings.variant)
+        matrix = concept_matrix(con, selection, settings.min_iou, settings.normalize)
+    finally:
+        con.close()
+    count = len(selection.runs)
+    if settings.components > min(count, len(matrix.concepts)):
+        raise LceError(
+            f"--components {settings.components} is more than the data allow: {count} models and "
+            f"{len(matrix.concepts)} concepts give at most {min(count, len(matrix.concepts))}."
+        )
+    if settings.clusters > count:
+        raise LceError(f"--clusters {settings.clusters} is more than the {count} models embedded.")
+    projection = Projection(settings.method, settings.components, settings.seed)
+    coordinates = projection.fit_transform(matrix.values)
+    clusters = ModelClusters(settings.clusters, settings.seed).fit(matrix.values)
+    result = EmbeddingResult(
+        settings=settings, selection=selection, matrix=matrix, coordinates=coordinates,
+        clusters=clusters.labels_, inertia=clusters.elbow_,
+        explained_variance=projection.explained_variance_ratio_, loadings=projection.loadings_,
+    )
+    if store:
+        result.embedding_id = store_embedding(result)
+    return result
+
+
+def store_embedding(result: EmbeddingResult) -> int:
+    """The embedding and its points, in one transaction; returns the embedding's id."""
+    settings = result.settings
+    with connect().begin() as conn:
+        probe_id = conn.execute(text("SELECT id FROM probe WHERE name = :n"), {"n": result.selection.probe}).scalar()
+        embedding_id = conn.execute(
+            text(
+                "INSERT INTO embedding (method, components, clusters, normalize, min_iou, layer, probe_id, variant,"
+                " seed, concept_count, explained_variance, inertia, settings, code_version)"
+                " VALUES (:method, :components, :clusters, :normalize, :min_iou, :layer, :probe, :variant, :seed,"
+                " :concepts, :explained, :inertia, CAST(:settings AS jsonb), :code) RETURNING id"
+            ),
+            dict(method=settings.method, components=settings.components, clusters=settings.clusters,
+                 normalize=settings.normalize, min_iou=settings.min_iou, layer=result.selection.layer,
+                 probe=probe_id, variant=result.selection.variant, seed=settings.seed,
+                 concepts=len(result.matrix.concepts), explained=result.explained_variance,
+                 inertia=result.inertia, settings=json.dumps(asdict(settings)), code=code_version()),
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO embedding_point (embedding_id, model_id, run_id, coordinates, cluster)"
+                " SELECT :embedding, r.model_id, r.id, :coordinates, :cluster FROM run r WHERE r.id = :run"
+            ),
+            [
+                dict(embedding=embedding_id, run=run.run_id, coordinates=[float(v) for v in coords],
+                     cluster=int(cluster))
+                for run, coords, cluster in zip(result.selection.runs, result.coordinates, result.clusters)
+            ],
+        )
+    return embedding_id
+
+
+def write_csv(result: EmbeddingResult, path: Path) -> None:
+    """One row per model: `model,pc1,pc2,pc3,cluster` (or dim1.. for MDS and t-SNE); byte-identical for the same
+    data and seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["model", *result.columns, "cluster"])
+        for model, coords, cluster in zip(result.matrix.models, result.coordinates, result.clusters):
+            writer.writerow([model, *(f"{round(float(value), 6) + 0.0:.6f}" for value in coords), int(cluster)])

@@ -1,0 +1,150 @@
+"""The model x concept matrix that an embedding projects (method.md section 3), built by SQL.
+
+    selection = select_runs(models=[], exclude=["Random(R)"], layer="layer4")
+    matrix = concept_matrix(selection, min_iou=0.04, normalize="population")
+    matrix.values      # models x concepts, numpy
+
+The counting and normalising are Postgres's model_concept_matrix_at (sql/model_concept_matrix.sql); DuckDB
+selects and normalises (sql/queries/embedding_matrix.sql) and pivots the long form into the matrix.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+
+from lce.errors import LceError
+from lce.resources import read_sql
+
+NORMALIZATIONS = ("population", "selection", "none")
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    run_id: int
+    model: str
+    layer: str
+    probe: str
+    variant: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs embedded (one per model, sorted by model) and the population they are normalised against."""
+
+    runs: tuple[RunChoice, ...]
+    population: tuple[int, ...]
+
+    @property
+    def layer(self) -> str:
+        return self.runs[0].layer
+
+    @property
+    def probe(self) -> str:
+        return self.runs[0].probe
+
+    @property
+    def variant(self) -> str:
+        return self.runs[0].variant
+
+    @property
+    def models(self) -> list[str]:
+        return [run.model for run in self.runs]
+
+
+@dataclass(frozen=True)
+class ConceptMatrix:
+    models: list[str]
+    concepts: list[str]
+    values: np.ndarray  # len(models) x len(concepts)
+
+
+def select_runs(
+    con: duckdb.DuckDBPyConnection,
+    models: list[str] | None = None,
+    exclude: list[str] | None = None,
+    layer: str | None = None,
+    probe: str | None = None,
+    variant: str | None = None,
+) -> Selection:
+    """One run per model, all on the same probe, layer and variant; a clear error where that is ambiguous."""
+    candidates = [RunChoice(*row[:6]) for row in con.execute(read_sql("queries/embedding_runs")).fetchall()]
+    if not candidates:
+        raise LceError("The database holds no runs yet: import results (lce import ...) first.")
+    known = {run.model for run in candidates}
+    for option, names in (("--model", models or []), ("--exclude", exclude or [])):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise LceError(
+                f"{option} names model(s) the database does not have: {', '.join(unknown)}. "
+                f"Known models: {', '.join(sorted(known))}."
+            )
+    chosen = [
+        run for run in candidates
+        if (not models or run.model in models)
+        and run.model not in (exclude or [])
+        and (layer is None or run.layer == layer)
+        and (probe is None or run.probe == probe)
+        and (variant is None or run.variant == variant)
+    ]
+    if not chosen:
+        raise LceError("No run matches the options given (--model, --exclude, --layer, --probe, --variant).")
+    groups = sorted({(run.layer, run.probe, run.variant) for run in chosen})
+    if len(groups) > 1:
+        shown = "; ".join(f"layer {g[0]}, probe {g[1]}, variant {g[2]}" for g in groups)
+        raise LceError(
+            f"The runs selected span {len(groups)} layer/probe/variant combinations ({shown}); an embedding compares "
+            "models on one of them. Choose with --layer, --probe and --variant."
+        )
+    per_model: dict[str, list[RunChoice]] = defaultdict(list)
+    for run in chosen:
+        per_model[run.model].append(run)
+    for model, runs in per_model.items():
+        if len(runs) > 1:
+            raise LceError(
+                f"Model {model!r} has {len(runs)} runs that match (runs {', '.join(str(r.run_id) for r in runs)}, "
+                f"sources {', '.join(r.source for r in runs)}); keep one with --exclude or delete the other."
+            )
+    if len(per_model) < 2:
+        raise LceError(f"An embedding needs at least 2 models; the options select {len(per_model)}.")
+    layer_, probe_, variant_ = groups[0]
+    population = tuple(
+        run.run_id for run in candidates if (run.layer, run.probe, run.variant) == (layer_, probe_, variant_)
+    )
+    return Selection(runs=tuple(runs[0] for _, runs in sorted(per_model.items())), population=population)
+
+
+def concept_matrix(
+    con: duckdb.DuckDBPyConnection, selection: Selection, min_iou: float, normalize: str
+) -> ConceptMatrix:
+    if normalize not in NORMALIZATIONS:
+        raise LceError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, not {normalize!r}.")
+    if not 0.0 <= min_iou < 1.0:
+        raise LceError(f"--min-iou must lie in [0, 1), not {min_iou}.")
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW matrix AS SELECT * FROM postgres_query("
+        f"'pg', 'SELECT * FROM model_concept_matrix_at({float(min_iou)!r})')"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE matrix_long AS " + read_sql("queries/embedding_matrix"),
+        {
+            "population": list(selection.population),
+            "selected": [run.run_id for run in selection.runs],
+            "normalize": normalize,
+        },
+    )
+    if not con.execute("SELECT count(model) FROM matrix_long").fetchone()[0]:
+        raise LceError(f"No unit of the selected runs is interpretable at IoU > {min_iou}: the matrix is empty.")
+    pivot = con.sql("PIVOT matrix_long ON concept USING sum(value) GROUP BY model")
+    concepts = sorted(column for column in pivot.columns if column != "model")
+    quoted = ['"' + concept.replace('"', '""') + '"' for concept in concepts]
+    rows = {row[0]: row[1:] for row in pivot.select("model", *quoted).fetchall()}
+    values = np.array(
+        [[value or 0.0 for value in rows.get(model, (0.0,) * len(concepts))] for model in selection.models],
+        dtype=np.float64,
+    )
+    return ConceptMatrix(models=selection.models, concepts=concepts, values=values)

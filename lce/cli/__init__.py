@@ -1,0 +1,8 @@
+"""The `lce` command line: thin commands over the library (each module registers its commands on `app`)."""
+
+from lce.cli import db, embed, imports, query  # noqa: F401  (registering the commands)
+from lce.cli.app import app
+
+
+def main() -> None:
+    app()

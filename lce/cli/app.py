@@ -1,0 +1,40 @@
+"""The Typer application, its consoles, and the one place where user errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="lce",
+    help=(
+        "Compare vision models by what they have learned: per-unit dissection results stored in PostgreSQL, "
+        "queried with SQL, and projected into a Learned Concepts Embedding.\n\n"
+        "Example: lce import dissect-csv models_dissect_profiles_raw.csv && lce embed --out lce.csv --plot lce.png"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def user_errors(function: Callable) -> Callable:
+    """Print an LceError as one paragraph on stderr and exit non-zero, instead of a traceback."""
+    from lce.errors import LceError
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except LceError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper

@@ -1,0 +1,93 @@
+"""`lce db status|upgrade|url|stop`: the database lce uses."""
+
+from __future__ import annotations
+
+import typer
+
+from lce.cli.app import app, console, user_errors
+
+db_app = typer.Typer(
+    help="The PostgreSQL database lce uses: the embedded server (default) or $LCE_DATABASE_URL.\n\n"
+    "Example: psql \"$(lce db url)\"",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("status")
+@user_errors
+def status() -> None:
+    """Where the database is, whether it runs, its schema revision and row counts.
+
+    Example: lce db status
+    """
+    from lce.db.status import database_status
+
+    found = database_status()
+    kind = "embedded server" if found.embedded else "external server (LCE_DATABASE_URL)"
+    console.print(f"database:  {kind}")
+    if found.data_dir:
+        console.print(f"data dir:  {found.data_dir}")
+    if not found.running:
+        console.print("state:     not running (any lce command starts it)")
+        return
+    console.print(f"url:       {found.url}")
+    console.print(f"server:    PostgreSQL {found.server_version}")
+    state = "up to date" if found.revision == found.head else f"behind (head is {found.head}; run lce db upgrade)"
+    console.print(f"schema:    revision {found.revision or 'none'}, {state}")
+    for table, count in found.counts.items():
+        console.print(f"  {table:<13} {count:>10,} rows")
+
+
+@db_app.command("upgrade")
+@user_errors
+def upgrade() -> None:
+    """Migrate the schema to the newest revision (every command also does this on first use).
+
+    Example: LCE_DATABASE_URL=postgresql://me@dbhost/lce lce db upgrade
+    """
+    from lce.db import migrate
+    from lce.db.connection import connect
+
+    engine = connect(upgrade=False)
+    before = migrate.current(engine)
+    migrate.upgrade(engine)
+    after = migrate.current(engine)
+    console.print(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@db_app.command("url")
+@user_errors
+def url(
+    sqlalchemy: bool = typer.Option(False, "--sqlalchemy", help="Print the SQLAlchemy URL (with driver)."),
+    show_password: bool = typer.Option(False, "--show-password", help="Do not mask the password."),
+) -> None:
+    """Print the connection URL, for psql or any Postgres client (starts the embedded server if needed).
+
+    Example: psql "$(lce db url)" -c 'SELECT * FROM unit_label LIMIT 5'
+    """
+    from lce.db.connection import connect
+
+    found = connect(upgrade=False).url
+    if not sqlalchemy:
+        found = found.set(drivername="postgresql")
+    typer.echo(found.render_as_string(hide_password=not show_password))
+
+
+@db_app.command("stop")
+@user_errors
+def stop() -> None:
+    """Stop the embedded server (it otherwise keeps running between commands).
+
+    Example: lce db stop
+    """
+    from lce.config import external_database_url, lce_home
+    from lce.db.connection import dispose_all
+    from lce.db.server import EmbeddedServer
+
+    if external_database_url():
+        console.print("LCE_DATABASE_URL points at an external server; lce does not stop it.")
+        return
+    dispose_all()
+    server = EmbeddedServer(lce_home())
+    console.print("embedded server stopped" if server.stop() else "embedded server was not running")

@@ -1,0 +1,63 @@
+"""`lce embed`: the Learned Concepts Embedding of the stored models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lce.cli.app import app, console, user_errors
+
+
+@app.command("embed")
+@user_errors
+def embed(
+    model: list[str] = typer.Option([], "--model", help="Embed only these models (repeatable; default: all)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Leave these models out (repeatable)."),
+    layer: str | None = typer.Option(None, "--layer", help="Layer to compare (needed when runs span several)."),
+    probe: str | None = typer.Option(None, "--probe", help="Probe to compare on (needed when runs span several)."),
+    variant: str | None = typer.Option(None, "--variant", help="netdissect or dissect (never mixed)."),
+    min_iou: float = typer.Option(0.04, "--min-iou", help="A unit counts when its IoU exceeds this."),
+    normalize: str = typer.Option("population", "--normalize",
+                                  help="population (all stored models, as the paper), selection, or none."),
+    method: str = typer.Option("pca", "--method", help="pca, mds or tsne."),
+    components: int = typer.Option(3, "--components", help="Dimensions of the embedding."),
+    clusters: int = typer.Option(3, "--clusters", help="KMeans clusters (n_init=10)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of KMeans, MDS and t-SNE."),
+    out: Path = typer.Option(Path("lce.csv"), "--out", help="CSV of the embedding: model, pc1.., cluster."),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG of the embedding (two panels, as the paper)."),
+) -> None:
+    """Build the model x concept matrix in SQL, project the models (PCA by default), cluster them, store the
+    embedding, and write it as CSV (and a plot). Defaults reproduce Mustapha et al.'s Learned Concepts Embedding.
+
+    Example: lce embed --exclude 'Random(R)' --exclude 'SimCLRV1(R)' --out lce.csv --plot lce.png
+    """
+    from lce.analysis.embed import EmbedSettings, write_csv
+    from lce.analysis.embed import embed as run_embed
+
+    settings = EmbedSettings(
+        models=tuple(model), exclude=tuple(exclude), layer=layer, probe=probe, variant=variant, min_iou=min_iou,
+        normalize=normalize, method=method, components=components, clusters=clusters, seed=seed,
+    )
+    result = run_embed(settings)
+    write_csv(result, out)
+    selection = result.selection
+    console.print(
+        f"Embedding {result.embedding_id}: {len(selection.runs)} models x {len(result.matrix.concepts)} concepts "
+        f"({selection.layer}, probe {selection.probe}, {selection.variant}, IoU > {min_iou}, {normalize} "
+        f"normalisation, {method})"
+    )
+    if result.explained_variance:
+        shares = ", ".join(f"{share:.3f}" for share in result.explained_variance)
+        console.print(f"explained variance: {shares} (total {sum(result.explained_variance):.3f})")
+    console.print("KMeans inertia for k = 1..{}: {}".format(
+        len(result.inertia), ", ".join(f"{value:.1f}" for value in result.inertia)))
+    for cluster in sorted(set(result.clusters.tolist())):
+        members = [m for m, c in zip(result.matrix.models, result.clusters) if c == cluster]
+        console.print(f"cluster {cluster}: {', '.join(members)}", highlight=False)
+    console.print(f"wrote {out}")
+    if plot is not None:
+        from lce.report.plots import plot_embedding
+
+        plot_embedding(result, plot)
+        console.print(f"wrote {plot}")

@@ -1,0 +1,102 @@
+"""`lce import dissect-csv|dissect-report|netdissect-csv`: published dissection results into the store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from lce.cli.app import app, console, user_errors
+
+import_app = typer.Typer(
+    help="Import published per-unit dissection results (one transaction per file; the same file twice is a no-op).\n\n"
+    "Example: lce import dissect-csv models_dissect_profiles_raw.csv --layer layer4",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+REPLACE = typer.Option(False, "--replace", help="Swap runs already stored for this file's, atomically.")
+ARCH = typer.Option(None, "--arch", help="Architecture of the model(s), e.g. resnet50 (stored with the model).")
+
+
+def _write(records, replace: bool, started: float) -> None:
+    from lce.db.connection import connect
+    from lce.db.runs import Outcome, write_runs
+
+    written = write_runs(connect(), records, replace=replace)
+    changed = [w for w in written if w.outcome is not Outcome.UNCHANGED]
+    for item in written:
+        record = item.record
+        console.print(f"  {item.outcome.value:<9} run {item.run_id:>5}  {record.model.name}  {record.layer}  "
+                      f"{len(record.units)} units" + (f", {len(record.tallies)} tallies" if record.tallies else ""))
+    seconds = time.perf_counter() - started
+    if not changed:
+        console.print(f"Nothing changed: all {len(written)} run(s) are already stored with this content "
+                      "(--replace swaps them anyway).")
+    else:
+        units = sum(len(w.record.units) for w in changed)
+        console.print(f"Imported {len(changed)} run(s), {units:,} units, in {seconds:.1f} s.")
+
+
+@import_app.command("dissect-csv")
+@user_errors
+def dissect_csv(
+    file: Path = typer.Argument(..., help="CSV with columns name,unit,iou,label,category (a leading index column "
+                                          "is allowed)."),
+    layer: str = typer.Option("layer4", "--layer", help="The layer the units belong to."),
+    probe: str = typer.Option("places365-upp", "--probe",
+                              help="Name for the probe the labels came from (default: Dissect's Places365 + UPP)."),
+    arch: str | None = ARCH,
+    replace: bool = REPLACE,
+) -> None:
+    """Dissect per-unit CSV: each distinct `name` becomes a model with one `dissect` run (top-1% quantile, IoU
+    cut-off 0.04). Label '-' means no concept; an empty IoU is kept as NULL.
+
+    Example: lce import dissect-csv models_dissect_profiles_raw.csv --layer layer4 --arch resnet50
+    """
+    from lce.importers.dissect_csv import read_dissect_csv
+
+    started = time.perf_counter()
+    _write(read_dissect_csv(file, layer=layer, probe=probe, architecture=arch), replace, started)
+
+
+@import_app.command("dissect-report")
+@user_errors
+def dissect_report(
+    file: Path = typer.Argument(..., help="davidbau/dissect report.json ({\"units\": [{unit, iou, label, cat}]})."),
+    model: str = typer.Option(..., "--model", help="Name of the model the report dissects."),
+    layer: str = typer.Option(..., "--layer", help="The layer the units belong to."),
+    probe: str = typer.Option("places365-upp", "--probe", help="Name for the probe the labels came from."),
+    arch: str | None = ARCH,
+    replace: bool = REPLACE,
+) -> None:
+    """davidbau/dissect report.json: one `dissect` run for the model and layer.
+
+    Example: lce import dissect-report report.json --model resnet50-places --layer layer4
+    """
+    from lce.importers.dissect_report import read_dissect_report
+
+    started = time.perf_counter()
+    _write(read_dissect_report(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)
+
+
+@import_app.command("netdissect-csv")
+@user_errors
+def netdissect_csv(
+    file: Path = typer.Argument(..., help="NetDissect / NetDissect-Lite tally.csv (unit numbers from 1)."),
+    model: str = typer.Option(..., "--model", help="Name of the model the tally dissects."),
+    layer: str = typer.Option(..., "--layer", help="The layer the units belong to."),
+    probe: str = typer.Option("broden1_224", "--probe", help="Name of the probe dataset (default: Broden 1, 224 px)."),
+    arch: str | None = ARCH,
+    replace: bool = REPLACE,
+) -> None:
+    """NetDissect tally.csv: one `netdissect` run (top-0.5% quantile, cut-off 0.04); each unit's label and
+    score, and every category's best label with its truth, activation and intersection counts.
+
+    Example: lce import netdissect-csv tally.csv --model resnet18-places365 --layer layer4 --arch resnet18
+    """
+    from lce.importers.netdissect_csv import read_netdissect_csv
+
+    started = time.perf_counter()
+    _write(read_netdissect_csv(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)

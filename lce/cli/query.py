@@ -1,0 +1,99 @@
+"""`lce sql` and `lce models`: reading the store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lce.cli.app import app, console, user_errors
+from lce.errors import LceError
+
+
+@app.command("sql")
+@user_errors
+def sql(
+    query: str = typer.Argument(..., help="The SQL to run; '-' reads it from standard input."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (Postgres attached, local files reachable) or "
+                                                          "postgres (runs in Postgres, read-only transaction)."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), csv, json or parquet (the last three "
+                                                      "need --out)."),
+    out: Path | None = typer.Option(None, "--out", help="File to write the result to."),
+    write: bool = typer.Option(False, "--write", help="Allow a query that writes."),
+    max_rows: int = typer.Option(50, "--max-rows", help="Rows shown on the terminal."),
+) -> None:
+    """Run SQL over the unit store. Tables (probe, concept, model, run, unit, unit_concept, embedding,
+    embedding_point) and views (unit_label, model_concept_units, model_category_profile, model_concept_matrix)
+    are reachable by name; in DuckDB, local CSV/Parquet files can be joined in.
+
+    Example: lce sql "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model"
+    """
+    from lce.analysis.query import FORMATS, export, run_query
+
+    if fmt not in FORMATS:
+        raise LceError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+    if fmt != "table" and out is None:
+        raise LceError(f"--format {fmt} writes a file: give it with --out FILE.")
+    if out is not None and fmt == "table":
+        fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(out.suffix.lower(), "")
+        if not fmt:
+            raise LceError(f"--out {out}: say which format with --format csv|json|parquet.")
+    text = sys.stdin.read() if query == "-" else query
+    relation = run_query(text, engine=engine, write=write)
+    if out is not None:
+        count = export(relation, fmt, out)
+        console.print(f"{count:,} row(s) written to {out}")
+        return
+    print_relation(relation, max_rows)
+
+
+def print_relation(relation, max_rows: int) -> None:
+    total = relation.count("*").fetchone()[0]
+    table = _table(relation.columns)
+    for row in relation.limit(max_rows).fetchall():
+        table.add_row(*(_cell(value) for value in row))
+    console.print(table)
+    shown = min(total, max_rows)
+    console.print(f"{total:,} row(s)" + (f", first {shown} shown (--max-rows)" if total > shown else ""))
+
+
+def _table(columns: list[str]) -> Table:
+    # Fold long values rather than cutting them: a truncated model name or label is no answer.
+    table = Table(header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "[dim]NULL[/]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("[", r"\[")
+
+
+@app.command("models")
+@user_errors
+def models() -> None:
+    """List the models with their runs: layer, probe, variant, source, units and interpretable units.
+
+    Example: lce models
+    """
+    from sqlalchemy import text
+
+    from lce.db.connection import connect
+    from lce.resources import read_sql
+
+    with connect().connect() as conn:
+        result = conn.execute(text(read_sql("queries/models")))
+        columns, rows = list(result.keys()), result.fetchall()
+    if not rows:
+        console.print("No models yet: import results with lce import ... first.")
+        return
+    table = _table(columns)
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    console.print(table)

@@ -1,0 +1,51 @@
+"""Where lce keeps its data and which database it talks to.
+
+    LCE_HOME            data directory (embedded Postgres under $LCE_HOME/postgres); default: per-user data dir
+    LCE_DATABASE_URL    an external PostgreSQL server instead of the embedded one
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+import platformdirs
+
+import lce
+
+HOME_ENV = "LCE_HOME"
+DATABASE_URL_ENV = "LCE_DATABASE_URL"
+
+
+def lce_home() -> Path:
+    """The data directory: $LCE_HOME, else the per-user data dir (~/.local/share/lce on Linux)."""
+    configured = os.environ.get(HOME_ENV)
+    return Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("lce"))
+
+
+def external_database_url() -> str | None:
+    """$LCE_DATABASE_URL when set (an external server), else None (the embedded server)."""
+    return os.environ.get(DATABASE_URL_ENV) or None
+
+
+@functools.cache
+def code_version() -> str:
+    """`lce <version>`, plus the git commit when running from a checkout (recorded with every result)."""
+    version = f"lce {lce.__version__}"
+    checkout = Path(lce.__file__).resolve().parent.parent
+    if (checkout / ".git").exists():
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(checkout), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+            version += f" ({commit}{'+dirty' if dirty else ''})"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return version

@@ -1,0 +1,204 @@
+"""Writing dissection runs (imported or dissected) to Postgres: one transaction, bulk COPY.
+
+    outcomes = write_runs(engine, [RunRecord(...), ...], replace=False)
+
+A run is identified by (model, layer, probe, variant, quantile, segmentation size, source). Writing a run that
+exists with the same content changes nothing ("unchanged"); with other content it is refused unless `replace`,
+which swaps the old run for the new one inside the same transaction. Either every run of the call is written,
+or none is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+from sqlalchemy import Connection, Engine, text
+
+from lce.config import code_version
+from lce.errors import LceError
+
+ConceptKey = tuple[str, str]  # (category, name)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    architecture: str | None = None
+    checkpoint_sha256: str | None = None
+    family: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    unit: int
+    concept: ConceptKey | None
+    iou: float | None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class TallyRow:
+    unit: int
+    concept: ConceptKey
+    intersection: int
+    activation: int
+    truth: int
+    iou: float
+
+
+@dataclass
+class RunRecord:
+    model: ModelInfo
+    probe: str
+    layer: str
+    variant: str
+    quantile: float
+    iou_threshold: float
+    source: str
+    units: list[UnitRow]
+    tallies: list[TallyRow] = field(default_factory=list)
+    seg_size: int | None = None
+    settings: dict = field(default_factory=dict)
+
+    def content_sha256(self) -> str:
+        """A hash of the method and every unit and tally, so that importing the same data again is recognised
+        (settings such as the file's name are left out: the same rows from a renamed file are the same run)."""
+        digest = hashlib.sha256()
+        header = [self.layer, self.variant, self.quantile, self.iou_threshold, self.seg_size]
+        digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+        for row in self.units:
+            digest.update(repr((row.unit, row.concept, row.iou, row.threshold)).encode())
+        for tally in self.tallies:
+            digest.update(repr(tally).encode())
+        return digest.hexdigest()
+
+    def describe(self) -> str:
+        return f"model {self.model.name!r}, layer {self.layer!r} ({self.source}, probe {self.probe!r})"
+
+
+class Outcome(str, Enum):
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    REPLACED = "replaced"
+
+
+@dataclass(frozen=True)
+class WrittenRun:
+    record: RunRecord
+    outcome: Outcome
+    run_id: int
+
+
+def write_runs(engine: Engine, records: list[RunRecord], replace: bool = False) -> list[WrittenRun]:
+    """Write every record in one transaction; see the module docstring for the rules."""
+    with engine.begin() as conn:
+        return [_write_run(conn, record, replace) for record in records]
+
+
+def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun:
+    content = record.content_sha256()
+    probe_id, probe_source = _probe(conn, record.probe)
+    model_id = _model(conn, record.model)
+    existing = conn.execute(
+        text(
+            "SELECT id, source_sha256 FROM run WHERE model_id = :model AND layer = :layer AND probe_id = :probe"
+            " AND variant = :variant AND quantile = :quantile AND seg_size IS NOT DISTINCT FROM :seg"
+            " AND source = :source FOR UPDATE"
+        ),
+        dict(model=model_id, layer=record.layer, probe=probe_id, variant=record.variant,
+             quantile=record.quantile, seg=record.seg_size, source=record.source),
+    ).first()
+    outcome = Outcome.CREATED
+    if existing is not None:
+        if not replace and existing.source_sha256 == content:
+            return WrittenRun(record, Outcome.UNCHANGED, existing.id)
+        if not replace:
+            raise LceError(
+                f"The database already holds a run for {record.describe()} (run {existing.id}) with different "
+                "content. Pass --replace to swap it for this one; nothing was written."
+            )
+        conn.execute(text("DELETE FROM run WHERE id = :id"), {"id": existing.id})
+        outcome = Outcome.REPLACED
+
+    concept_ids = _concepts(conn, probe_id, probe_source, record)
+    run_id = conn.execute(
+        text(
+            "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, seg_size,"
+            " checkpoint_sha256, source, source_sha256, settings, code_version, unit_count)"
+            " VALUES (:model, :probe, :layer, :variant, :quantile, :cutoff, :seg, :checkpoint, :source,"
+            " :content, CAST(:settings AS jsonb), :code, :units) RETURNING id"
+        ),
+        dict(model=model_id, probe=probe_id, layer=record.layer, variant=record.variant,
+             quantile=record.quantile, cutoff=record.iou_threshold, seg=record.seg_size,
+             checkpoint=record.model.checkpoint_sha256, source=record.source, content=content,
+             settings=json.dumps(record.settings, sort_keys=True), code=code_version(),
+             units=len(record.units)),
+    ).scalar_one()
+
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy("COPY unit (run_id, unit, threshold, concept_id, iou) FROM STDIN") as copy:
+        for row in record.units:
+            concept = concept_ids[row.concept] if row.concept else None
+            copy.write_row((run_id, row.unit, row.threshold, concept, row.iou))
+    if record.tallies:
+        columns = "run_id, unit, concept_id, intersection, activation, truth, iou"
+        with cursor.copy(f"COPY unit_concept ({columns}) FROM STDIN") as copy:
+            for tally in record.tallies:
+                copy.write_row((run_id, tally.unit, concept_ids[tally.concept], tally.intersection,
+                                tally.activation, tally.truth, tally.iou))
+    return WrittenRun(record, outcome, run_id)
+
+
+def _probe(conn: Connection, name: str) -> tuple[int, str]:
+    """The probe's id and source; an unknown name becomes an imported vocabulary (no dataset on disk)."""
+    row = conn.execute(text("SELECT id, source FROM probe WHERE name = :name"), {"name": name}).first()
+    if row is None:
+        row = conn.execute(
+            text("INSERT INTO probe (name, source) VALUES (:name, 'imported') RETURNING id, source"),
+            {"name": name},
+        ).first()
+    return row.id, row.source
+
+
+def _model(conn: Connection, model: ModelInfo) -> int:
+    """The model's id, creating it, and filling in what an earlier row left unknown."""
+    return conn.execute(
+        text(
+            "INSERT INTO model (name, architecture, checkpoint_sha256, family, notes)"
+            " VALUES (:name, :arch, :checkpoint, :family, :notes)"
+            " ON CONFLICT (name) DO UPDATE SET"
+            " architecture = COALESCE(model.architecture, EXCLUDED.architecture),"
+            " checkpoint_sha256 = COALESCE(model.checkpoint_sha256, EXCLUDED.checkpoint_sha256),"
+            " family = COALESCE(model.family, EXCLUDED.family),"
+            " notes = COALESCE(model.notes, EXCLUDED.notes)"
+            " RETURNING id"
+        ),
+        dict(name=model.name, arch=model.architecture, checkpoint=model.checkpoint_sha256,
+             family=model.family, notes=model.notes),
+    ).scalar_one()
+
+
+def _concepts(conn: Connection, probe_id: int, probe_source: str, record: RunRecord) -> dict[ConceptKey, int]:
+    """Ids of every concept the record names. An imported vocabulary grows; a dataset's vocabulary is fixed."""
+    wanted = {row.concept for row in record.units if row.concept} | {t.concept for t in record.tallies}
+    known = {
+        (row.category, row.name): row.id
+        for row in conn.execute(text("SELECT id, category, name FROM concept WHERE probe_id = :p"), {"p": probe_id})
+    }
+    missing = sorted(wanted - known.keys())
+    if missing and probe_source != "imported":
+        shown = ", ".join(f"{name} ({category})" for category, name in missing[:10])
+        raise LceError(
+            f"{record.describe()} names {len(missing)} concept(s) that probe {record.probe!r} does not have: "
+            f"{shown}{' ...' if len(missing) > 10 else ''}. Nothing was written."
+        )
+    for category, name in missing:
+        known[(category, name)] = conn.execute(
+            text("INSERT INTO concept (probe_id, name, category) VALUES (:p, :name, :category) RETURNING id"),
+            {"p": probe_id, "name": name, "category": category},
+        ).scalar_one()
+    return known

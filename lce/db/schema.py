@@ -1,0 +1,232 @@
+"""The tables users query: probe, concept, model, run, unit, unit_concept, embedding, embedding_point.
+
+Their names and columns are part of lce's interface (users write SQL against them); change them only with a
+migration under migrations/versions/, and `alembic check` (run by the tests) keeps these models and the
+migrations in step. Views and SQL functions over these tables live in sql/ and are created by migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Every category a concept may belong to (Broden's six).
+CATEGORIES = ("object", "part", "material", "color", "scene", "texture")
+VARIANTS = ("netdissect", "dissect")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Probe(Base):
+    """A probe dataset with pixel-level concept labels (Broden format), or the vocabulary of imported results."""
+
+    __tablename__ = "probe"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str | None] = mapped_column(Text, comment="dataset directory; NULL for an imported vocabulary")
+    image_count: Mapped[int | None] = mapped_column(Integer)
+    image_size: Mapped[int | None] = mapped_column(Integer)
+    seg_size: Mapped[int | None] = mapped_column(Integer)
+    content_sha256: Mapped[str | None] = mapped_column(Text, comment="hash of the dataset's CSV files")
+    source: Mapped[str] = mapped_column(Text, comment="'broden' or 'imported'")
+    created_at: Mapped[datetime] = _created_at()
+
+    concepts: Mapped[list[Concept]] = relationship(back_populates="probe")
+
+    __table_args__ = (CheckConstraint("source IN ('broden', 'imported')", name="source"),)
+
+
+class Concept(Base):
+    """One visual concept of a probe's vocabulary, within one category (`food` as object and as material are two)."""
+
+    __tablename__ = "concept"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(Text)
+    number: Mapped[int | None] = mapped_column(
+        Integer, comment="label number in the probe's label.csv; NULL for a concept known only by name (imports)"
+    )
+
+    probe: Mapped[Probe] = relationship(back_populates="concepts")
+
+    __table_args__ = (
+        UniqueConstraint("probe_id", "category", "name"),
+        CheckConstraint(f"category IN {CATEGORIES}", name="category"),
+        CheckConstraint("number IS NULL OR number > 0", name="number"),
+    )
+
+
+class Model(Base):
+    __tablename__ = "model"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    architecture: Mapped[str | None] = mapped_column(Text)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(Text)
+    family: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint("checkpoint_sha256 ~ '^[0-9a-f]{64}$'", name="checkpoint_sha256"),
+    )
+
+
+class Run(Base):
+    """One dissection of one model's layer over one probe, dissected here or imported; records how it was made."""
+
+    __tablename__ = "run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"))
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id", ondelete="RESTRICT"))
+    layer: Mapped[str] = mapped_column(Text)
+    variant: Mapped[str] = mapped_column(Text, comment="'netdissect' or 'dissect' (method.md section 1)")
+    quantile: Mapped[float] = mapped_column(Double, comment="top fraction of activations above the threshold")
+    iou_threshold: Mapped[float] = mapped_column(Double, comment="IoU cut-off for 'interpretable' (strict >)")
+    seg_size: Mapped[int | None] = mapped_column(Integer, comment="segmentation resolution S; NULL if unknown")
+    checkpoint_sha256: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text, comment="'dissected' or 'imported:<format>'")
+    source_sha256: Mapped[str | None] = mapped_column(Text, comment="hash of the imported file's rows for this run")
+    settings: Mapped[dict] = mapped_column(JSONB, server_default="{}")
+    code_version: Mapped[str] = mapped_column(Text)
+    unit_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        # One run per model, layer, probe and method: a second one is a --replace.
+        UniqueConstraint(
+            "model_id", "layer", "probe_id", "variant", "quantile", "seg_size", "source",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint(f"variant IN {VARIANTS}", name="variant"),
+        CheckConstraint("quantile > 0 AND quantile < 1", name="quantile"),
+        CheckConstraint("iou_threshold >= 0 AND iou_threshold <= 1", name="iou_threshold"),
+        CheckConstraint("seg_size IS NULL OR seg_size > 0", name="seg_size"),
+        CheckConstraint("source = 'dissected' OR source LIKE 'imported:%'", name="source"),
+        CheckConstraint("unit_count >= 0", name="unit_count"),
+        Index(None, "probe_id", "layer", "variant"),
+    )
+
+
+class Unit(Base):
+    """One unit (channel) of a run's layer, with its best concept. `iou` is NULL where the source gave none."""
+
+    __tablename__ = "unit"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    unit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    threshold: Mapped[float | None] = mapped_column(Double, comment="activation threshold T_u; NULL for imports")
+    concept_id: Mapped[int | None] = mapped_column(ForeignKey("concept.id", ondelete="RESTRICT"))
+    iou: Mapped[float | None] = mapped_column(Double)
+
+    __table_args__ = (
+        CheckConstraint("unit >= 0", name="unit"),
+        CheckConstraint("iou >= 0 AND iou <= 1", name="iou"),
+        Index(None, "concept_id"),
+    )
+
+
+class UnitConcept(Base):
+    """Tallies of one (unit, concept) pair, stored sparsely: I, A, G and IoU = I / (A + G - I)."""
+
+    __tablename__ = "unit_concept"
+
+    run_id: Mapped[int] = mapped_column(primary_key=True)
+    unit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concept.id", ondelete="RESTRICT"), primary_key=True)
+    intersection: Mapped[int] = mapped_column(BigInteger)
+    activation: Mapped[int] = mapped_column(BigInteger)
+    truth: Mapped[int] = mapped_column(BigInteger)
+    iou: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "unit"], ["unit.run_id", "unit.unit"], ondelete="CASCADE"),
+        CheckConstraint("iou >= 0 AND iou <= 1", name="iou"),
+        CheckConstraint(
+            "intersection >= 0 AND activation >= 0 AND truth >= 0"
+            " AND intersection <= activation AND intersection <= truth",
+            name="counts",
+        ),
+        Index(None, "concept_id"),
+    )
+
+
+class Embedding(Base):
+    """A Learned Concepts Embedding: every parameter needed to make it again, and what it found."""
+
+    __tablename__ = "embedding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    method: Mapped[str] = mapped_column(Text)
+    components: Mapped[int] = mapped_column(Integer)
+    clusters: Mapped[int] = mapped_column(Integer)
+    normalize: Mapped[str] = mapped_column(Text)
+    min_iou: Mapped[float] = mapped_column(Double)
+    layer: Mapped[str] = mapped_column(Text)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id", ondelete="RESTRICT"))
+    variant: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    concept_count: Mapped[int] = mapped_column(Integer, comment="columns of the model x concept matrix")
+    explained_variance: Mapped[list[float] | None] = mapped_column(ARRAY(Double), comment="PCA only")
+    inertia: Mapped[list[float]] = mapped_column(ARRAY(Double), comment="KMeans inertia for k = 1, 2, ...")
+    settings: Mapped[dict] = mapped_column(JSONB, server_default="{}")
+    code_version: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint("method IN ('pca', 'mds', 'tsne')", name="method"),
+        CheckConstraint("normalize IN ('population', 'selection', 'none')", name="normalize"),
+        CheckConstraint("components > 0 AND clusters > 0", name="sizes"),
+    )
+
+
+class EmbeddingPoint(Base):
+    """One model's place in an embedding: the run it came from, its coordinates and its cluster."""
+
+    __tablename__ = "embedding_point"
+
+    embedding_id: Mapped[int] = mapped_column(ForeignKey("embedding.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    coordinates: Mapped[list[float]] = mapped_column(ARRAY(Double))
+    cluster: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint("cluster >= 0", name="cluster"),
+        Index(None, "run_id"),
+    )

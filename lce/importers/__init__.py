@@ -1,0 +1,1 @@
+"""Imports of published dissection results into lce's tables (one module per format)."""

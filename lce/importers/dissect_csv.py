@@ -1,0 +1,53 @@
+"""Dissect per-unit CSV (the LCE paper's data): `name,unit,iou,label,category`, one row per model and unit.
+
+    records = read_dissect_csv(Path("models_dissect_profiles_raw.csv"), layer="layer4", probe="places365-upp")
+
+Each distinct `name` becomes a model with one run of the `dissect` variant (method.md section 1: top-1%
+quantile, IoU cut-off 0.04). Label `-` means the unit has no concept; an empty IoU is kept as NULL.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from lce.db.runs import ModelInfo, RunRecord, UnitRow
+from lce.errors import LceError
+from lce.importers.common import UnitIndex, parse_category, parse_int, parse_iou, read_csv
+
+SOURCE = "imported:dissect-csv"
+NO_LABEL = "-"
+# davidbau/dissect (Bau et al. PNAS 2020), as used by the LCE paper: top 1% of upsampled activations, IoU > 0.04.
+DISSECT_QUANTILE = 0.01
+IOU_CUTOFF = 0.04
+
+
+def read_dissect_csv(path: Path, layer: str, probe: str, architecture: str | None = None) -> list[RunRecord]:
+    units_by_model: dict[str, list[UnitRow]] = defaultdict(list)
+    index = UnitIndex(path)
+    for where, row in read_csv(path, ["name", "unit", "iou", "label", "category"]):
+        model = row["name"].strip()
+        if not model:
+            raise LceError(f"{where}: the model name is empty.")
+        unit = parse_int(row["unit"], where, "unit")
+        index.add(model, unit, where)
+        label = row["label"].strip()
+        concept = None if label in ("", NO_LABEL) else (parse_category(row["category"], where), label)
+        units_by_model[model].append(UnitRow(unit=unit, concept=concept, iou=parse_iou(row["iou"], where)))
+    if not units_by_model:
+        raise LceError(f"{path} has a header but no units.")
+    index.check_range()
+    return [
+        RunRecord(
+            model=ModelInfo(name=model, architecture=architecture),
+            probe=probe,
+            layer=layer,
+            variant="dissect",
+            quantile=DISSECT_QUANTILE,
+            iou_threshold=IOU_CUTOFF,
+            source=SOURCE,
+            units=sorted(units, key=lambda u: u.unit),
+            settings={"file": path.name, "format": "dissect-csv"},
+        )
+        for model, units in sorted(units_by_model.items())
+    ]

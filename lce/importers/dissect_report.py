@@ -1,0 +1,61 @@
+"""davidbau/dissect's report.json: `{"units": [{"unit": 0, "iou": 0.12, "label": "sky", "cat": "object"}, ...]}`.
+
+    records = read_dissect_report(Path("report.json"), model="resnet50-places", layer="layer4", probe=...)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lce.db.runs import ModelInfo, RunRecord, UnitRow
+from lce.errors import LceError
+from lce.importers.common import UnitIndex, Where, parse_category, parse_int, parse_iou, read_json_text
+from lce.importers.dissect_csv import DISSECT_QUANTILE, IOU_CUTOFF, NO_LABEL
+
+SOURCE = "imported:dissect-report"
+
+
+def read_dissect_report(
+    path: Path, model: str, layer: str, probe: str, architecture: str | None = None
+) -> list[RunRecord]:
+    try:
+        report = json.loads(read_json_text(path))
+    except json.JSONDecodeError as error:
+        raise LceError(f"{path} is not JSON: {error.msg} at line {error.lineno}, column {error.colno}.") from None
+    entries = report.get("units") if isinstance(report, dict) else None
+    if not isinstance(entries, list):
+        raise LceError(f"{path} is not a dissect report: it has no list under \"units\".")
+    if not entries:
+        raise LceError(f"{path} lists no units.")
+    index = UnitIndex(path)
+    units = []
+    for number, entry in enumerate(entries):
+        where = Where(path, entry=number)
+        if not isinstance(entry, dict):
+            raise LceError(f"{where} is not an object with unit, iou, label and cat.")
+        missing = [key for key in ("unit", "iou", "label") if key not in entry]
+        if "cat" not in entry and "category" not in entry:
+            missing.append("cat")
+        if missing:
+            raise LceError(f"{where} lacks {', '.join(missing)}.")
+        unit = parse_int(str(entry["unit"]), where, "unit")
+        index.add(model, unit, where)
+        label = str(entry["label"] or "").strip()
+        category = entry.get("cat", entry.get("category"))
+        concept = None if label in ("", NO_LABEL) else (parse_category(str(category), where, "cat"), label)
+        units.append(UnitRow(unit=unit, concept=concept, iou=parse_iou(entry["iou"], where)))
+    index.check_range()
+    return [
+        RunRecord(
+            model=ModelInfo(name=model, architecture=architecture),
+            probe=probe,
+            layer=layer,
+            variant="dissect",
+            quantile=DISSECT_QUANTILE,
+            iou_threshold=IOU_CUTOFF,
+            source=SOURCE,
+            units=sorted(units, key=lambda u: u.unit),
+            settings={"file": path.name, "format": "dissect-report"},
+        )
+    ]

@@ -1,0 +1,79 @@
+"""NetDissect / NetDissect-Lite tally.csv: one row per unit (1-based), its best category, label and score, then
+for every category `<cat>-label, -truth, -activation, -intersect, -iou`.
+
+    records = read_netdissect_csv(Path("tally.csv"), model="resnet18-places365", layer="layer4", probe="broden1_224")
+
+The unit's label and score become its best concept and IoU; each category's best label, with its truth,
+activation and intersection counts and IoU, becomes a unit x concept tally. A category column without a label
+(NetDissect-Lite leaves some texture labels empty) has no concept to attach the counts to and is skipped.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from pathlib import Path
+
+from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
+from lce.errors import LceError
+from lce.importers.common import UnitIndex, parse_category, parse_int, parse_iou, read_csv
+
+SOURCE = "imported:netdissect-csv"
+# Bau et al. CVPR 2017 (NetDissect, NetDissect-Lite): top 0.5% of raw activations, IoU > 0.04.
+NETDISSECT_QUANTILE = 0.005
+IOU_CUTOFF = 0.04
+TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
+
+
+def read_netdissect_csv(
+    path: Path, model: str, layer: str, probe: str, architecture: str | None = None
+) -> list[RunRecord]:
+    rows = read_csv(path, ["unit", "category", "label", "score"])
+    first = next(rows, None)
+    if first is None:
+        raise LceError(f"{path} has a header but no units.")
+    header = list(first[1].keys())
+    categories = [name[: -len("-label")] for name in header if name.endswith("-label")]
+    for category in categories:
+        missing = [f"{category}-{field}" for field in TALLY_FIELDS if f"{category}-{field}" not in header]
+        if missing:
+            raise LceError(f"{path} lacks the column(s) {', '.join(missing)} that go with {category}-label.")
+
+    index = UnitIndex(path, first=1)
+    units, tallies, skipped = [], [], 0
+    for where, row in chain([first], rows):
+        unit = parse_int(row["unit"], where, "unit") - 1  # tally.csv numbers units from 1
+        index.add(model, unit, where)
+        label = row["label"].strip()
+        concept = (parse_category(row["category"], where), label) if label else None
+        units.append(UnitRow(unit=unit, concept=concept, iou=parse_iou(row["score"], where, "score")))
+        for category in categories:
+            cat_label = row[f"{category}-label"].strip()
+            if not cat_label:
+                skipped += 1
+                continue
+            parse_category(category, where, f"column {category}-label's category")
+            counts = {
+                field: parse_int(row[f"{category}-{field}"], where, f"{category}-{field}")
+                for field in ("truth", "activation", "intersect")
+            }
+            iou = parse_iou(row[f"{category}-iou"], where, f"{category}-iou")
+            if iou is None:
+                raise LceError(f"{where}: {category}-iou is empty while {category}-label is {cat_label!r}.")
+            tallies.append(TallyRow(unit=unit, concept=(category, cat_label), intersection=counts["intersect"],
+                                    activation=counts["activation"], truth=counts["truth"], iou=iou))
+    index.check_range()
+    return [
+        RunRecord(
+            model=ModelInfo(name=model, architecture=architecture),
+            probe=probe,
+            layer=layer,
+            variant="netdissect",
+            quantile=NETDISSECT_QUANTILE,
+            iou_threshold=IOU_CUTOFF,
+            source=SOURCE,
+            units=sorted(units, key=lambda u: u.unit),
+            tallies=sorted(tallies, key=lambda t: (t.unit, t.concept)),
+            settings={"file": path.name, "format": "netdissect-csv", "unlabelled_tallies_skipped": skipped},
+        )
+    ]
+

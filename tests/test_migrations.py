@@ -1,0 +1,86 @@
+"""The schema: migrations round-trip, match the SQLAlchemy models, and create the views from sql/."""
+
+from alembic import command
+from sqlalchemy import inspect, text
+
+from lce.db import connection, migrate
+from lce.db.views import VIEWS
+
+TABLES = {"probe", "concept", "model", "run", "unit", "unit_concept", "embedding", "embedding_point"}
+
+
+def test_upgrade_downgrade_upgrade_round_trips(empty_database):
+    engine = connection.connect(upgrade=False)
+    assert migrate.current(engine) is None
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.head()
+    assert TABLES <= set(inspect(engine).get_table_names())
+    assert set(VIEWS) <= set(inspect(engine).get_view_names())
+
+    migrate.downgrade(engine, "base")
+    engine.dispose()
+    assert migrate.current(engine) is None
+    assert not TABLES & set(inspect(engine).get_table_names())
+    assert not set(VIEWS) & set(inspect(engine).get_view_names())
+
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert migrate.current(engine) == migrate.head()
+    assert set(VIEWS) <= set(inspect(engine).get_view_names())
+
+
+def test_models_match_migrations(database):
+    """`alembic check`: autogenerate finds nothing to add, drop or alter."""
+    engine = connection.connect()
+    command.check(migrate.config(engine))
+
+
+def test_first_use_upgrades_an_empty_database(empty_database):
+    engine = connection.connect()  # what every command does first
+    assert migrate.current(engine) == migrate.head()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM unit_label")).scalar() == 0
+
+
+def test_constraints_reject_bad_rows(engine):
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO probe (name, source) VALUES ('p', 'imported')"))
+        conn.execute(text("INSERT INTO model (name) VALUES ('m')"))
+    bad_statements = [
+        "INSERT INTO concept (probe_id, name, category) SELECT id, 'x', 'smell' FROM probe",
+        "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, source, code_version,"
+        " unit_count) SELECT m.id, p.id, 'l', 'dissect', 0.01, 1.5, 'dissected', 'v', 1 FROM model m, probe p",
+        "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, source, code_version,"
+        " unit_count) SELECT m.id, p.id, 'l', 'gradcam', 0.01, 0.04, 'dissected', 'v', 1 FROM model m, probe p",
+        "INSERT INTO model (name, checkpoint_sha256) VALUES ('n', 'not-a-hash')",
+    ]
+    for statement in bad_statements:
+        with engine.connect() as conn:
+            try:
+                conn.execute(text(statement))
+            except Exception as error:  # noqa: BLE001 - any integrity error will do
+                assert "violates check constraint" in str(error)
+            else:
+                raise AssertionError(f"accepted: {statement}")
+    with engine.begin() as conn:
+        run_id = conn.execute(text(
+            "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, source, code_version,"
+            " unit_count) SELECT m.id, p.id, 'l', 'dissect', 0.01, 0.04, 'dissected', 'v', 1 FROM model m, probe p"
+            " RETURNING id")).scalar()
+    for values in [f"({run_id}, -1, 0.1)", f"({run_id}, 0, 1.2)"]:
+        with engine.connect() as conn:
+            try:
+                conn.execute(text(f"INSERT INTO unit (run_id, unit, iou) VALUES {values}"))
+            except Exception as error:  # noqa: BLE001
+                assert "violates check constraint" in str(error)
+            else:
+                raise AssertionError(f"accepted unit {values}")
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO unit (run_id, unit, iou) VALUES ({run_id}, 0, NULL)"))
+        duplicate_ok = False
+        try:
+            with conn.begin_nested():
+                conn.execute(text(f"INSERT INTO unit (run_id, unit, iou) VALUES ({run_id}, 0, 0.5)"))
+        except Exception as error:  # noqa: BLE001
+            duplicate_ok = "duplicate key" in str(error)
+        assert duplicate_ok, "a second row for the same run and unit was accepted"

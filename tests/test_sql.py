@@ -1,0 +1,103 @@
+"""`lce sql` (DuckDB with Postgres attached, or Postgres itself) and `lce models`."""
+
+import csv
+import json
+
+import duckdb
+import pytest
+from sqlalchemy import text
+
+QUERY = "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model ORDER BY model"
+
+
+@pytest.fixture
+def two_models(cli, tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("name,unit,iou,label,category\na,0,0.1,sky,object\na,1,0.01,sky,object\nb,0,0.2,red-c,color\n")
+    assert cli("import", "dissect-csv", path).exit_code == 0
+
+
+@pytest.mark.parametrize("engine_name", ["duckdb", "postgres"])
+def test_query_prints_a_table(cli, two_models, engine_name):
+    result = cli("sql", QUERY, "--engine", engine_name)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "│" in line or "|" in line]
+    assert any("a" in line.split("│")[1] and "1" in line for line in lines if line.count("│") >= 2)
+    assert "2 row(s)" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "postgres"])
+def test_query_writes_files(cli, two_models, tmp_path, fmt, engine_name):
+    out = tmp_path / f"result.{fmt}"
+    result = cli("sql", QUERY, "--engine", engine_name, "--format", fmt, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 row(s) written" in result.stdout
+    if fmt == "csv":
+        assert list(csv.reader(out.open())) == [["model", "units"], ["a", "1"], ["b", "1"]]
+    elif fmt == "json":
+        assert json.loads(out.read_text()) == [{"model": "a", "units": 1}, {"model": "b", "units": 1}]
+    else:
+        assert duckdb.sql(f"SELECT * FROM '{out}'").fetchall() == [("a", 1), ("b", 1)]
+
+
+def test_duckdb_joins_local_files_with_the_store(cli, two_models, tmp_path):
+    families = tmp_path / "families.csv"
+    families.write_text("model,family\na,contrastive\nb,clustering\n")
+    out = tmp_path / "joined.csv"
+    query = (f"SELECT f.family, l.label FROM unit_label l JOIN '{families}' f USING (model)"
+             " WHERE l.interpretable ORDER BY 1")
+    assert cli("sql", query, "--out", out).exit_code == 0
+    assert list(csv.reader(out.open())) == [["family", "label"], ["clustering", "red-c"], ["contrastive", "sky"]]
+
+
+def test_postgres_engine_reaches_sql_functions(cli, two_models, tmp_path):
+    out = tmp_path / "f.csv"
+    query = "SELECT count(*) AS n FROM unit_label_at(0.15) WHERE interpretable"
+    assert cli("sql", query, "--engine", "postgres", "--out", out).exit_code == 0
+    assert out.read_text().splitlines() == ["n", "1"]
+
+
+@pytest.mark.parametrize("engine_name", ["duckdb", "postgres"])
+def test_writes_are_refused_without_write(cli, engine, two_models, engine_name):
+    result = cli("sql", "DELETE FROM model WHERE name = 'a'", "--engine", engine_name)
+    assert result.exit_code == 1
+    assert "lce sql is read-only unless you pass --write" in result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM model")).scalar() == 2
+
+
+@pytest.mark.parametrize("engine_name", ["duckdb", "postgres"])
+def test_write_flag_allows_writes(cli, engine, two_models, engine_name):
+    result = cli("sql", "UPDATE model SET family = 'x' WHERE name = 'a'", "--engine", engine_name, "--write")
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT family FROM model WHERE name = 'a'")).scalar() == "x"
+
+
+@pytest.mark.parametrize("engine_name, message", [
+    ("duckdb", "DuckDB could not run the query"),
+    ("postgres", "PostgreSQL could not run the query"),
+])
+def test_bad_sql_is_one_clear_error(cli, two_models, engine_name, message):
+    result = cli("sql", "SELECT no_such_column FROM unit_label", "--engine", engine_name)
+    assert result.exit_code == 1
+    assert message in result.stderr and "no_such_column" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_format_needs_out_and_query_can_come_from_stdin(cli, two_models, tmp_path):
+    assert "give it with --out FILE" in cli("sql", "SELECT 1", "--format", "csv").stderr
+    out = tmp_path / "stdin.csv"
+    assert cli("sql", "-", "--out", out, input="SELECT 42 AS answer").exit_code == 0
+    assert out.read_text().splitlines() == ["answer", "42"]
+
+
+def test_models_lists_runs_units_and_interpretable_units(cli, two_models):
+    result = cli("models")
+    assert result.exit_code == 0, result.output
+    table = [line.replace("│", " ").split() for line in result.stdout.splitlines() if line.startswith("│")]
+    rows = {row[0]: row for row in table if row[0] in ("a", "b")}
+    assert rows["a"][-2:] == ["2", "1"]  # units, interpretable
+    assert rows["b"][-2:] == ["1", "1"]
+    assert "imported:dissect-csv" in result.stdout
