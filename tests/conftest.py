@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -65,19 +66,29 @@ def template(admin_url) -> str:
     return TEMPLATE
 
 
-@pytest.fixture
-def database(admin_url, template, monkeypatch) -> str:
-    """A fresh, migrated database for this test; LCE_DATABASE_URL points at it. Returns its SQLAlchemy URL."""
+@contextmanager
+def scratch_database(admin_url: str, monkeypatch, template: str | None = None):
+    """A new database (copied from `template`, or empty) that LCE_DATABASE_URL points at; dropped afterwards."""
     name = f"lce_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     url = _sqlalchemy_url(admin_url, name)
     monkeypatch.setenv("LCE_DATABASE_URL", url)
     connection.dispose_all()
-    yield url
-    connection.dispose_all()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url
+    finally:
+        connection.dispose_all()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(admin_url, template, monkeypatch) -> str:
+    """A fresh, migrated database for this test; LCE_DATABASE_URL points at it. Returns its SQLAlchemy URL."""
+    with scratch_database(admin_url, monkeypatch, template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -88,16 +99,8 @@ def engine(database):
 @pytest.fixture
 def empty_database(admin_url, monkeypatch) -> str:
     """A database with no schema at all (for the migration tests)."""
-    name = f"lce_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _sqlalchemy_url(admin_url, name)
-    monkeypatch.setenv("LCE_DATABASE_URL", url)
-    connection.dispose_all()
-    yield url
-    connection.dispose_all()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(admin_url, monkeypatch) as url:
+        yield url
 
 
 def _sqlalchemy_url(admin_url: str, database: str) -> str:

@@ -126,14 +126,14 @@ def test_missing_file_is_named(cli, tmp_path):
 def test_a_failure_inside_the_transaction_leaves_nothing(engine):
     """The second run violates a CHECK constraint while being copied: the first run is rolled back with it."""
     from lce.db.runs import ModelInfo, RunRecord, UnitRow, write_runs
-    from lce.errors import LceError  # noqa: F401
+    from lce.errors import LceError
 
     def record(name, iou):
         return RunRecord(model=ModelInfo(name), probe="p", layer="l", variant="dissect", quantile=0.01,
                          iou_threshold=0.04, source="imported:test",
                          units=[UnitRow(0, ("object", "sky"), 0.1), UnitRow(1, None, iou)])
 
-    with pytest.raises(Exception, match="violates check constraint"):
+    with pytest.raises(LceError, match="The database refused the data: .*violates check constraint"):
         write_runs(engine, [record("good", 0.2), record("bad", 3.0)])
     assert counts(engine) == {"model": 0, "run": 0, "unit": 0, "concept": 0, "probe": 0, "unit_concept": 0}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -143,9 +144,17 @@ def check_settings(settings: EmbedSettings) -> None:
         raise LceError("--method tsne supports at most 3 components.")
 
 
+def _import_scikit_learn() -> None:
+    import sklearn.cluster  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+
+
 def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
     """Select runs, build the matrix in SQL, project, cluster, and (by default) store the embedding."""
     check_settings(settings)
+    # scikit-learn takes about a second to import (scipy.stats); do it while the database works.
+    warm = threading.Thread(target=_import_scikit_learn, daemon=True)
+    warm.start()
     con = duckdb_connection(read_only=True)
     try:
         selection = select_runs(con, list(settings.models), list(settings.exclude), settings.layer,
@@ -161,6 +170,7 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
         )
     if settings.clusters > count:
         raise LceError(f"--clusters {settings.clusters} is more than the {count} models embedded.")
+    warm.join()
     projection = Projection(settings.method, settings.components, settings.seed)
     coordinates = projection.fit_transform(matrix.values)
     clusters = ModelClusters(settings.clusters, settings.seed).fit(matrix.values)

@@ -15,7 +15,9 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 
+import psycopg
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from lce.config import code_version
 from lce.errors import LceError
@@ -95,8 +97,14 @@ class WrittenRun:
 
 def write_runs(engine: Engine, records: list[RunRecord], replace: bool = False) -> list[WrittenRun]:
     """Write every record in one transaction; see the module docstring for the rules."""
-    with engine.begin() as conn:
-        return [_write_run(conn, record, replace) for record in records]
+    try:
+        with engine.begin() as conn:
+            return [_write_run(conn, record, replace) for record in records]
+    except (IntegrityError, psycopg.IntegrityError) as error:
+        # Parsers check what they can; this catches the rest (and a concurrent writer of the same run).
+        # COPY runs on the raw psycopg cursor, so its errors arrive unwrapped.
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise LceError(f"The database refused the data: {reason}. Nothing was written.") from error
 
 
 def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.db.schema import CATEGORIES
 from lce.errors import LceError
 
@@ -130,3 +131,23 @@ class UnitIndex:
                         f"file lists {count} units for it, so unit numbers must run from {self.first} to "
                         f"{count - 1 + self.first}."
                     )
+
+
+def imported_run(
+    *, path: Path, fmt: str, model: str, architecture: str | None, probe: str, layer: str, variant: str,
+    quantile: float, iou_threshold: float, units: list[UnitRow], tallies: list[TallyRow] | None = None,
+    **settings,
+) -> RunRecord:
+    """The run of an imported file: source `imported:<fmt>`, units (and tallies) in unit order."""
+    return RunRecord(
+        model=ModelInfo(name=model, architecture=architecture),
+        probe=probe,
+        layer=layer,
+        variant=variant,
+        quantile=quantile,
+        iou_threshold=iou_threshold,
+        source=f"imported:{fmt}",
+        units=sorted(units, key=lambda u: u.unit),
+        tallies=sorted(tallies or [], key=lambda t: (t.unit, t.concept)),
+        settings={"file": path.name, "format": fmt, **settings},
+    )

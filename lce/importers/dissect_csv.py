@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from lce.db.runs import ModelInfo, RunRecord, UnitRow
+from lce.db.runs import RunRecord, UnitRow
 from lce.errors import LceError
-from lce.importers.common import UnitIndex, parse_category, parse_int, parse_iou, read_csv
+from lce.importers.common import UnitIndex, imported_run, parse_category, parse_int, parse_iou, read_csv
 
-SOURCE = "imported:dissect-csv"
+FORMAT = "dissect-csv"
 NO_LABEL = "-"
 # davidbau/dissect (Bau et al. PNAS 2020), as used by the LCE paper: top 1% of upsampled activations, IoU > 0.04.
 DISSECT_QUANTILE = 0.01
@@ -38,16 +38,7 @@ def read_dissect_csv(path: Path, layer: str, probe: str, architecture: str | Non
         raise LceError(f"{path} has a header but no units.")
     index.check_range()
     return [
-        RunRecord(
-            model=ModelInfo(name=model, architecture=architecture),
-            probe=probe,
-            layer=layer,
-            variant="dissect",
-            quantile=DISSECT_QUANTILE,
-            iou_threshold=IOU_CUTOFF,
-            source=SOURCE,
-            units=sorted(units, key=lambda u: u.unit),
-            settings={"file": path.name, "format": "dissect-csv"},
-        )
+        imported_run(path=path, fmt=FORMAT, model=model, architecture=architecture, probe=probe, layer=layer,
+                     variant="dissect", quantile=DISSECT_QUANTILE, iou_threshold=IOU_CUTOFF, units=units)
         for model, units in sorted(units_by_model.items())
     ]

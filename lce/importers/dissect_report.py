@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lce.db.runs import ModelInfo, RunRecord, UnitRow
+from lce.db.runs import RunRecord, UnitRow
 from lce.errors import LceError
-from lce.importers.common import UnitIndex, Where, parse_category, parse_int, parse_iou, read_json_text
+from lce.importers.common import UnitIndex, Where, imported_run, parse_category, parse_int, parse_iou, read_json_text
 from lce.importers.dissect_csv import DISSECT_QUANTILE, IOU_CUTOFF, NO_LABEL
 
-SOURCE = "imported:dissect-report"
+FORMAT = "dissect-report"
 
 
 def read_dissect_report(
@@ -47,15 +47,6 @@ def read_dissect_report(
         units.append(UnitRow(unit=unit, concept=concept, iou=parse_iou(entry["iou"], where)))
     index.check_range()
     return [
-        RunRecord(
-            model=ModelInfo(name=model, architecture=architecture),
-            probe=probe,
-            layer=layer,
-            variant="dissect",
-            quantile=DISSECT_QUANTILE,
-            iou_threshold=IOU_CUTOFF,
-            source=SOURCE,
-            units=sorted(units, key=lambda u: u.unit),
-            settings={"file": path.name, "format": "dissect-report"},
-        )
+        imported_run(path=path, fmt=FORMAT, model=model, architecture=architecture, probe=probe, layer=layer,
+                     variant="dissect", quantile=DISSECT_QUANTILE, iou_threshold=IOU_CUTOFF, units=units)
     ]

@@ -13,11 +13,11 @@ from __future__ import annotations
 from itertools import chain
 from pathlib import Path
 
-from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
+from lce.db.runs import RunRecord, TallyRow, UnitRow
 from lce.errors import LceError
-from lce.importers.common import UnitIndex, parse_category, parse_int, parse_iou, read_csv
+from lce.importers.common import UnitIndex, imported_run, parse_category, parse_int, parse_iou, read_csv
 
-SOURCE = "imported:netdissect-csv"
+FORMAT = "netdissect-csv"
 # Bau et al. CVPR 2017 (NetDissect, NetDissect-Lite): top 0.5% of raw activations, IoU > 0.04.
 NETDISSECT_QUANTILE = 0.005
 IOU_CUTOFF = 0.04
@@ -63,17 +63,7 @@ def read_netdissect_csv(
                                     activation=counts["activation"], truth=counts["truth"], iou=iou))
     index.check_range()
     return [
-        RunRecord(
-            model=ModelInfo(name=model, architecture=architecture),
-            probe=probe,
-            layer=layer,
-            variant="netdissect",
-            quantile=NETDISSECT_QUANTILE,
-            iou_threshold=IOU_CUTOFF,
-            source=SOURCE,
-            units=sorted(units, key=lambda u: u.unit),
-            tallies=sorted(tallies, key=lambda t: (t.unit, t.concept)),
-            settings={"file": path.name, "format": "netdissect-csv", "unlabelled_tallies_skipped": skipped},
-        )
+        imported_run(path=path, fmt=FORMAT, model=model, architecture=architecture, probe=probe, layer=layer,
+                     variant="netdissect", quantile=NETDISSECT_QUANTILE, iou_threshold=IOU_CUTOFF, units=units,
+                     tallies=tallies, unlabelled_tallies_skipped=skipped)
     ]
-
