@@ -101,3 +101,13 @@ def test_models_lists_runs_units_and_interpretable_units(cli, two_models):
     assert rows["a"][-2:] == ["2", "1"]  # units, interpretable
     assert rows["b"][-2:] == ["1", "1"]
     assert "imported:dissect-csv" in result.stdout
+
+
+def test_postgres_results_keep_their_types_and_vary_in_shape(cli, database, tmp_path):
+    out = tmp_path / "typed.parquet"
+    query = ("SELECT 1.5::numeric AS n, ARRAY[1, 2] AS arr, '{\"a\": 1}'::jsonb AS j, int4range(1, 3) AS r"
+             " UNION ALL SELECT 22.25, NULL, '[1]'::jsonb, NULL")
+    result = cli("sql", query, "--engine", "postgres", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert duckdb.sql(f"SELECT n::DOUBLE, arr, j, r FROM '{out}'").fetchall() == [
+        (1.5, [1, 2], '{"a": 1}', "[1, 3)"), (22.25, None, "[1]", None)]

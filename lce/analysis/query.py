@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import psycopg
+from psycopg.types.string import TextLoader
+import pyarrow
 from sqlalchemy.exc import DBAPIError
 
 from lce.analysis.duck import duckdb_connection
@@ -53,7 +54,12 @@ def _run_duckdb(query: str, write: bool) -> duckdb.DuckDBPyRelation:
     try:
         for statement in statements[:-1]:
             con.execute(statement)
-        return con.sql(statements[-1].query) if statements[-1].type.name in READING else _executed(con, statements[-1])
+        last = statements[-1]
+        if last.type.name == "SELECT":
+            # Materialise once, so that counting, printing and writing do not each run the query again.
+            con.execute(f"CREATE TEMP TABLE lce_result AS {last.query}")
+            return con.table("lce_result")
+        return con.sql(last.query) if last.type.name in READING else _executed(con, last)
     except duckdb.Error as error:
         raise LceError(f"DuckDB could not run the query: {_first_line(error)}") from None
 
@@ -75,7 +81,10 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
         try:
             if not write:
                 raw.execute("SET TRANSACTION READ ONLY")
-            cursor = raw.execute(query)
+            cursor = raw.cursor()
+            for json_type in ("json", "jsonb"):  # as text: JSON values vary in shape from row to row
+                cursor.adapters.register_loader(json_type, TextLoader)
+            cursor.execute(query)
             columns = [column.name for column in cursor.description] if cursor.description else ["result"]
             rows = cursor.fetchall() if cursor.description else [(cursor.statusmessage,)]
             raw.commit() if write else raw.rollback()
@@ -89,19 +98,19 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
 
 
 def _relation(columns: list[str], rows: list[tuple]) -> duckdb.DuckDBPyRelation:
-    """Rows from Postgres as a DuckDB relation, so that every engine shares the output code."""
-    data = {}
-    for index, name in enumerate(_unique(columns)):
-        values = [_plain(row[index]) for row in rows]
-        column = np.empty(len(values), dtype=object)
-        column[:] = values
-        data[name] = column
-    return duckdb.connect().sql("SELECT * FROM data")
+    """Rows from Postgres as a DuckDB relation (through Arrow, which keeps their types), so that every engine
+    shares the output code."""
+    table = pyarrow.table({
+        name: _column([row[index] for row in rows]) for index, name in enumerate(_unique(columns))
+    })
+    return duckdb.connect().from_arrow(table)
 
 
-def _plain(value):
-    # jsonb arrives as dicts whose shape varies from row to row; keep it as JSON text.
-    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+def _column(values: list) -> pyarrow.Array:
+    try:
+        return pyarrow.array(values)
+    except (pyarrow.ArrowException, OverflowError):  # a type Arrow cannot hold (ranges, mixed values): as text
+        return pyarrow.array([None if value is None else str(value) for value in values])
 
 
 def _unique(columns: list[str]) -> list[str]:

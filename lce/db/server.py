@@ -37,12 +37,27 @@ class EmbeddedServer:
     def data_dir(self) -> Path:
         return self.home / "postgres"
 
-    def is_running(self) -> bool:
+    def _running_socket_dir(self) -> Path | None:
+        """The socket directory of the server running on this data directory, or None."""
+        if not (self.data_dir / "postmaster.pid").exists():
+            return None
         info = _pgserver().utils.PostmasterInfo.read_from_pgdata(self.data_dir)
-        return info is not None and info.is_running()
+        if info is None or not info.is_running() or info.status != "ready":
+            return None
+        return info.socket_dir
+
+    def is_running(self) -> bool:
+        return self._running_socket_dir() is not None
 
     def start(self) -> str:
         """Start the server if needed, create the `lce` database, and return its SQLAlchemy URL."""
+        socket_dir = self._running_socket_dir()
+        if socket_dir is None:  # pgserver's own start path also re-checks file permissions: only when needed
+            socket_dir = self._start_server()
+        _ensure_database(socket_dir)
+        return url_for_socket(socket_dir)
+
+    def _start_server(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             with warnings.catch_warnings():
@@ -54,9 +69,7 @@ class EmbeddedServer:
                 f"Could not start the embedded PostgreSQL server in {self.data_dir}: {error}. "
                 f"Its log is {log}; set LCE_DATABASE_URL to use an external server instead."
             ) from error
-        socket_dir = server.get_postmaster_info().socket_dir
-        _ensure_database(socket_dir)
-        return url_for_socket(socket_dir)
+        return server.get_postmaster_info().socket_dir
 
     def stop(self) -> bool:
         """Stop the server; False when it was not running."""
