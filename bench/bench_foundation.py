@@ -1,6 +1,6 @@
 """Foundation benchmarks of the `lce` CLI: import, embed and sql, each timed as a real subprocess.
 
-    cd /work/main && .venv/bin/python bench/bench_foundation.py [--data FILE] [--repeat 5]
+    .venv/bin/python bench/bench_foundation.py [--data FILE] [--repeat 5]     (from the repository root)
 
 Every figure runs the installed `lce` next to this interpreter (process start included), against a fresh
 embedded PostgreSQL under a temporary LCE_HOME (LCE_DATABASE_URL is removed), which is stopped and deleted at the
