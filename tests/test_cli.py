@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lce.db import connection
+from lce.db import connection, migrate
 from tests.conftest import REPO, Cli
 
 COMMANDS = [
@@ -75,7 +75,7 @@ def test_embedded_server_starts_on_first_use_and_stops(tmp_path, monkeypatch):
         url = cli("db", "url").stdout.strip()
         assert url.startswith("postgresql://postgres@/lce?host=") and "home" in url and ":5432" not in url
         status = cli("db", "status")
-        assert "revision 0002, up to date" in status.stdout
+        assert f"revision {migrate.head()}, up to date" in status.stdout
         assert (tmp_path / "home" / "postgres" / "PG_VERSION").exists()
         # postmaster.pid: pid, data dir, start time, port, socket dir, listen addresses (empty: no TCP), ...
         pid_lines = (tmp_path / "home" / "postgres" / "postmaster.pid").read_text().splitlines()

@@ -61,6 +61,7 @@ class Probe(Base):
     seg_size: Mapped[int | None] = mapped_column(Integer)
     content_sha256: Mapped[str | None] = mapped_column(Text, comment="hash of the dataset's CSV files")
     source: Mapped[str] = mapped_column(Text, comment="'broden' or 'imported'")
+    category_images: Mapped[dict | None] = mapped_column(JSONB, comment="images annotating each category")
     created_at: Mapped[datetime] = _created_at()
 
     concepts: Mapped[list[Concept]] = relationship(back_populates="probe")
@@ -80,6 +81,11 @@ class Concept(Base):
     number: Mapped[int | None] = mapped_column(
         Integer, comment="label number in the probe's label.csv; NULL for a concept known only by name (imports)"
     )
+    primary_category: Mapped[str | None] = mapped_column(
+        Text, comment="the category the label occurs in most (label.csv); NULL for imports"
+    )
+    frequency: Mapped[int | None] = mapped_column(Integer, comment="images with this label in this category")
+    coverage: Mapped[float | None] = mapped_column(Double, comment="mean fraction of those images' pixels it covers")
 
     probe: Mapped[Probe] = relationship(back_populates="concepts")
 
@@ -87,6 +93,8 @@ class Concept(Base):
         UniqueConstraint("probe_id", "category", "name"),
         CheckConstraint(f"category IN {CATEGORIES}", name="category"),
         CheckConstraint("number IS NULL OR number > 0", name="number"),
+        CheckConstraint(f"primary_category IN {CATEGORIES}", name="primary_category"),
+        Index(None, "probe_id", "number"),
     )
 
 

@@ -1,0 +1,109 @@
+"""The probe as a torch Dataset for dissection: the image, normalised as the model expects, and its labels.
+
+    data = ProbeDataset(Broden.open(root), seg_size=56, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache=cache)
+    item = data[0]
+    item["image"]     # float32, 3 x H x W, normalised with the model's mean and std (None: left in [0, 1])
+    item["layers"]    # int64, L x S x S: label numbers per pixel, one slot per possible label layer (0 = none)
+    item["whole"]     # int64, W: whole-image label numbers (scene, texture), 0 in unused slots
+    item["annotated"] # bool, C: which of data.categories the image annotates
+
+Every item has the same shapes (slots are fixed per dataset: data.layer_categories and data.whole_categories
+say which category each slot belongs to), so the default collate batches them and DataLoader workers can load
+them in parallel. Labels come from the decode cache when one is given, else from the PNGs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lce.probe.broden import Broden
+from lce.probe.cache import DecodeCache
+from lce.probe.labels import ImageLabels
+
+# torchvision's ImageNet statistics, the normalisation of most of the paper's models (method.md section 4).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ProbeDataset(torch.utils.data.Dataset):
+    def __init__(self, probe: Broden, *, image_size: int | None = None, seg_size: int | None = None,
+                 mean: tuple[float, float, float] | None = IMAGENET_MEAN,
+                 std: tuple[float, float, float] | None = IMAGENET_STD, cache: DecodeCache | None = None):
+        self.probe = probe
+        self.image_size = image_size or probe.rows[0].ih
+        self.seg_size = seg_size or probe.rows[0].sh
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.cache = cache
+        self.positions = cache.positions(probe) if cache is not None else None
+        self.categories = list(probe.categories)
+        layers = probe.max_layers()
+        self.layer_categories = [c for c in self.categories for _ in range(layers[c])]
+        whole = {c: max((len(row.whole_labels(c)) for row in probe.rows), default=0) for c in self.categories}
+        self.whole_categories = [c for c in self.categories for _ in range(whole[c])]
+
+    def __len__(self) -> int:
+        return len(self.probe)
+
+    def labels_of(self, index: int) -> ImageLabels:
+        if self.cache is not None:
+            return self.cache.labels_of(self.positions[index])
+        return self.probe.labels_of(index)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        labels = self.labels_of(index)
+        return {
+            "index": torch.tensor(index),
+            "image": self.image(index),
+            "layers": torch.from_numpy(self._layers(labels)),
+            "whole": torch.from_numpy(_slots(self.whole_categories, labels.whole, 0, np.int64)),
+            "annotated": torch.tensor([c in labels.categories for c in self.categories], dtype=torch.bool),
+        }
+
+    def image(self, index: int) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(self.probe.image_path(index)) as picture:
+            picture = picture.convert("RGB")
+            if picture.size != (self.image_size, self.image_size):
+                picture = picture.resize((self.image_size, self.image_size), Image.BILINEAR)
+            pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0
+        if self.mean is not None:
+            pixels = pixels - self.mean
+        if self.std is not None:
+            pixels = pixels / self.std
+        return pixels
+
+    def _layers(self, labels: ImageLabels) -> np.ndarray:
+        size = self.seg_size
+        out = np.zeros((len(self.layer_categories), size, size), dtype=np.int64)
+        filled: dict[str, int] = {}
+        for slot, category in enumerate(self.layer_categories):
+            layers = labels.pixel.get(category, [])
+            taken = filled.get(category, 0)
+            if taken < len(layers):
+                out[slot] = resize_nearest(layers[taken], size)
+                filled[category] = taken + 1
+        return out
+
+
+def _slots(slot_categories: list[str], values: dict[str, list[int]], empty: int, dtype) -> np.ndarray:
+    out = np.full(len(slot_categories), empty, dtype=dtype)
+    taken: dict[str, int] = {}
+    for slot, category in enumerate(slot_categories):
+        items = values.get(category, [])
+        if taken.get(category, 0) < len(items):
+            out[slot] = items[taken.get(category, 0)]
+            taken[category] = taken.get(category, 0) + 1
+    return out
+
+
+def resize_nearest(layer: np.ndarray, size: int) -> np.ndarray:
+    """A label map resized to size x size by nearest neighbour (pixel centres; labels must not be blended)."""
+    height, width = layer.shape
+    if (height, width) == (size, size):
+        return layer
+    rows = np.minimum(((np.arange(size) + 0.5) * height / size).astype(np.int64), height - 1)
+    cols = np.minimum(((np.arange(size) + 0.5) * width / size).astype(np.int64), width - 1)
+    return layer[rows[:, None], cols[None, :]]
