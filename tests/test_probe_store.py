@@ -91,6 +91,18 @@ def test_a_corrupt_label_file_stops_the_add_with_its_name(cli, engine, tiny, hom
     assert cli("probe", "check", root, "--deep").exit_code == 1
 
 
+def test_an_unknown_label_number_in_a_png_stops_the_add(cli, engine, tiny, home):
+    from tests.test_probe_broden import label_png
+
+    root, _ = tiny
+    png = root / "images" / "1_color.png"
+    label_png(png, np.full((4, 4), 300))
+    result = cli("probe", "add", "tiny", root)
+    assert result.exit_code == 1
+    assert f"{png} holds label number(s) 300 that label.csv lacks" in result.stderr
+    assert table_counts(engine) == (0, 0)
+
+
 def test_list_and_show(cli, tiny, home):
     root, _ = tiny
     cli("probe", "add", "tiny", root)

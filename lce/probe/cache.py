@@ -117,9 +117,10 @@ class DecodeCache:
         return labels
 
 
-def _decode_row(job: tuple[Path, list[str], tuple[int, int]]) -> list[np.ndarray]:
-    """The label layers of one image (run in worker processes); a corrupt or mis-sized PNG is an LceError."""
-    images, files, shape = job
+def _decode_row(job: tuple[Path, list[str], tuple[int, int], np.ndarray]) -> list[np.ndarray]:
+    """The label layers of one image (run in worker processes); a corrupt or mis-sized PNG, or one with label
+    numbers that label.csv lacks, is an LceError."""
+    images, files, shape, known = job
     layers = []
     for name in files:
         path = images / name
@@ -129,7 +130,11 @@ def _decode_row(job: tuple[Path, list[str], tuple[int, int]]) -> list[np.ndarray
             raise LceError(f"{path} cannot be decoded ({error}); `lce probe check --deep` lists every such file.")
         if layer.shape != shape:
             raise LceError(f"{path} is {layer.shape[1]}x{layer.shape[0]}, but index.csv says {shape[1]}x{shape[0]}.")
-        if layer.max(initial=0) > np.iinfo(np.uint16).max:
+        numbers = np.unique(layer)
+        unknown = numbers[(numbers != 0) & ~np.isin(numbers, known)]
+        if unknown.size:
+            raise LceError(f"{path} holds label number(s) {', '.join(map(str, unknown[:5]))} that label.csv lacks.")
+        if numbers[-1] > np.iinfo(np.uint16).max:
             raise LceError(f"{path} holds label numbers above 65535, which the decode cache cannot store.")
         layers.append(layer.astype(np.uint16))
     return layers
@@ -152,7 +157,8 @@ def _write(probe: Broden, directory: Path, workers: int, progress) -> None:
 
     total = int(layer_start[-1])
     layers = np.memmap(directory / LAYERS, dtype=np.uint16, mode="w+", shape=(max(total, 1), *shape))
-    jobs = [(probe.root / "images", [name for _, name in files], shape) for files in layer_files]
+    known = np.array(sorted(probe.vocabulary), dtype=np.int64)
+    jobs = [(probe.root / "images", [name for _, name in files], shape, known) for files in layer_files]
     pool = ProcessPoolExecutor(workers) if workers > 0 else None
     try:
         decoded = pool.map(_decode_row, jobs, chunksize=16) if pool else map(_decode_row, jobs)
