@@ -49,3 +49,21 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return version
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(name: str = "auto"):
+    """The torch device for `--device`: `auto` is CUDA when present, else the CPU. The only place that picks one."""
+    import torch
+
+    from lce.errors import LceError
+
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise LceError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {name!r}.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LceError(f"--device {name}: no CUDA device is available here; use --device cpu (or auto).")
+    return torch.device(name)

@@ -1,6 +1,6 @@
 """The `lce` command line: thin commands over the library (each module registers its commands on `app`)."""
 
-from lce.cli import db, embed, imports, probe, query  # noqa: F401  (registering the commands)
+from lce.cli import db, embed, imports, ingest, probe, query  # noqa: F401  (registering the commands)
 from lce.cli.app import app
 
 

@@ -65,13 +65,18 @@ class RunRecord:
     tallies: list[TallyRow] = field(default_factory=list)
     seg_size: int | None = None
     settings: dict = field(default_factory=dict)
+    top_images: list[tuple[int, int, int, float]] = field(default_factory=list)  # (unit, rank, image, activation)
 
     def content_sha256(self) -> str:
         """A hash of the method and every unit and tally, so that importing the same data again is recognised
-        (settings such as the file's name are left out: the same rows from a renamed file are the same run)."""
+        (settings such as the file's name are left out: the same rows from a renamed file are the same run).
+        A dissected run is identified by its checkpoint and settings instead: the same inputs, the same run."""
         digest = hashlib.sha256()
         header = [self.layer, self.variant, self.quantile, self.iou_threshold, self.seg_size]
         digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+        if self.source == "dissected":
+            digest.update(json.dumps([self.model.checkpoint_sha256, self.settings], sort_keys=True).encode())
+            return digest.hexdigest()
         for row in self.units:
             digest.update(repr((row.unit, row.concept, row.iou, row.threshold)).encode())
         for tally in self.tallies:
@@ -158,7 +163,27 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun
             for tally in record.tallies:
                 copy.write_row((run_id, tally.unit, concept_ids[tally.concept], tally.intersection,
                                 tally.activation, tally.truth, tally.iou))
+    if record.top_images:
+        with cursor.copy("COPY unit_top_image (run_id, unit, rank, image, activation) FROM STDIN") as copy:
+            for unit, rank, image, activation in record.top_images:
+                copy.write_row((run_id, unit, rank, image, activation))
     return WrittenRun(record, outcome, run_id)
+
+
+def find_run(engine: Engine, model: str, layer: str, probe: str, variant: str, quantile: float,
+             seg_size: int | None, source: str):
+    """The stored run with this identity (id, checkpoint_sha256, source_sha256), or None."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT r.id, r.checkpoint_sha256, r.source_sha256 FROM run r JOIN model m ON m.id = r.model_id"
+                " JOIN probe p ON p.id = r.probe_id WHERE m.name = :model AND r.layer = :layer AND p.name = :probe"
+                " AND r.variant = :variant AND r.quantile = :quantile AND r.seg_size IS NOT DISTINCT FROM :seg"
+                " AND r.source = :source"
+            ),
+            dict(model=model, layer=layer, probe=probe, variant=variant, quantile=quantile, seg=seg_size,
+                 source=source),
+        ).first()
 
 
 def _probe(conn: Connection, name: str) -> tuple[int, str]:

@@ -194,6 +194,23 @@ class UnitConcept(Base):
     )
 
 
+class UnitTopImage(Base):
+    """The probe images that activate a dissected unit most (rank 0 = strongest), for reports."""
+
+    __tablename__ = "unit_top_image"
+
+    run_id: Mapped[int] = mapped_column(primary_key=True)
+    unit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image: Mapped[int] = mapped_column(Integer, comment="0-based row of the probe's index.csv")
+    activation: Mapped[float] = mapped_column(Double, comment="the unit's largest activation in that image")
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "unit"], ["unit.run_id", "unit.unit"], ondelete="CASCADE"),
+        CheckConstraint("rank >= 0 AND image >= 0", name="rank_image"),
+    )
+
+
 class Embedding(Base):
     """A Learned Concepts Embedding: every parameter needed to make it again, and what it found."""
 

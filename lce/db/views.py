@@ -1,25 +1,27 @@
 """The views and SQL functions of sql/, created and dropped by migrations.
 
-Each file sql/<name>.sql creates a function <name>_at(min_iou double precision) and a view <name> over it.
-A migration that changes a view or a table under one drops them all (drop_all) and creates them again from the
-files (create_all), so the files are the single definition.
+Each file sql/<name>.sql creates a view <name> (and, for views that depend on the IoU cut-off, a function
+<name>_at(min_iou double precision) under it). Each migration names the views it creates, so that upgrading an
+empty database replays history; a migration that changes a view (or a table under one) drops and creates it
+again from its file, so the files are the single definition.
 """
 
 from __future__ import annotations
 
 from lce.resources import read_sql
 
-# In dependency order: each view may use the ones before it.
-VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix")
+# Every view, in dependency order (each may use the ones before it).
+VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
+         "unit_category_label")
 
 
-def create_all(execute) -> None:
-    """Create every view; `execute` runs one SQL string (alembic's op.execute, or a connection's exec_driver_sql)."""
-    for name in VIEWS:
+def create(execute, names: tuple[str, ...]) -> None:
+    """Create the views; `execute` runs one SQL string (alembic's op.execute)."""
+    for name in names:
         execute(read_sql(name))
 
 
-def drop_all(execute) -> None:
-    for name in reversed(VIEWS):
+def drop(execute, names: tuple[str, ...]) -> None:
+    for name in reversed(names):
         execute(f"DROP VIEW IF EXISTS {name}")
         execute(f"DROP FUNCTION IF EXISTS {name}_at(double precision)")

@@ -29,8 +29,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ProbeDataset(torch.utils.data.Dataset):
     def __init__(self, probe: Broden, *, image_size: int | None = None, seg_size: int | None = None,
                  mean: tuple[float, float, float] | None = IMAGENET_MEAN,
-                 std: tuple[float, float, float] | None = IMAGENET_STD, cache: DecodeCache | None = None):
+                 std: tuple[float, float, float] | None = IMAGENET_STD, cache: DecodeCache | None = None,
+                 images: bool = True):
         self.probe = probe
+        self.load_images = images  # False: labels only (a second pass over cached activations)
         self.image_size = image_size or probe.rows[0].ih
         self.seg_size = seg_size or probe.rows[0].sh
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
@@ -55,7 +57,7 @@ class ProbeDataset(torch.utils.data.Dataset):
         labels = self.labels_of(index)
         return {
             "index": torch.tensor(index),
-            "image": self.image(index),
+            "image": self.image(index) if self.load_images else torch.zeros(0),
             "layers": torch.from_numpy(self._layers(labels)),
             "whole": torch.from_numpy(_slots(self.whole_categories, labels.whole, 0, np.int64)),
             "annotated": torch.tensor([c in labels.categories for c in self.categories], dtype=torch.bool),

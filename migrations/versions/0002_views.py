@@ -15,9 +15,12 @@ branch_labels = None
 depends_on = None
 
 
+VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix")
+
+
 def upgrade() -> None:
-    views.create_all(op.execute)
+    views.create(op.execute, VIEWS)
 
 
 def downgrade() -> None:
-    views.drop_all(op.execute)
+    views.drop(op.execute, VIEWS)

@@ -1,0 +1,113 @@
+"""`lce ingest` and `lce zoo`: dissecting models into the store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lce.cli.app import app, console, errors, user_errors
+from lce.errors import LceError
+
+
+def parse_bytes(text: str) -> int:
+    """'2G', '512M', '100k' or a plain number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not match:
+        raise LceError(f"--cache-budget {text!r} is not a size such as 2G, 512M or 0.")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+@app.command("ingest")
+@user_errors
+def ingest(
+    model: str = typer.Argument(..., help="Model name: a zoo entry (lce zoo), or any name with --arch."),
+    probe: str = typer.Option(..., "--probe", help="Registered probe dataset (lce probe add / lce probe list)."),
+    layer: list[str] = typer.Option([], "--layer", help="Layer by dotted module name (repeatable; default: the "
+                                                        "zoo entry's, else layer4)."),
+    variant: str = typer.Option("dissect", "--variant", help="dissect (Bau et al. 2020, the LCE paper) or "
+                                                             "netdissect (Bau et al. 2017)."),
+    quantile: float | None = typer.Option(None, "--quantile", help="Top fraction of activations above the "
+                                                                   "threshold (default 0.01 dissect, 0.005 netdissect)."),
+    iou_threshold: float = typer.Option(0.04, "--iou-threshold", help="IoU cut-off for 'interpretable'."),
+    seg_size: int | None = typer.Option(None, "--seg-size", help="Segmentation size S (default: 56 for 224-px "
+                                                                 "images with dissect, the probe's own with netdissect)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Weights file (any layout of method.md §4)."),
+    arch: str | None = typer.Option(None, "--arch", help="torchvision architecture (resnet50) or "
+                                                         "package.module:function returning an nn.Module."),
+    random_init: bool = typer.Option(False, "--random-init", help="Random weights (the paper's control)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    cache_budget: str = typer.Option("2G", "--cache-budget", help="Activations kept from pass 1 to skip the "
+                                                                  "second forward pass (0 disables)."),
+    split: str = typer.Option("all", "--split", help="Probe split: train, val or all."),
+    replace: bool = typer.Option(False, "--replace", help="Swap an existing run for the same model and layer."),
+) -> None:
+    """Dissect a model's layer(s) over a registered probe and store every unit (threshold, best concept and IoU),
+    the unit x concept tallies and each unit's top images, in one transaction.
+
+    Example: lce ingest r18-seed1 --probe synth --arch resnet18 --random-init --seed 1
+    """
+    from lce.dissect.engine import VARIANT_QUANTILE, DissectSettings
+    from lce.dissect.ingest import IngestRequest
+    from lce.dissect.ingest import ingest as run_ingest
+
+    if variant not in VARIANT_QUANTILE:
+        raise LceError(f"--variant must be one of {', '.join(VARIANT_QUANTILE)}, not {variant!r}.")
+    if quantile is not None and not 0 < quantile < 1:
+        raise LceError(f"--quantile must lie in (0, 1), not {quantile}.")
+    if not 0 <= iou_threshold <= 1:
+        raise LceError(f"--iou-threshold must lie in [0, 1], not {iou_threshold}.")
+    if batch_size < 1 or workers < 0 or (seg_size is not None and seg_size < 1):
+        raise LceError("--batch-size and --seg-size must be positive and --workers not negative.")
+    settings = DissectSettings.for_variant(variant, quantile=quantile, iou_threshold=iou_threshold,
+                                           seg_size=seg_size, batch_size=batch_size, workers=workers,
+                                           cache_budget=parse_bytes(cache_budget))
+    request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
+                            checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
+                            replace=replace)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total, rate="")
+            task = bar.tasks[tasks[name]]
+            speed = task.speed
+            bar.update(tasks[name], completed=done, rate=f"{speed:,.0f} img/s" if speed else "")
+
+        outcomes = run_ingest(request, progress)
+    for outcome in outcomes:
+        if outcome.status == "skipped":
+            console.print(f"{model} {outcome.layer}: already ingested with this checkpoint and settings (run "
+                          f"{outcome.run_id}); skipped. --replace dissects it again.")
+            continue
+        top = ", ".join(f"{name} ({count})" for name, count in outcome.top_concepts) or "none"
+        console.print(f"{model} {outcome.layer}: {outcome.status} run {outcome.run_id}: {outcome.units} units, "
+                      f"{outcome.interpretable} interpretable (IoU > {iou_threshold}); top concepts: {top}; "
+                      f"{outcome.seconds:.1f} s", highlight=False)
+
+
+@app.command("zoo")
+@user_errors
+def zoo() -> None:
+    """List the models lce knows by name: architecture, layer, checkpoint layout, normalisation, family.
+
+    Example: lce zoo; lce ingest moco-v2 --probe broden1_224 --checkpoint moco_v2_800ep.pth.tar
+    """
+    from lce.models.zoo import zoo_entries
+
+    table = Table("name", "architecture", "layer", "checkpoint layout", "normalisation", "family", "source",
+                  header_style="bold")
+    for entry in zoo_entries():
+        table.add_row(entry.name, entry.architecture, entry.layer, entry.layout or "none (random init)",
+                      "ImageNet mean/std" if entry.normalization else "none ([0, 1])", entry.family, entry.note)
+    console.print(table)

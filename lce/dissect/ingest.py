@@ -1,0 +1,189 @@
+"""`lce ingest`: dissect a model's layers over a registered probe and store every unit, one transaction per call.
+
+    outcomes = ingest(IngestRequest(model="r18-a", probe="synth", layers=["layer4"], arch="resnet18",
+                                    random_init=True, seed=1))
+
+The model comes from the zoo (its name) or from --arch with --checkpoint or --random-init. A layer already
+ingested with the same checkpoint, probe and settings is skipped; with another checkpoint it needs --replace,
+which swaps the run inside the transaction that writes the new one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+
+from lce.config import code_version, lce_home, pick_device
+from lce.db.connection import connect
+from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, find_run, write_runs
+from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
+from lce.errors import LceError
+from lce.probe.broden import Broden
+from lce.probe.cache import DecodeCache
+from lce.probe.dataset import ProbeDataset
+
+SOURCE = "dissected"
+DEFAULT_LAYER = "layer4"  # ResNets' last block, the layer of every published comparison
+
+
+@dataclass
+class IngestRequest:
+    model: str
+    probe: str
+    layers: list[str] = field(default_factory=list)  # empty: the zoo entry's layer, else DEFAULT_LAYER
+    settings: DissectSettings = field(default_factory=DissectSettings)
+    arch: str | None = None
+    checkpoint: Path | None = None
+    random_init: bool = False
+    seed: int = 0
+    device: str = "auto"
+    split: str = "all"
+    replace: bool = False
+
+
+@dataclass
+class IngestOutcome:
+    layer: str
+    status: str  # created | replaced | skipped
+    run_id: int | None
+    units: int = 0
+    interpretable: int = 0
+    top_concepts: list[tuple[str, int]] = field(default_factory=list)
+    seconds: float = 0.0
+    threshold_exact: bool = True
+    cached: bool = False
+
+
+def ingest(request: IngestRequest, progress: Progress | None = None) -> list[IngestOutcome]:
+    started = time.perf_counter()
+    engine = connect()
+    probe_row = _registered_probe(engine, request.probe)
+    probe = Broden.open(Path(probe_row.path), split=request.split)
+    if probe.content_sha256() != probe_row.content_sha256:
+        raise LceError(f"The dataset at {probe_row.path} has changed since probe {request.probe!r} was added; run "
+                       f"`lce probe add {request.probe} {probe_row.path} --replace` first.")
+    loaded, default_layer, family = _load_model(request)
+    layers = request.layers or [default_layer]
+    settings = request.settings
+    image_size = probe.rows[0].ih
+    seg_size = settings.seg_size_for(image_size, probe.rows[0].sh)
+    settings = replace(settings, seg_size=seg_size)
+
+    todo, outcomes = [], []
+    for layer in layers:
+        stored = find_run(engine, request.model, layer, request.probe, settings.variant, settings.quantile,
+                          seg_size, SOURCE)
+        if stored is not None and not request.replace:
+            if stored.checkpoint_sha256 == loaded.checkpoint_sha256:
+                outcomes.append(IngestOutcome(layer, "skipped", stored.id))
+                continue
+            raise LceError(f"Model {request.model!r} layer {layer!r} is already dissected on probe "
+                           f"{request.probe!r} (run {stored.id}) from another checkpoint; pass --replace to swap it.")
+        todo.append(layer)
+    if not todo:
+        return outcomes
+
+    device = pick_device(request.device)
+    from lce.models.layers import resolve_layer
+
+    for layer in todo:
+        resolve_layer(loaded.module, layer)
+    cache = DecodeCache.build(probe, lce_home() / "cache", workers=settings.workers)
+    dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
+                           cache=cache)
+    results = dissect(loaded.module, todo, dataset, settings, device, progress)
+    concepts = _concepts(engine, probe_row.id)
+    model = ModelInfo(name=request.model, architecture=loaded.architecture,
+                      checkpoint_sha256=loaded.checkpoint_sha256, family=family,
+                      notes=loaded.description)
+    run_settings = {
+        "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
+        "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "device": str(device),
+        "checkpoint": str(request.checkpoint) if request.checkpoint else None, "random_init": request.random_init,
+        "seed": request.seed if request.random_init else None, "code": code_version(),
+    }
+    records = [_record(model, request.probe, results[layer], settings, concepts, run_settings)
+               for layer in todo]
+    written = write_runs(engine, records, replace=request.replace)
+    seconds = time.perf_counter() - started
+    for item, layer in zip(written, todo):
+        result = results[layer]
+        interpretable = [row for row in item.record.units if row.concept and row.iou is not None
+                         and row.iou > settings.iou_threshold]
+        counts: dict[str, int] = {}
+        for row in interpretable:
+            counts[row.concept[1]] = counts.get(row.concept[1], 0) + 1
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        outcomes.append(IngestOutcome(layer, item.outcome.value, item.run_id, len(item.record.units),
+                                      len(interpretable), top, seconds, result.threshold_exact, result.cached))
+    return outcomes
+
+
+def _registered_probe(engine, name: str):
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT id, path, content_sha256, source FROM probe WHERE name = :n"),
+                           {"n": name}).first()
+        if row is None or row.source != "broden":
+            known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM probe"
+                                      " WHERE source = 'broden'")).scalar()
+            raise LceError(f"No probe dataset named {name!r} is registered (registered: {known or 'none'}); add one "
+                           "with `lce probe add NAME DIR` (or make one with `lce probe synth`).")
+    return row
+
+
+def _load_model(request: IngestRequest):
+    """(LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch."""
+    from lce.models import build, zoo
+
+    if request.arch is not None:
+        return build.build_model(request.arch, checkpoint=request.checkpoint, random_init=request.random_init,
+                                 seed=request.seed), DEFAULT_LAYER, None
+    entry = zoo.zoo_entry(request.model)  # an unknown name is an LceError listing the zoo
+    if request.random_init and entry.layout is not None:
+        loaded = build.build_model(entry.architecture, random_init=True, seed=request.seed,
+                                   normalization=entry.normalization)
+    else:
+        loaded = build.build_zoo_model(entry, request.checkpoint, seed=request.seed)
+    return loaded, entry.layer, entry.family
+
+
+def _concepts(engine, probe_id: int) -> dict[tuple[str, int], str]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT category, number, name FROM concept WHERE probe_id = :p"), {"p": probe_id})
+        return {(row.category, row.number): row.name for row in rows}
+
+
+def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: DissectSettings,
+            concepts: dict[tuple[str, int], str], run_settings: dict) -> RunRecord:
+    tally = result.tally
+    # The columns that are concepts of the probe (a category's label numbers per c_<category>.csv).
+    columns = np.array(sorted(tally.column(c, n) for c, n in concepts if c in tally.categories), dtype=np.int64)
+    names = {tally.column(c, n): (c, name) for (c, n), name in concepts.items() if c in tally.categories}
+    intersection, activation, truth = (t.cpu().numpy() for t in tally.counts())
+    iou = tally.iou().cpu().numpy()
+    valid_iou = iou[:, columns]
+    best = columns[valid_iou.argmax(axis=1)] if len(columns) else np.zeros(tally.units, dtype=np.int64)
+    thresholds = result.thresholds.double().cpu().numpy()
+    units = [
+        UnitRow(unit=u, concept=names.get(int(best[u])) if len(columns) else None,
+                iou=float(iou[u, best[u]]) if len(columns) else None, threshold=float(thresholds[u]))
+        for u in range(tally.units)
+    ]
+    unit_index, column_index = np.nonzero(intersection[:, columns])
+    tallies = [
+        TallyRow(unit=int(u), concept=names[int(col)], intersection=int(intersection[u, col]),
+                 activation=int(activation[u, col]), truth=int(truth[col]), iou=float(iou[u, col]))
+        for u, col in zip(unit_index, columns[column_index])
+    ]
+    top = [(u, rank, int(result.top_images[u, rank]), float(result.top_activations[u, rank]))
+           for u in range(tally.units) for rank in range(result.top_images.shape[1])]
+    return RunRecord(
+        model=model, probe=probe_name, layer=result.layer, variant=settings.variant, quantile=settings.quantile,
+        iou_threshold=settings.iou_threshold, source=SOURCE, units=units, tallies=tallies,
+        seg_size=settings.seg_size, top_images=top,
+        settings={**run_settings, "threshold_exact": result.threshold_exact, "activation_cache": result.cached},
+    )

@@ -1,0 +1,100 @@
+"""Counting, pooled over the probe: I[u, c], A and G[c] (method.md section 1), vectorised on the device.
+
+    tally = Tally(units=512, categories=[...], max_label=1196, variant="dissect", device=device)
+    tally.add_truth(layers, layer_category, whole, whole_category)              # G, once per batch
+    tally.add(mask, layers, layer_category, whole, whole_category, annotated)    # I and A, per chunk of units
+    tally.iou()                                                                 # (units, columns)
+
+A concept is a (category, label number) pair, so the same label in two categories is two concepts; its column
+is category_index * (max_label + 1) + label. Only active pixels (a few in a thousand) are visited: their
+(unit, column) pairs are counted with bincount in int64; whole-image labels (scene, texture) count as all S x S
+pixels of their image. `dissect` counts a unit's activation A[u] over every pixel; `netdissect` counts A[u, k]
+only over images that annotate category k.
+"""
+
+from __future__ import annotations
+
+import torch
+
+VARIANTS = ("netdissect", "dissect")
+
+
+class Tally:
+    def __init__(self, units: int, categories: list[str], max_label: int, variant: str,
+                 device: torch.device | str = "cpu"):
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+        self.units, self.categories, self.variant = units, list(categories), variant
+        self.stride = max_label + 1
+        self.columns = len(self.categories) * self.stride
+        self.device = torch.device(device)
+        self.intersection = torch.zeros(units * self.columns, dtype=torch.int64, device=self.device)
+        self.truth = torch.zeros(self.columns, dtype=torch.int64, device=self.device)
+        shape = (units,) if variant == "dissect" else (units, len(self.categories))
+        self.activation = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        self.images = 0
+
+    def column(self, category: str, label: int) -> int:
+        return self.categories.index(category) * self.stride + label
+
+    def add_truth(self, layers: torch.Tensor, layer_category: torch.Tensor, whole: torch.Tensor,
+                  whole_category: torch.Tensor) -> None:
+        """G[c] of one batch (once per batch, whatever the unit chunks): layers (B, L, S, S) label numbers
+        (0 = none) with layer_category (L,) category indices; whole (B, W) with whole_category (W,)."""
+        self.images += layers.shape[0]
+        layers = layers.to(self.device)
+        columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
+        self.truth += torch.bincount(columns[layers > 0], minlength=self.columns)
+        whole = whole.to(self.device)
+        cols = (whole_category.to(self.device)[None, :] * self.stride + whole)[whole > 0]
+        size = layers.shape[-1]
+        self.truth.index_add_(0, cols, torch.full_like(cols, size * size))
+
+    def add(self, mask: torch.Tensor, layers: torch.Tensor, layer_category: torch.Tensor, whole: torch.Tensor,
+            whole_category: torch.Tensor, annotated: torch.Tensor, unit_offset: int = 0) -> None:
+        """I and A of one batch for units unit_offset.. (call add_truth once per batch too). mask: (B, U', S, S)
+        bool, M_u = upsampled activation > T_u; annotated: (B, categories) bool."""
+        batch, units, size, _ = mask.shape
+        layers = layers.to(self.device)
+        columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
+
+        image, unit, y, x = mask.nonzero(as_tuple=True)
+        for layer in range(layers.shape[1]):
+            labels = layers[image, layer, y, x]
+            hit = labels > 0
+            cells = (unit[hit] + unit_offset) * self.columns + columns[image[hit], layer, y[hit], x[hit]]
+            self.intersection += torch.bincount(cells, minlength=self.intersection.numel())
+
+        active = mask.sum(dim=(2, 3))  # (B, U) pixels of M_u per image
+        whole = whole.to(self.device)
+        whole_columns = whole_category.to(self.device)[None, :] * self.stride + whole  # (B, W)
+        for slot in range(whole.shape[1]):
+            present = whole[:, slot] > 0
+            if not present.any():
+                continue
+            cols = whole_columns[present, slot]
+            cells = (torch.arange(units, device=self.device)[None, :] + unit_offset) * self.columns + cols[:, None]
+            self.intersection.index_add_(0, cells.reshape(-1), active[present].reshape(-1))
+
+        chunk = slice(unit_offset, unit_offset + units)
+        if self.variant == "dissect":
+            self.activation[chunk] += active.sum(dim=0)
+        else:
+            annotated = annotated.to(self.device, torch.int64)
+            self.activation[chunk] += (active[:, :, None] * annotated[:, None, :]).sum(dim=0)
+
+    def counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """I (U, columns), A broadcast to (U, columns), G (columns,)."""
+        intersection = self.intersection.view(self.units, self.columns)
+        if self.variant == "dissect":
+            activation = self.activation[:, None].expand(self.units, self.columns)
+        else:
+            category = torch.arange(self.columns, device=self.device) // self.stride
+            activation = self.activation[:, category]
+        return intersection, activation, self.truth
+
+    def iou(self) -> torch.Tensor:
+        """IoU[u, c] = I / (A + G - I), 0 where the denominator is 0; float64."""
+        intersection, activation, truth = self.counts()
+        union = (activation + truth[None, :] - intersection).double()
+        return torch.where(union > 0, intersection.double() / union.clamp(min=1), torch.zeros_like(union))

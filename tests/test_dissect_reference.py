@@ -1,0 +1,152 @@
+"""The engine against a plain reference written here (loops, exact quantiles), on a tiny synthetic probe.
+
+The reference follows method.md section 1 literally: T_u = torch.quantile of all of u's values (raw for
+netdissect, upsampled for dissect), M_u = upsampled activation > T_u, and per image and concept the counts
+I, A (dissect: all of M_u; netdissect: only images annotating the concept's category) and G, with whole-image
+labels covering every pixel. The upsampling itself is checked against its formula in its own test.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lce.dissect.engine import DissectSettings, dissect
+from lce.dissect.upsample import upsample
+from lce.probe.broden import Broden
+from lce.probe.cache import DecodeCache
+from lce.probe.dataset import ProbeDataset
+
+
+class TinyNet(torch.nn.Module):
+    """A fixed random conv net: 64-px images -> 6 units on an 8 x 8 grid."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 6, kernel_size=8, stride=8), torch.nn.ReLU())
+
+    def forward(self, x):
+        return self.features(x)
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory):
+    from lce.probe.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("ref") / "probe", images=24, size=64, seed=7).path
+
+
+def reference(model, dataset: ProbeDataset, variant: str, quantile: float):
+    """I (U, columns), A (U, columns), G (columns,), thresholds, with the engine's column numbering."""
+    categories = dataset.categories
+    stride = max(dataset.probe.vocabulary) + 1
+    items = [dataset[i] for i in range(len(dataset))]
+    with torch.no_grad():
+        acts = model(torch.stack([item["image"] for item in items])).float()
+    size = dataset.seg_size
+    up = upsample(acts, size, variant)
+    units = acts.shape[1]
+    values = acts if variant == "netdissect" else up
+    thresholds = torch.stack([torch.quantile(values[:, u].reshape(-1), 1 - quantile) for u in range(units)])
+    columns = len(categories) * stride
+    intersection = np.zeros((units, columns), dtype=np.int64)
+    activation = np.zeros((units, columns), dtype=np.int64)
+    truth = np.zeros(columns, dtype=np.int64)
+    for i, item in enumerate(items):
+        labels = dataset.labels_of(i)
+        masks = (up[i] > thresholds[:, None, None]).numpy()  # (U, S, S)
+        present = {}  # column -> (S, S) bool pixels of that concept in this image
+        for category, layers in labels.pixel.items():
+            for layer in layers:
+                from lce.probe.dataset import resize_nearest
+
+                layer = resize_nearest(layer, size)
+                for number in np.unique(layer[layer > 0]):
+                    column = categories.index(category) * stride + int(number)
+                    present[column] = present.get(column, np.zeros((size, size), bool)) | (layer == number)
+        for category, numbers in labels.whole.items():
+            for number in numbers:
+                present[categories.index(category) * stride + number] = np.ones((size, size), bool)
+        for column, pixels in present.items():
+            truth[column] += pixels.sum()
+            for u in range(units):
+                intersection[u, column] += (masks[u] & pixels).sum()
+        for u in range(units):
+            for column in range(columns):
+                category = categories[column // stride]
+                if variant == "dissect" or category in labels.categories:
+                    activation[u, column] += masks[u].sum()
+    return intersection, activation, truth, thresholds
+
+
+@pytest.mark.parametrize("variant", ["dissect", "netdissect"])
+@pytest.mark.parametrize("budget", [0, 2**30], ids=["two-passes", "activation-cache"])
+def test_engine_equals_the_reference(probe_dir, tmp_path, variant, budget):
+    probe = Broden.open(probe_dir)
+    settings = DissectSettings.for_variant(variant, batch_size=5, cache_budget=budget, unit_chunk=4)
+    seg = settings.seg_size_for(64, probe.rows[0].sh)
+    dataset = ProbeDataset(probe, seg_size=seg, cache=DecodeCache.build(probe, tmp_path / "cache"))
+    model = TinyNet()
+    result = dissect(model, ["features"], dataset, settings, torch.device("cpu"))["features"]
+    assert result.cached == (budget > 0)
+    assert result.threshold_exact
+    intersection, activation, truth, thresholds = reference(model, dataset, variant, settings.quantile)
+    assert torch.equal(result.thresholds, thresholds)
+    found_i, found_a, found_g = (t.numpy() for t in result.tally.counts())
+    assert np.array_equal(found_g, truth)
+    assert np.array_equal(found_i, intersection)
+    assert np.array_equal(found_a, activation)
+    assert intersection.sum() > 0 and (truth > 0).sum() > 20
+    union = activation + truth[None, :] - intersection
+    expected = np.where(union > 0, intersection / np.maximum(union, 1), 0.0)
+    assert np.allclose(result.tally.iou().numpy(), expected, atol=1e-6, rtol=0)
+
+
+def test_cache_and_two_passes_store_the_same_numbers(probe_dir, tmp_path):
+    probe = Broden.open(probe_dir)
+    dataset = ProbeDataset(probe, seg_size=16)
+    runs = [dissect(TinyNet(), ["features"], dataset,
+                    DissectSettings.for_variant("dissect", batch_size=7, cache_budget=budget),
+                    torch.device("cpu"))["features"] for budget in (0, 2**30)]
+    assert torch.equal(runs[0].thresholds, runs[1].thresholds)
+    for a, b in zip(runs[0].tally.counts(), runs[1].tally.counts()):
+        assert torch.equal(a, b)
+    assert torch.equal(runs[0].top_images, runs[1].top_images)
+
+
+def _bilinear(values: np.ndarray, y: float, x: float, clamp: bool) -> float:
+    height, width = values.shape
+    if clamp:
+        y, x = min(max(y, 0.0), height - 1), min(max(x, 0.0), width - 1)
+    y0, x0 = math.floor(y), math.floor(x)
+    total = 0.0
+    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            if 0 <= yy < height and 0 <= xx < width:
+                total += wy * wx * values[yy, xx]
+            elif clamp and wy * wx > 0:
+                total += wy * wx * values[min(yy, height - 1), min(xx, width - 1)]
+    return total
+
+
+@pytest.mark.parametrize("variant", ["dissect", "netdissect"])
+def test_upsampling_follows_each_variants_formula(variant):
+    """dissect: feature pixel i at target i*s + (s-1)/2, zero beyond the edge; netdissect: half-pixel centres,
+    clamped edges."""
+    torch.manual_seed(0)
+    acts = torch.rand(1, 2, 4, 4, dtype=torch.float64)
+    size, scale = 14, 14 / 4
+    up = upsample(acts, size, variant)[0].numpy()
+    for unit in range(2):
+        for y in range(size):
+            for x in range(size):
+                if variant == "dissect":
+                    sy, sx = (y - (scale - 1) / 2) / scale, (x - (scale - 1) / 2) / scale
+                else:
+                    sy, sx = (y + 0.5) / scale - 0.5, (x + 0.5) / scale - 0.5
+                expected = _bilinear(acts[0, unit].numpy(), sy, sx, clamp=variant == "netdissect")
+                assert up[unit, y, x] == pytest.approx(expected, abs=1e-9)
+    if variant == "dissect":  # the corners lie beyond the outer feature centres: they fade
+        assert up[0, 0, 0] < acts[0, 0, 0, 0]
