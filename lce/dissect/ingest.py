@@ -168,9 +168,11 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
     valid_iou = iou[:, columns]
     best = columns[valid_iou.argmax(axis=1)] if len(columns) else np.zeros(tally.units, dtype=np.int64)
     thresholds = result.thresholds.double().cpu().numpy()
+    best_iou = iou[np.arange(tally.units), best] if len(columns) else np.zeros(tally.units)
+    # A unit that overlaps no concept at all has no label (its IoU is 0 with every one).
     units = [
-        UnitRow(unit=u, concept=names.get(int(best[u])) if len(columns) else None,
-                iou=float(iou[u, best[u]]) if len(columns) else None, threshold=float(thresholds[u]))
+        UnitRow(unit=u, concept=names[int(best[u])] if best_iou[u] > 0 else None, iou=float(best_iou[u]),
+                threshold=float(thresholds[u]))
         for u in range(tally.units)
     ]
     unit_index, column_index = np.nonzero(intersection[:, columns])

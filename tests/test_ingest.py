@@ -1,0 +1,146 @@
+"""`lce ingest`: dissected runs in the store, re-ingest rules, bad input, and a process killed mid-way."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torchvision
+from sqlalchemy import text
+
+from lce.models.checkpoints import file_sha256
+
+
+@pytest.fixture
+def synth(cli, tmp_path, monkeypatch):
+    """A 30-image, 64-px synthetic probe registered as 'synth' (LCE_HOME in tmp_path for its cache)."""
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "probe"
+    assert cli("probe", "synth", out, "--images", "30", "--size", "64", "--seed", "2").exit_code == 0
+    assert cli("probe", "add", "synth", out).exit_code == 0
+    return out
+
+
+def ingest(cli, *args):
+    return cli("ingest", *args, "--probe", "synth", "--batch-size", "8")
+
+
+def one(engine, query, **params):
+    with engine.connect() as conn:
+        return conn.execute(text(query), params).one()
+
+
+def test_ingest_stores_units_tallies_top_images_and_provenance(cli, engine, synth):
+    result = ingest(cli, "r18", "--arch", "resnet18", "--random-init", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "r18 layer4: created run" in result.stdout and "512 units" in result.stdout
+    run = one(engine, "SELECT r.*, m.architecture FROM run r JOIN model m ON m.id = r.model_id")
+    assert (run.layer, run.variant, run.quantile, run.iou_threshold, run.seg_size, run.source, run.unit_count,
+            run.architecture) == ("layer4", "dissect", 0.01, 0.04, 16, "dissected", 512, "resnet18")
+    assert run.checkpoint_sha256 is None and run.code_version.startswith("lce ")
+    assert run.settings["random_init"] is True and run.settings["seed"] == 1
+    assert run.settings["image_size"] == 64 and run.settings["probe_sha256"]
+    units = one(engine, "SELECT count(*) AS n, count(threshold) AS t, count(concept_id) AS c FROM unit")
+    overlapping = one(engine, "SELECT count(DISTINCT unit) FROM unit_concept")[0]
+    assert units == (512, 512, overlapping) and overlapping > 400  # a unit overlapping nothing has no label
+    assert one(engine, "SELECT count(*) FROM unit_top_image")[0] == 512 * 10
+    top = one(engine, "SELECT min(image), max(image), bool_and(activation IS NOT NULL) FROM unit_top_image")
+    assert top[0] >= 0 and top[1] < 30 and top[2]
+    tallies = one(engine, "SELECT count(*), min(intersection), bool_and(iou = intersection::float8"
+                          " / (activation + truth - intersection)) FROM unit_concept")
+    assert tallies[0] > 512 and tallies[1] > 0 and tallies[2]
+    # The unit's label is its best tally.
+    best = one(engine, "SELECT count(*) FROM unit u JOIN LATERAL (SELECT concept_id, iou FROM unit_concept t"
+                       " WHERE t.run_id = u.run_id AND t.unit = u.unit ORDER BY iou DESC LIMIT 1) b ON true"
+                       " WHERE b.iou = u.iou AND b.concept_id = u.concept_id")
+    assert best[0] == overlapping
+    assert one(engine, "SELECT count(*) FROM unit_category_label")[0] > 512
+
+
+def test_same_model_and_settings_are_skipped_and_replace_swaps(cli, engine, synth):
+    args = ("r18", "--arch", "resnet18", "--random-init", "--seed", "1")
+    assert ingest(cli, *args).exit_code == 0
+    first = one(engine, "SELECT id FROM run")[0]
+    again = ingest(cli, *args)
+    assert again.exit_code == 0 and "already ingested with this checkpoint and settings" in again.stdout
+    assert one(engine, "SELECT id FROM run")[0] == first
+    replaced = ingest(cli, *args, "--replace")
+    assert replaced.exit_code == 0 and "replaced run" in replaced.stdout
+    assert one(engine, "SELECT count(*), min(id) FROM run") == (1, first + 1)
+    netdissect = ingest(cli, *args, "--variant", "netdissect")
+    assert netdissect.exit_code == 0, netdissect.output
+    assert one(engine, "SELECT seg_size, quantile FROM run WHERE variant = 'netdissect'") == (32, 0.005)
+
+
+def test_checkpoints_are_hashed_and_another_checkpoint_needs_replace(cli, engine, synth, tmp_path):
+    paths = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        path = tmp_path / f"r18-{seed}.pth"
+        torch.save({"state_dict": {f"module.{k}": v for k, v in torchvision.models.resnet18().state_dict().items()}},
+                   path)
+        paths.append(path)
+    assert ingest(cli, "mine", "--arch", "resnet18", "--checkpoint", paths[0]).exit_code == 0
+    assert one(engine, "SELECT checkpoint_sha256 FROM model")[0] == file_sha256(paths[0])
+    assert one(engine, "SELECT checkpoint_sha256 FROM run")[0] == file_sha256(paths[0])
+    other = ingest(cli, "mine", "--arch", "resnet18", "--checkpoint", paths[1])
+    assert other.exit_code == 1 and "from another checkpoint; pass --replace" in other.stderr
+    assert ingest(cli, "mine", "--arch", "resnet18", "--checkpoint", paths[1], "--replace").exit_code == 0
+    assert one(engine, "SELECT checkpoint_sha256 FROM run")[0] == file_sha256(paths[1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["r18", "--arch", "resnet18", "--random-init", "--layer", "layer5"], "layer5"),
+    (["r18", "--arch", "resnet81", "--random-init"], "resnet18"),
+    (["moco-v2"], "needs its checkpoint file"),
+    (["nobody"], "nobody"),
+    (["r18", "--arch", "resnet18"], "exactly one of the two"),
+    (["r18", "--arch", "resnet18", "--random-init", "--variant", "gradcam"], "--variant must be one of"),
+    (["r18", "--arch", "resnet18", "--random-init", "--cache-budget", "lots"], "--cache-budget 'lots'"),
+])
+def test_bad_input_is_one_clear_error_and_writes_nothing(cli, engine, synth, args, message):
+    result = ingest(cli, *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert one(engine, "SELECT count(*) FROM run")[0] == 0
+
+
+def test_unknown_probe_is_named(cli, engine, synth):
+    result = cli("ingest", "r18", "--probe", "broden", "--arch", "resnet18", "--random-init")
+    assert result.exit_code == 1 and "No probe dataset named 'broden' is registered (registered: synth)" in \
+        result.stderr
+
+
+def test_embed_works_on_dissected_runs(cli, engine, synth, tmp_path):
+    for seed in (1, 2, 3):
+        assert ingest(cli, f"r18-{seed}", "--arch", "resnet18", "--random-init", "--seed", str(seed)).exit_code == 0
+    out = tmp_path / "lce.csv"
+    result = cli("embed", "--clusters", "2", "--components", "2", "--out", out, "--plot", tmp_path / "lce.png")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[0] == "model,pc1,pc2,cluster"
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_a_process_killed_during_ingest_leaves_no_rows(cli, engine, synth, database):
+    """SIGKILL at several moments of an ingest: the database holds either nothing or the whole run."""
+    env = {**os.environ, "LCE_DATABASE_URL": database, "COLUMNS": "200"}
+    command = [sys.executable, "-m", "lce", "ingest", "victim", "--probe", "synth", "--arch", "resnet18",
+               "--random-init", "--batch-size", "4", "--cache-budget", "0"]
+    started = time.perf_counter()
+    subprocess.run(command + ["--replace"], env=env, check=True, capture_output=True, timeout=300)
+    full = time.perf_counter() - started
+    for fraction in (0.3, 0.6, 0.8, 0.9, 0.97):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM run"))
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * fraction)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        time.sleep(0.2)  # the server notices the dropped connection and rolls its transaction back
+        runs = one(engine, "SELECT count(*) FROM run")[0]
+        units = one(engine, "SELECT count(*) FROM unit")[0]
+        tops = one(engine, "SELECT count(*) FROM unit_top_image")[0]
+        assert (runs, units, tops) in ((0, 0, 0), (1, 512, 5120)), (fraction, runs, units, tops)
