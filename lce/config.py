@@ -11,8 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import platformdirs
-
 import lce
 
 HOME_ENV = "LCE_HOME"
@@ -22,7 +20,11 @@ DATABASE_URL_ENV = "LCE_DATABASE_URL"
 def lce_home() -> Path:
     """The data directory: $LCE_HOME, else the per-user data dir (~/.local/share/lce on Linux)."""
     configured = os.environ.get(HOME_ENV)
-    return Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("lce"))
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("lce"))
 
 
 def external_database_url() -> str | None:
