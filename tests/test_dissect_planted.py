@@ -120,8 +120,9 @@ def planted_model(synth, dataset: ProbeDataset) -> PlantedModel:
             else:
                 maps[index, unit] = _concept_fraction(labels, category, number, seg, size)
     maps[:, : len(PLANTED)] *= ramp[:, : len(PLANTED)]
-    maps[:, DISTRACTORS.index("constant") + len(PLANTED)] = 1.0  # ties at its threshold: an empty mask
-    maps[:, DISTRACTORS.index("noise") + len(PLANTED)] = ramp[:, len(PLANTED) + 1]  # a random top 1%
+    constant, noise = (len(PLANTED) + DISTRACTORS.index(name) for name in ("constant", "noise"))
+    maps[:, constant] = 1.0  # every value ties with its threshold: an empty mask
+    maps[:, noise] = ramp[:, noise]  # a random top q, spread over every concept alike
     fingerprints = torch.stack([_fingerprint(dataset.image(i)[None])[0] for i in range(len(dataset))])
     closest = torch.cdist(fingerprints, fingerprints, compute_mode=EXACT).fill_diagonal_(float("inf")).min()
     assert closest > 1e-2, "two probe images share a fingerprint"

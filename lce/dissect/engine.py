@@ -12,7 +12,7 @@ pass 2 reads them instead of running the model again: the results are identical 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -59,7 +59,6 @@ class LayerResult:
     top_activations: torch.Tensor  # (U, k)
     threshold_exact: bool
     cached: bool
-    fraction_above: torch.Tensor = field(default=None)  # (U,) share of (thresholded) values above T_u
 
 
 Progress = Callable[[str, int, int], None]  # (pass name, images done, images in all)
@@ -68,6 +67,8 @@ Progress = Callable[[str, int, int], None]  # (pass name, images done, images in
 def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
             device: torch.device, progress: Progress | None = None,
             exact_limit: int = 2**26) -> dict[str, LayerResult]:
+    """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
+    settings.seg_size_for(...), as lce.dissect.ingest does)."""
     from lce.models.layers import LayerCapture
 
     model = model.to(device).eval()
