@@ -221,13 +221,14 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     print(f"{args.arch} {layer} (random init, seed {args.seed}), variant {args.variant}, {count} images at "
           f"{image_size} px, seg size {base.seg_size}; device {device}{gpu}, torch {torch.__version__}, "
           f"{threads} threads, {os.cpu_count()} CPUs; batch {batch_size}, workers {workers}; "
-          f"{args.repeat} repetition(s)")
+          f"{args.repeat} repetition(s); load average {os.getloadavg()[0]:.2f}")
     for repetition in range(args.repeat):
         for phase in phases:
             measure(phase, device)
             print(f"  [{repetition + 1}/{args.repeat}] {phase.name}: {phase.seconds[-1]:.2f} s", flush=True)
 
     forward = statistics.median(phases[0].seconds)
+    print(f"load average after: {os.getloadavg()[0]:.2f} (1 min; a busy host skews the ratios, see bench/README.md)")
     print()
     header = (f"{'phase':<18}{'median s':>9}{'min s':>8}{'images/s':>10}{'vs fwd':>8}{'fwd/s %':>8}"
               f"{'peak RSS MiB':>13}" + (f"{'peak CUDA MiB':>14}" if cuda else "")

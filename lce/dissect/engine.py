@@ -85,10 +85,12 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             for name in layers:
                 acts = capture.outputs[name].float()
                 units = acts.shape[1]
-                if name not in thresholds:
-                    thresholds[name] = ThresholdEstimator(units, settings.quantile, device, exact_limit)
-                    kept[name] = []
                 values = acts if settings.variant == "netdissect" else upsample(acts, seg_size, "dissect")
+                if name not in thresholds:
+                    per_image = values.shape[2] * values.shape[3]
+                    thresholds[name] = ThresholdEstimator(units, settings.quantile, device, exact_limit,
+                                                          expected=len(dataset) * per_image)
+                    kept[name] = []
                 thresholds[name].add(values.transpose(0, 1).reshape(units, -1))
                 tops[name] = _top_images(tops.get(name), acts, batch["index"].to(device))
                 if kept[name] is not None:

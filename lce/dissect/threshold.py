@@ -22,14 +22,18 @@ _QUANTILE_MAX = 2**24
 
 class ThresholdEstimator:
     def __init__(self, units: int, quantile: float, device: torch.device | str = "cpu",
-                 exact_limit: int = 2**26, bins: int = 8192):
+                 exact_limit: int = 2**26, bins: int = 8192, expected: int | None = None):
         self.units, self.quantile, self.device = units, quantile, torch.device(device)
         self.exact_limit, self.bins = exact_limit, bins
+        self.expected = expected  # values per unit in the whole stream, when known: lets the histogram skip work
         self.count = 0  # values per unit so far
         self._buffer: list[torch.Tensor] | None = []
         self._counts: torch.Tensor | None = None  # (units, bins) int64
         self._low: torch.Tensor | None = None  # (units,) lower edge of bin 0
         self._width: torch.Tensor | None = None  # (units,) bin width
+        # Values below _floor can no longer reach the top q of the whole stream (expected values): the histogram
+        # skips them, which is most of them once a fraction of the stream is in.
+        self._floor = torch.full((units,), -torch.inf, device=self.device)
 
     @property
     def exact(self) -> bool:
@@ -68,14 +72,30 @@ class ThresholdEstimator:
         self._add_to_histogram(values)
 
     def _add_to_histogram(self, values: torch.Tensor) -> None:
-        self._grow(values.min(dim=1).values, values.max(dim=1).values)
+        self._grow(torch.maximum(values.min(dim=1).values, self._floor), values.max(dim=1).values)
         # Bound the temporaries: a chunk of units at a time.
         rows = max(1, 2**25 // max(1, values.shape[1]))
         for start in range(0, self.units, rows):
             chunk = values[start:start + rows]
-            index = ((chunk - self._low[start:start + rows, None]) / self._width[start:start + rows, None])
-            index = index.floor_().clamp_(0, self.bins - 1).long()
-            self._counts[start:start + rows].scatter_add_(1, index, torch.ones_like(index))
+            count = chunk.shape[0]
+            keep = chunk >= self._floor[start:start + count, None]
+            kept = chunk[keep]  # row-major: the row of each kept value follows from the per-row counts
+            row = torch.arange(count, device=self.device).repeat_interleave(keep.sum(dim=1))
+            index = ((kept - self._low[start:start + count][row]) / self._width[start:start + count][row])
+            index = index.to(torch.int64).clamp_(0, self.bins - 1) + row * self.bins
+            self._counts[start:start + count] += torch.bincount(index, minlength=count * self.bins).view(count, -1)
+        self._raise_floor()
+
+    def _raise_floor(self) -> None:
+        """Once the values so far put q * expected of them above a bin edge, T_u cannot fall below that edge."""
+        if self.expected is None:
+            return
+        wanted = self.quantile * self.expected
+        from_top = self._counts.flip(1).cumsum(1)
+        reached = from_top[:, -1] >= wanted
+        bins_above = (from_top < wanted).sum(dim=1).clamp(max=self.bins - 1)
+        edge = self._low + self._width * (self.bins - 1 - bins_above)
+        self._floor = torch.where(reached, torch.maximum(self._floor, edge), self._floor)
 
     def _grow(self, low: torch.Tensor, high: torch.Tensor) -> None:
         """Double the range of every unit whose new values fall outside it, until they fit."""

@@ -1,0 +1,39 @@
+"""Thresholds: exact while the values fit, then a histogram within 1% of the quantile (method.md section 1)."""
+
+import pytest
+import torch
+
+from lce.dissect.threshold import ThresholdEstimator
+
+
+def stream():
+    torch.manual_seed(0)
+    data = torch.relu(torch.randn(16, 120_000)) * torch.linspace(0.5, 5, 16)[:, None]
+    data[3] -= 2.0  # negative values too
+    data[5, 100_000:] *= 4  # a larger range arrives late: the histogram has to grow
+    return data
+
+
+@pytest.mark.parametrize("quantile", [0.01, 0.005])
+def test_exact_thresholds_equal_torch_quantile(quantile):
+    data = stream()
+    estimator = ThresholdEstimator(16, quantile, exact_limit=10**8)
+    for chunk in data.split(7_000, dim=1):
+        estimator.add(chunk)
+    assert estimator.exact
+    assert torch.equal(estimator.thresholds(), torch.quantile(data, 1 - quantile, dim=1))
+
+
+@pytest.mark.parametrize("quantile", [0.01, 0.005])
+def test_histogram_thresholds_keep_the_share_above_within_one_percent(quantile):
+    data = stream()
+    plain = ThresholdEstimator(16, quantile, exact_limit=10_000)
+    informed = ThresholdEstimator(16, quantile, exact_limit=10_000, expected=data.shape[1])
+    for chunk in data.split(7_000, dim=1):
+        plain.add(chunk)
+        informed.add(chunk)
+    assert not plain.exact
+    share = (data > plain.thresholds()[:, None]).double().mean(dim=1) / quantile
+    assert ((share - 1).abs() < 0.01).all(), share
+    # Skipping the values that can no longer matter changes nothing.
+    assert torch.equal(plain.thresholds(), informed.thresholds())
