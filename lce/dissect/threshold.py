@@ -14,6 +14,8 @@ the values and their order, so a run with the activation cache gives the same th
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # torch.quantile refuses inputs above 2**24 elements: exact quantiles are taken in unit chunks under that.
@@ -69,6 +71,15 @@ class ThresholdEstimator:
         self._low = low
         self._width = span * (1 + 1e-6) / self.bins  # the maximum falls inside the last bin
         self._counts = torch.zeros(self.units, self.bins, dtype=torch.int64, device=self.device)
+        if self.expected is not None:
+            # The k-th largest value so far already bounds T_u from below (k = q * expected values must lie at or
+            # above T_u): start skipping below the edge of its bin, so that bin is still counted whole.
+            k = math.ceil(self.quantile * self.expected)
+            if values.shape[1] >= k:
+                rows = max(1, 2**26 // values.shape[1])
+                kth = torch.cat([values[start:start + rows].topk(k, dim=1).values[:, -1]
+                                 for start in range(0, self.units, rows)])
+                self._floor = self._low + self._width * ((kth - self._low) / self._width).floor()
         self._add_to_histogram(values)
 
     def _add_to_histogram(self, values: torch.Tensor) -> None:
