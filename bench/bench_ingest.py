@@ -81,14 +81,12 @@ def forward_only(model, layer: str, dataset, settings, device) -> None:
     up to the layer's capture, nothing else."""
     import torch
 
+    from lce.dissect.engine import _loader
     from lce.models.layers import LayerCapture
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
-                                         num_workers=settings.workers, pin_memory=torch.cuda.is_available(),
-                                         persistent_workers=False)
     with LayerCapture(model, [layer]) as capture, torch.inference_mode():
-        for batch in loader:
-            model(batch["image"].to(device, non_blocking=True))
+        for batch in _loader(dataset, settings):
+            model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             capture.outputs[layer]
 
 
@@ -198,13 +196,13 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     two_pass = replace(base, cache_budget=0)
     cached = replace(base, cache_budget=LARGE_CACHE)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=base.seg_size, mean=loaded.mean,
-                           std=loaded.std, cache=cache)
+                           std=loaded.std, cache=cache, uint8=True)  # as lce ingest builds it
     model = loaded.module.to(device).eval()
     count = len(dataset)
 
     # Warm-up, not counted: one batch through the model (CUDA context, cuDNN's kernel choice, CPU allocator).
     with torch.inference_mode():
-        warm = torch.stack([dataset[i]["image"] for i in range(min(batch_size, count))]).to(device)
+        warm = dataset.normalize(torch.stack([dataset[i]["image"] for i in range(min(batch_size, count))]).to(device))
         model(warm)
         del warm
     synchronize(device)

@@ -214,3 +214,13 @@ def test_synth_check_add_show_from_the_command_line(cli, engine, tmp_path, home)
 def test_synth_rejects_nonsense_sizes(cli, tmp_path):
     result = cli("probe", "synth", tmp_path / "x", "--images", "0")
     assert result.exit_code == 1 and "--images must be at least 1" in result.stderr
+
+
+def test_uint8_images_normalised_by_the_consumer_equal_the_workers_normalisation(tiny, tmp_path):
+    root, _ = tiny
+    probe = Broden.open(root)
+    floats = ProbeDataset(probe, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    raw = ProbeDataset(probe, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4), uint8=True)
+    assert raw[1]["image"].dtype == torch.uint8
+    batch = torch.stack([raw[i]["image"] for i in range(3)])
+    assert torch.allclose(raw.normalize(batch), torch.stack([floats[i]["image"] for i in range(3)]), atol=1e-6)

@@ -81,7 +81,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     done = 0
     with LayerCapture(model, layers) as capture, torch.inference_mode():
         for batch in loader:  # pass 1: thresholds and top images
-            model(batch["image"].to(device, non_blocking=True))
+            model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             for name in layers:
                 acts = capture.outputs[name].float()
                 units = acts.shape[1]
@@ -118,7 +118,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
         done = 0
         for position, batch in enumerate(_loader(labels_only, settings)):  # pass 2: tallies
             if not cached_all:
-                model(batch["image"].to(device, non_blocking=True))
+                model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             for name in layers:
                 acts = kept[name][position].to(device) if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
@@ -143,7 +143,13 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
 def _loader(dataset: ProbeDataset, settings: DissectSettings) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
                                        num_workers=settings.workers, pin_memory=torch.cuda.is_available(),
-                                       persistent_workers=False)
+                                       worker_init_fn=_one_thread if settings.workers else None,
+                                       prefetch_factor=4 if settings.workers else None)
+
+
+def _one_thread(_worker: int) -> None:
+    # Each worker decodes one image at a time: torch's own threads in every worker only oversubscribe the CPUs.
+    torch.set_num_threads(1)
 
 
 def _top_images(current, acts: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,7 +94,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
         resolve_layer(loaded.module, layer)
     cache = DecodeCache.build(probe, lce_home() / "cache", workers=settings.workers)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
-                           cache=cache)
+                           cache=cache, uint8=True)
     results = dissect(loaded.module, todo, dataset, settings, device, progress)
     concepts = _concepts(engine, probe_row.id)
     model = ModelInfo(name=request.model, architecture=loaded.architecture,
