@@ -150,3 +150,22 @@ def test_upsampling_follows_each_variants_formula(variant):
                 assert up[unit, y, x] == pytest.approx(expected, abs=1e-9)
     if variant == "dissect":  # the corners lie beyond the outer feature centres: they fade
         assert up[0, 0, 0] < acts[0, 0, 0, 0]
+
+
+def test_upsampling_only_maps_that_can_matter_gives_the_dense_thresholds(probe_dir):
+    """Once the histogram knows which values can no longer reach the top q, pass 1 upsamples only the maps whose
+    peak reaches them: the thresholds equal those of a stream of every upsampled value."""
+    from lce.dissect.threshold import ThresholdEstimator
+
+    probe = Broden.open(probe_dir)
+    dataset = ProbeDataset(probe, seg_size=16)
+    settings = DissectSettings.for_variant("dissect", batch_size=5)
+    model = TinyNet()
+    result = dissect(model, ["features"], dataset, settings, torch.device("cpu"), exact_limit=500)["features"]
+    assert not result.threshold_exact
+    dense = ThresholdEstimator(6, settings.quantile, exact_limit=500, expected=len(dataset) * 16 * 16)
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(dataset, batch_size=5):
+            dense.add(upsample(model(batch["image"]), 16, "dissect").transpose(0, 1).reshape(6, -1))
+    assert torch.equal(result.thresholds, dense.thresholds())
+    assert dense.floor is not None  # the pruning did happen

@@ -37,7 +37,7 @@ class DissectSettings:
     batch_size: int = 32
     workers: int = 0
     cache_budget: int = 2 * 2**30  # bytes of activations kept from pass 1
-    unit_chunk: int = 256  # units masked and tallied at once (bounds pass 2's memory)
+    unit_chunk: int = 256  # units masked and tallied at once on the CPU (bounds pass 2's memory); 4x on a GPU
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> DissectSettings:
@@ -85,14 +85,14 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             for name in layers:
                 acts = capture.outputs[name].float()
                 units = acts.shape[1]
-                values = acts if settings.variant == "netdissect" else upsample(acts, seg_size, "dissect")
                 if name not in thresholds:
-                    per_image = values.shape[2] * values.shape[3]
+                    per_image = seg_size**2 if settings.variant == "dissect" else acts.shape[2] * acts.shape[3]
                     thresholds[name] = ThresholdEstimator(units, settings.quantile, device, exact_limit,
                                                           expected=len(dataset) * per_image)
                     kept[name] = []
-                thresholds[name].add(values.transpose(0, 1).reshape(units, -1))
-                tops[name] = _top_images(tops.get(name), acts, batch["index"].to(device))
+                peaks = acts.amax(dim=(2, 3))  # (B, U)
+                _add_threshold_values(thresholds[name], acts, peaks, seg_size, settings)
+                tops[name] = _top_images(tops.get(name), peaks, batch["index"].to(device))
                 if kept[name] is not None:
                     size = acts.numel() * acts.element_size()
                     if size <= budget:
@@ -123,12 +123,17 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                 acts = kept[name][position].to(device) if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
                 tally.add_truth(batch["layers"], layer_category, batch["whole"], whole_category)
-                for start in range(0, acts.shape[1], settings.unit_chunk):
-                    chunk = acts[:, start:start + settings.unit_chunk]
-                    mask = upsample(chunk, seg_size, settings.variant) > \
-                        limits[name][start:start + settings.unit_chunk, None, None].to(device)
-                    tally.add(mask, batch["layers"], layer_category, batch["whole"], whole_category,
-                              batch["annotated"], unit_offset=start)
+                limit = limits[name].to(device)
+                # Only maps whose upsampling can exceed T_u are upsampled: bilinear values never exceed the
+                # map's peak (nor, with the dissect grid's zero padding, max(peak, 0)).
+                image, unit = (_upsampled_bound(acts, settings.variant) > limit[None, :]).nonzero(as_tuple=True)
+                step = settings.unit_chunk * settings.batch_size * (4 if device.type == "cuda" else 1)
+                for start in range(0, len(image), step):
+                    pairs = image[start:start + step], unit[start:start + step]
+                    maps = upsample(acts[pairs][:, None], seg_size, settings.variant)[:, 0]
+                    mask = maps > limit[pairs[1]][:, None, None]
+                    tally.add_pairs(mask, *pairs, batch["layers"], layer_category, batch["whole"],
+                                    whole_category, batch["annotated"])
             done += len(batch["index"])
             if progress:
                 progress("pass 2", done, len(dataset))
@@ -152,9 +157,36 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
-def _top_images(current, acts: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running top-k images per unit by the unit's largest activation in the image."""
-    peaks = acts.amax(dim=(2, 3)).transpose(0, 1)  # (U, B)
+def _upsampled_bound(acts: torch.Tensor, variant: str) -> torch.Tensor:
+    """(B, U): no upsampled value of a map exceeds this (its peak; max(peak, 0) for dissect's zero padding)."""
+    peaks = acts.amax(dim=(2, 3))
+    return peaks if variant == "netdissect" else peaks.clamp(min=0)
+
+
+def _add_threshold_values(estimator: ThresholdEstimator, acts: torch.Tensor, peaks: torch.Tensor, seg_size: int,
+                          settings: DissectSettings) -> None:
+    """Stream one batch into a layer's threshold estimator: raw values (netdissect) or upsampled ones (dissect);
+    once the estimator knows which values can no longer matter, only maps that can reach them are upsampled."""
+    batch, units = peaks.shape
+    if settings.variant == "netdissect":
+        estimator.add(acts.transpose(0, 1).reshape(units, -1))
+        return
+    floor = estimator.floor
+    if floor is None:
+        estimator.add(upsample(acts, seg_size, "dissect").transpose(0, 1).reshape(units, -1))
+        return
+    image, unit = (peaks.clamp(min=0) >= floor[None, :]).nonzero(as_tuple=True)
+    step = settings.unit_chunk * settings.batch_size
+    for start in range(0, len(image), step):
+        pairs = image[start:start + step], unit[start:start + step]
+        maps = upsample(acts[pairs][:, None], seg_size, "dissect")[:, 0]
+        estimator.add_rows(pairs[1], maps.reshape(len(maps), -1), count=0)
+    estimator.count += batch * seg_size**2  # every unit had this many values, the maps left out included
+
+
+def _top_images(current, peaks: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k images per unit by the unit's largest activation in the image (peaks: (B, U))."""
+    peaks = peaks.transpose(0, 1)  # (U, B)
     images = indices[None, :].expand_as(peaks)
     if current is not None:
         peaks = torch.cat([current[0], peaks], dim=1)

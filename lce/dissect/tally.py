@@ -55,34 +55,40 @@ class Tally:
         """I and A of one batch for units unit_offset.. (call add_truth once per batch too). mask: (B, U', S, S)
         bool, M_u = upsampled activation > T_u; annotated: (B, categories) bool."""
         batch, units, size, _ = mask.shape
+        image = torch.arange(batch, device=mask.device).repeat_interleave(units)
+        unit = torch.arange(units, device=mask.device).repeat(batch) + unit_offset
+        self.add_pairs(mask.reshape(batch * units, size, size), image, unit, layers, layer_category, whole,
+                       whole_category, annotated)
+
+    def add_pairs(self, mask: torch.Tensor, image: torch.Tensor, unit: torch.Tensor, layers: torch.Tensor,
+                  layer_category: torch.Tensor, whole: torch.Tensor, whole_category: torch.Tensor,
+                  annotated: torch.Tensor) -> None:
+        """I and A for some (image, unit) pairs of a batch: mask[k] is M_u of unit[k] in image[k] (pairs left out
+        have no active pixel). The other arguments are the batch's, as in add()."""
+        mask, image, unit = mask.to(self.device), image.to(self.device), unit.to(self.device)
         layers = layers.to(self.device)
         columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
-
-        image, unit, y, x = mask.nonzero(as_tuple=True)
+        pair, y, x = mask.nonzero(as_tuple=True)
+        pixel_image, pixel_unit = image[pair], unit[pair]
         for layer in range(layers.shape[1]):
-            labels = layers[image, layer, y, x]
-            hit = labels > 0
-            cells = (unit[hit] + unit_offset) * self.columns + columns[image[hit], layer, y[hit], x[hit]]
-            self.intersection += torch.bincount(cells, minlength=self.intersection.numel())
+            hit = layers[pixel_image, layer, y, x] > 0
+            cells = pixel_unit[hit] * self.columns + columns[pixel_image[hit], layer, y[hit], x[hit]]
+            self.intersection.index_add_(0, cells, torch.ones_like(cells))
 
-        # (B, U) pixels of M_u per image, from the active pixels already found (cheaper than summing the mask).
-        active = torch.bincount(image * units + unit, minlength=batch * units).view(batch, units)
+        active = torch.bincount(pair, minlength=len(image))  # pixels of M_u per pair
         whole = whole.to(self.device)
         whole_columns = whole_category.to(self.device)[None, :] * self.stride + whole  # (B, W)
         for slot in range(whole.shape[1]):
-            present = whole[:, slot] > 0
-            if not present.any():
-                continue
-            cols = whole_columns[present, slot]
-            cells = (torch.arange(units, device=self.device)[None, :] + unit_offset) * self.columns + cols[:, None]
-            self.intersection.index_add_(0, cells.reshape(-1), active[present].reshape(-1))
+            present = whole[image, slot] > 0
+            if present.any():
+                cells = unit[present] * self.columns + whole_columns[image[present], slot]
+                self.intersection.index_add_(0, cells, active[present])
 
-        chunk = slice(unit_offset, unit_offset + units)
         if self.variant == "dissect":
-            self.activation[chunk] += active.sum(dim=0)
+            self.activation.index_add_(0, unit, active)
         else:
             annotated = annotated.to(self.device, torch.int64)
-            self.activation[chunk] += (active[:, :, None] * annotated[:, None, :]).sum(dim=0)
+            self.activation.index_add_(0, unit, active[:, None] * annotated[image])
 
     def counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """I (U, columns), A broadcast to (U, columns), G (columns,)."""

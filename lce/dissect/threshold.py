@@ -82,19 +82,46 @@ class ThresholdEstimator:
                 self._floor = self._low + self._width * ((kth - self._low) / self._width).floor()
         self._add_to_histogram(values)
 
+    @property
+    def floor(self) -> torch.Tensor | None:
+        """(units,) values below which a unit's values no longer matter (add_rows may leave them out), or None
+        while every value is still needed (exact mode, or too little seen yet)."""
+        if self._buffer is not None or self.expected is None or not torch.isfinite(self._floor).all():
+            return None
+        return self._floor
+
+    def add_rows(self, rows: torch.Tensor, values: torch.Tensor, count: int) -> None:
+        """Add some units' values only: values[k] are values of unit rows[k]; `count` is how many values every unit
+        had in this batch, those left out too (only values below `floor` may be left out)."""
+        if self._buffer is not None:
+            raise RuntimeError("add_rows needs histogram mode: use add() until `floor` is known")
+        self.count += count
+        self._histogram(rows, values.to(self.device, torch.float32))
+
     def _add_to_histogram(self, values: torch.Tensor) -> None:
-        self._grow(torch.maximum(values.min(dim=1).values, self._floor), values.max(dim=1).values)
-        # Bound the temporaries: a chunk of units at a time.
-        rows = max(1, 2**25 // max(1, values.shape[1]))
-        for start in range(0, self.units, rows):
-            chunk = values[start:start + rows]
-            count = chunk.shape[0]
-            keep = chunk >= self._floor[start:start + count, None]
-            kept = chunk[keep]  # row-major: the row of each kept value follows from the per-row counts
-            row = torch.arange(count, device=self.device).repeat_interleave(keep.sum(dim=1))
-            index = ((kept - self._low[start:start + count][row]) / self._width[start:start + count][row])
-            index = index.to(torch.int64).clamp_(0, self.bins - 1) + row * self.bins
-            self._counts[start:start + count] += torch.bincount(index, minlength=count * self.bins).view(count, -1)
+        self._histogram(torch.arange(self.units, device=self.device), values)
+
+    def _histogram(self, rows: torch.Tensor, values: torch.Tensor) -> None:
+        if rows.numel() == 0:
+            return
+        infinity = torch.full((self.units,), torch.inf, device=self.device)
+        low = infinity.scatter_reduce(0, rows, values.min(dim=1).values, "amin")
+        high = (-infinity).scatter_reduce(0, rows, values.max(dim=1).values, "amax")
+        present = torch.isfinite(high)
+        self._grow(torch.where(present, torch.maximum(low, self._floor), self._low),
+                   torch.where(present, high, self._low))
+        # Bound the temporaries: a chunk of rows at a time (larger on a GPU, where each chunk costs a host sync).
+        budget = 2**28 if self.device.type == "cuda" else 2**25
+        step = max(1, budget // max(1, values.shape[1]))
+        flat = self._counts.view(-1)
+        for start in range(0, len(rows), step):
+            chunk, unit = values[start:start + step], rows[start:start + step]
+            keep = chunk >= self._floor[unit][:, None]
+            kept = chunk[keep]  # row-major: the unit of each kept value follows from the per-row counts
+            unit = unit.repeat_interleave(keep.sum(dim=1))
+            index = ((kept - self._low[unit]) / self._width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
+            index += unit * self.bins
+            flat.index_add_(0, index, torch.ones_like(index))
         self._raise_floor()
 
     def _raise_floor(self) -> None:
