@@ -130,7 +130,8 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                 step = settings.unit_chunk * settings.batch_size * (4 if device.type == "cuda" else 1)
                 for start in range(0, len(image), step):
                     pairs = image[start:start + step], unit[start:start + step]
-                    maps = upsample(acts[pairs][:, None], seg_size, settings.variant)[:, 0]
+                    # The maps as channels of one image (cuDNN's sampler limits the batch, not the channels).
+                    maps = upsample(acts[pairs][None], seg_size, settings.variant)[0]
                     mask = maps > limit[pairs[1]][:, None, None]
                     tally.add_pairs(mask, *pairs, batch["layers"], layer_category, batch["whole"],
                                     whole_category, batch["annotated"])
@@ -179,7 +180,7 @@ def _add_threshold_values(estimator: ThresholdEstimator, acts: torch.Tensor, pea
     step = settings.unit_chunk * settings.batch_size
     for start in range(0, len(image), step):
         pairs = image[start:start + step], unit[start:start + step]
-        maps = upsample(acts[pairs][:, None], seg_size, "dissect")[:, 0]
+        maps = upsample(acts[pairs][None], seg_size, "dissect")[0]  # the maps as channels of one image
         estimator.add_rows(pairs[1], maps.reshape(len(maps), -1), count=0)
     estimator.count += batch * seg_size**2  # every unit had this many values, the maps left out included
 
