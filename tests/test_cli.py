@@ -12,7 +12,8 @@ from tests.conftest import REPO, Cli
 COMMANDS = [
     [], ["db"], ["db", "status"], ["db", "upgrade"], ["db", "url"], ["db", "stop"],
     ["import"], ["import", "dissect-csv"], ["import", "dissect-report"], ["import", "netdissect-csv"],
-    ["sql"], ["models"], ["embed"],
+    ["sql"], ["models"], ["embed"], ["ingest"], ["zoo"],
+    ["probe"], ["probe", "check"], ["probe", "add"], ["probe", "list"], ["probe", "show"], ["probe", "synth"],
 ]
 
 
