@@ -2,13 +2,13 @@
 
     tally = Tally(units=512, categories=[...], max_label=1196, variant="dissect", device=device)
     tally.add_truth(layers, layer_category, whole, whole_category)              # G, once per batch
-    tally.add(mask, layers, layer_category, whole, whole_category, annotated)    # I and A, per chunk of units
+    tally.add_pairs(mask, image, unit, layers, layer_category, whole, whole_category, annotated)  # I and A
     tally.iou()                                                                 # (units, columns)
 
 A concept is a (category, label number) pair, so the same label in two categories is two concepts; its column
 is category_index * (max_label + 1) + label. Only active pixels (a few in a thousand) are visited: their
-(unit, column) pairs are counted with bincount in int64; whole-image labels (scene, texture) count as all S x S
-pixels of their image. `dissect` counts a unit's activation A[u] over every pixel; `netdissect` counts A[u, k]
+(unit, column) pairs are counted with index_add_ into int64 counters; whole-image labels (scene, texture) count
+as all S x S pixels of their image. `dissect` counts a unit's activation A[u] over every pixel; `netdissect` counts A[u, k]
 only over images that annotate category k.
 """
 
@@ -50,21 +50,12 @@ class Tally:
         size = layers.shape[-1]
         self.truth.index_add_(0, cols, torch.full_like(cols, size * size))
 
-    def add(self, mask: torch.Tensor, layers: torch.Tensor, layer_category: torch.Tensor, whole: torch.Tensor,
-            whole_category: torch.Tensor, annotated: torch.Tensor, unit_offset: int = 0) -> None:
-        """I and A of one batch for units unit_offset.. (call add_truth once per batch too). mask: (B, U', S, S)
-        bool, M_u = upsampled activation > T_u; annotated: (B, categories) bool."""
-        batch, units, size, _ = mask.shape
-        image = torch.arange(batch, device=mask.device).repeat_interleave(units)
-        unit = torch.arange(units, device=mask.device).repeat(batch) + unit_offset
-        self.add_pairs(mask.reshape(batch * units, size, size), image, unit, layers, layer_category, whole,
-                       whole_category, annotated)
-
     def add_pairs(self, mask: torch.Tensor, image: torch.Tensor, unit: torch.Tensor, layers: torch.Tensor,
                   layer_category: torch.Tensor, whole: torch.Tensor, whole_category: torch.Tensor,
                   annotated: torch.Tensor) -> None:
-        """I and A for some (image, unit) pairs of a batch: mask[k] is M_u of unit[k] in image[k] (pairs left out
-        have no active pixel). The other arguments are the batch's, as in add()."""
+        """I and A for some (image, unit) pairs of a batch (call add_truth once per batch too): mask[k] (S x S
+        bool) is M_u of unit[k] in image[k], pairs left out having no active pixel; layers (B, L, S, S) and whole
+        (B, W) as in add_truth; annotated (B, categories) bool."""
         mask, image, unit = mask.to(self.device), image.to(self.device), unit.to(self.device)
         layers = layers.to(self.device)
         columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
