@@ -46,8 +46,10 @@ class ThresholdEstimator:
         values = values.to(self.device, torch.float32)
         self.count += values.shape[1]
         if self._buffer is not None:
-            self._buffer.append(values.clone())
-            if self.count * self.units > self.exact_limit:
+            self._buffer.append(values)  # fresh tensors from the engine: no copy needed
+            # A stream known to outgrow the exact limit goes to the histogram at once.
+            total = self.expected if self.expected is not None else self.count
+            if max(total, self.count) * self.units > self.exact_limit:
                 self._start_histogram()
         else:
             self._add_to_histogram(values)
@@ -115,10 +117,9 @@ class ThresholdEstimator:
         step = max(1, budget // max(1, values.shape[1]))
         flat = self._counts.view(-1)
         for start in range(0, len(rows), step):
-            chunk, unit = values[start:start + step], rows[start:start + step]
-            keep = chunk >= self._floor[unit][:, None]
-            kept = chunk[keep]  # row-major: the unit of each kept value follows from the per-row counts
-            unit = unit.repeat_interleave(keep.sum(dim=1))
+            chunk = values[start:start + step]
+            row, column = (chunk >= self._floor[rows[start:start + step]][:, None]).nonzero(as_tuple=True)
+            kept, unit = chunk[row, column], rows[start:start + step][row]
             index = ((kept - self._low[unit]) / self._width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
             index += unit * self.bins
             flat.index_add_(0, index, torch.ones_like(index))
