@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import shared_file
 
 HEADER = ",name,unit,iou,label,category\n"
 

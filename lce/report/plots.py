@@ -16,7 +16,7 @@ def plot_embedding(result: EmbeddingResult, path: Path) -> None:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    coords, names = result.coordinates, result.columns
+    coords = result.coordinates
     # Panels: (1 vs 2) and, with a third component, (3 vs 2); a single component is drawn against zero.
     panels = [(0, 1)] if coords.shape[1] >= 2 else [(0, None)]
     if coords.shape[1] >= 3:
