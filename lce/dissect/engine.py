@@ -126,7 +126,8 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                 limit = limits[name].to(device)
                 # Only maps whose upsampling can exceed T_u are upsampled: bilinear values never exceed the
                 # map's peak (nor, with the dissect grid's zero padding, max(peak, 0)).
-                image, unit = (_upsampled_bound(acts, settings.variant) > limit[None, :]).nonzero(as_tuple=True)
+                bound = _upsampled_bound(acts.amax(dim=(2, 3)), settings.variant)
+                image, unit = (bound > limit[None, :]).nonzero(as_tuple=True)
                 step = settings.unit_chunk * settings.batch_size * (4 if device.type == "cuda" else 1)
                 for start in range(0, len(image), step):
                     pairs = image[start:start + step], unit[start:start + step]
@@ -158,9 +159,9 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
-def _upsampled_bound(acts: torch.Tensor, variant: str) -> torch.Tensor:
-    """(B, U): no upsampled value of a map exceeds this (its peak; max(peak, 0) for dissect's zero padding)."""
-    peaks = acts.amax(dim=(2, 3))
+def _upsampled_bound(peaks: torch.Tensor, variant: str) -> torch.Tensor:
+    """(B, U) from the maps' peaks: no upsampled value of a map exceeds this (its peak; max(peak, 0) with the
+    dissect grid's zero padding)."""
     return peaks if variant == "netdissect" else peaks.clamp(min=0)
 
 
@@ -176,7 +177,7 @@ def _add_threshold_values(estimator: ThresholdEstimator, acts: torch.Tensor, pea
     if floor is None:
         estimator.add(upsample(acts, seg_size, "dissect").transpose(0, 1).reshape(units, -1))
         return
-    image, unit = (peaks.clamp(min=0) >= floor[None, :]).nonzero(as_tuple=True)
+    image, unit = (_upsampled_bound(peaks, "dissect") >= floor[None, :]).nonzero(as_tuple=True)
     step = settings.unit_chunk * settings.batch_size
     for start in range(0, len(image), step):
         pairs = image[start:start + step], unit[start:start + step]

@@ -246,6 +246,12 @@ def read_label_png(path: Path) -> np.ndarray:
     return pixels[:, :, 0] + 256 * pixels[:, :, 1]
 
 
+def unknown_labels(layer: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The label numbers of a decoded layer that are neither 0 (unlabeled) nor in `known` (sorted numbers)."""
+    numbers = np.unique(layer)
+    return numbers[(numbers != 0) & ~np.isin(numbers, known)]
+
+
 def _read_categories(root: Path, problems: Problems) -> list[str]:
     path = root / "category.csv"
     return [row["name"].strip() for _, row in _read_table(path, CATEGORY_COLUMNS, problems)]

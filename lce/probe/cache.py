@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lce.errors import LceError
-from lce.probe.broden import Broden, read_label_png
+from lce.probe.broden import Broden, read_label_png, unknown_labels
 from lce.probe.labels import ImageLabels
 
 LAYERS = "layers.u16"
@@ -130,11 +130,10 @@ def _decode_row(job: tuple[Path, list[str], tuple[int, int], np.ndarray]) -> lis
             raise LceError(f"{path} cannot be decoded ({error}); `lce probe check --deep` lists every such file.")
         if layer.shape != shape:
             raise LceError(f"{path} is {layer.shape[1]}x{layer.shape[0]}, but index.csv says {shape[1]}x{shape[0]}.")
-        numbers = np.unique(layer)
-        unknown = numbers[(numbers != 0) & ~np.isin(numbers, known)]
+        unknown = unknown_labels(layer, known)
         if unknown.size:
             raise LceError(f"{path} holds label number(s) {', '.join(map(str, unknown[:5]))} that label.csv lacks.")
-        if numbers[-1] > np.iinfo(np.uint16).max:
+        if layer.max(initial=0) > np.iinfo(np.uint16).max:
             raise LceError(f"{path} holds label numbers above 65535, which the decode cache cannot store.")
         layers.append(layer.astype(np.uint16))
     return layers

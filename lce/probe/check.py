@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lce.probe.broden import Broden, Problem, Problems, read_label_png
+from lce.probe.broden import Broden, Problem, Problems, read_label_png, unknown_labels
 
 
 def check_probe(root: Path, deep: bool = False, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
@@ -27,8 +27,7 @@ def check_probe(root: Path, deep: bool = False, progress: Callable[[int, int], N
             for name in row.label_files(category):
                 path = probe.root / "images" / name
                 if _check_file(path, (row.sw, row.sh), "sh,sw", index, row.line, deep, problems) and deep:
-                    numbers = np.unique(read_label_png(path))
-                    unknown = numbers[(numbers != 0) & ~np.isin(numbers, known)]
+                    unknown = unknown_labels(read_label_png(path), known)
                     if unknown.size:
                         problems.add(path, f"label number(s) {', '.join(map(str, unknown[:5]))} absent from label.csv"
                                            f" (index.csv line {row.line})")

@@ -62,7 +62,7 @@ class ProbeDataset(torch.utils.data.Dataset):
             "index": torch.tensor(index),
             "image": self.image(index) if self.load_images else torch.zeros(0),
             "layers": torch.from_numpy(self._layers(labels)),
-            "whole": torch.from_numpy(_slots(self.whole_categories, labels.whole, 0, np.int64)),
+            "whole": torch.tensor([n or 0 for n in _slots(self.whole_categories, labels.whole)], dtype=torch.int64),
             "annotated": torch.tensor([c in labels.categories for c in self.categories], dtype=torch.bool),
         }
 
@@ -91,24 +91,20 @@ class ProbeDataset(torch.utils.data.Dataset):
     def _layers(self, labels: ImageLabels) -> np.ndarray:
         size = self.seg_size
         out = np.zeros((len(self.layer_categories), size, size), dtype=np.int32)  # half the IPC of int64
-        filled: dict[str, int] = {}
-        for slot, category in enumerate(self.layer_categories):
-            layers = labels.pixel.get(category, [])
-            taken = filled.get(category, 0)
-            if taken < len(layers):
-                out[slot] = resize_nearest(layers[taken], size)
-                filled[category] = taken + 1
+        for slot, layer in enumerate(_slots(self.layer_categories, labels.pixel)):
+            if layer is not None:
+                out[slot] = resize_nearest(layer, size)
         return out
 
 
-def _slots(slot_categories: list[str], values: dict[str, list[int]], empty: int, dtype) -> np.ndarray:
-    out = np.full(len(slot_categories), empty, dtype=dtype)
+def _slots(slot_categories: list[str], values: dict[str, list]) -> list:
+    """Each slot's item: the k-th item of its category for the category's k-th slot, None where it has none."""
     taken: dict[str, int] = {}
-    for slot, category in enumerate(slot_categories):
-        items = values.get(category, [])
-        if taken.get(category, 0) < len(items):
-            out[slot] = items[taken.get(category, 0)]
-            taken[category] = taken.get(category, 0) + 1
+    out = []
+    for category in slot_categories:
+        items, k = values.get(category, []), taken.get(category, 0)
+        out.append(items[k] if k < len(items) else None)
+        taken[category] = k + 1
     return out
 
 
