@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 app = typer.Typer(
     name="lce",
@@ -38,3 +40,21 @@ def user_errors(function: Callable) -> Callable:
             raise typer.Exit(error.exit_code) from None
 
     return wrapper
+
+
+@contextmanager
+def progress_bars():
+    """Rich progress bars on stderr, one per named task, with images/s and an ETA; yields the callback
+    update(name, done, total) that the library's long functions report to."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total, rate="")
+            speed = bar.tasks[tasks[name]].speed
+            bar.update(tasks[name], completed=done, total=total, rate=f"{speed:,.0f} img/s" if speed else "")
+
+        yield update

@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lce.cli.app import app, console, errors, user_errors
+from lce.cli.app import app, console, progress_bars, user_errors
 from lce.errors import LceError
 
 
@@ -72,18 +71,7 @@ def ingest(
     request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
                             checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
                             replace=replace)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total, rate="")
-            task = bar.tasks[tasks[name]]
-            speed = task.speed
-            bar.update(tasks[name], completed=done, rate=f"{speed:,.0f} img/s" if speed else "")
-
+    with progress_bars() as progress:
         outcomes = run_ingest(request, progress)
     for outcome in outcomes:
         if outcome.status == "skipped":

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lce.cli.app import app, console, errors, user_errors
+from lce.cli.app import app, console, errors, progress_bars, user_errors
 
 probe_app = typer.Typer(
     help="Probe datasets with pixel-level concept labels (Broden format): check, register, inspect, synthesise.\n\n"
@@ -18,19 +16,6 @@ probe_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(probe_app, name="probe")
-
-
-@contextmanager
-def progress_bar(description: str):
-    """A rich progress bar; yields the callback (done, total) that the library functions take."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=errors, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @probe_app.command("check")
@@ -48,8 +33,8 @@ def check(
     from lce.probe.registry import problems_summary
 
     started = time.perf_counter()
-    with progress_bar("checking") as update:
-        problems = check_probe(directory, deep=deep, progress=update)
+    with progress_bars() as update:
+        problems = check_probe(directory, deep=deep, progress=lambda done, total: update("checking", done, total))
     if problems:
         errors.print(f"[bold red]{len(problems)} problem(s)[/] in {directory}:\n{problems_summary(problems)}",
                      highlight=False, soft_wrap=True)
@@ -74,8 +59,9 @@ def add(
     from lce.probe.registry import add_probe
 
     started = time.perf_counter()
-    with progress_bar("decoding labels") as update:
-        added = add_probe(name, directory, replace=replace, workers=workers, progress=update)
+    with progress_bars() as update:
+        added = add_probe(name, directory, replace=replace, workers=workers,
+                          progress=lambda done, total: update("decoding labels", done, total))
     verb = {"created": "Stored", "replaced": "Replaced", "unchanged": "Already stored, unchanged:"}[added.outcome]
     console.print(f"{verb} probe {added.name!r} (id {added.probe_id}): {added.images:,} images, "
                   f"{added.concepts:,} concepts; decode cache {added.cache} ({time.perf_counter() - started:.1f} s)")
