@@ -37,3 +37,21 @@ def test_histogram_thresholds_keep_the_share_above_within_one_percent(quantile):
     assert ((share - 1).abs() < 0.01).all(), share
     # Skipping the values that can no longer matter changes nothing.
     assert torch.equal(plain.thresholds(), informed.thresholds())
+
+
+@pytest.mark.parametrize("quantile", [0.01, 0.005])
+def test_a_running_top_of_each_unit_gives_torch_quantile_exactly(quantile):
+    """With the stream's length known, the estimator keeps only the values torch.quantile reads; values at or
+    below its floor may be left out, and the thresholds are still bit for bit those of torch.quantile."""
+    data = stream()
+    estimator = ThresholdEstimator(16, quantile, expected=data.shape[1])
+    assert estimator.keep == (1_201 if quantile == 0.01 else 601)  # ranks floor(p) and ceil(p) from the top
+    left_out = 0
+    for chunk in data.split(7_000, dim=1):
+        above = chunk > estimator.floor[:, None]
+        left_out += int((~above).sum())
+        unit = torch.arange(16)[:, None].expand_as(chunk)[above]
+        estimator.add_values(unit, chunk[above], count=chunk.shape[1])
+    assert estimator.exact
+    assert left_out > 0.8 * data.numel()  # most values never reach the estimator
+    assert torch.equal(estimator.thresholds(), torch.quantile(data, 1 - quantile, dim=1))

@@ -1,16 +1,20 @@
 """The two passes of network dissection over a probe, for one or more layers of a model (method.md section 1).
 
     results = dissect(model, ["layer4"], dataset, DissectSettings.for_variant("dissect"), device)
-    results["layer4"].iou          # (units, columns) IoU of every unit with every concept column
+    results["layer4"].tally.iou()  # (units, columns) IoU of every unit with every concept column
 
-Pass 1 runs the model over the probe and streams every unit's activations into its threshold estimator (and its
-top images). Pass 2 upsamples the activations to the segmentation size, masks them at the thresholds and tallies
-I, A and G. When a layer's activations fit `cache_budget` bytes they are kept from pass 1 at full precision and
-pass 2 reads them instead of running the model again: the results are identical either way.
+Pass 1 runs the model over the probe, keeps each unit's top images and streams its activations into its
+threshold estimator: only the cells of the upsampled maps that can still exceed the estimator's floor are
+upsampled (see lce.dissect.upsample). Pass 2 masks the upsampled activations at the thresholds and tallies I, A
+and G, again upsampling only the cells that can exceed T_u. When a layer's activations fit `cache_budget` bytes
+they are kept from pass 1 at full precision, pass 2 reads them instead of running the model again, and exact
+thresholds are found after pass 1 from all the activations at once (fewer cells to upsample). Thresholds depend
+only on the values, so the results are identical either way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +22,7 @@ import torch
 
 from lce.dissect.tally import Tally
 from lce.dissect.threshold import ThresholdEstimator
-from lce.dissect.upsample import upsample
+from lce.dissect.upsample import Cells, Upsampler
 from lce.probe.dataset import ProbeDataset
 
 # method.md section 1: NetDissect (CVPR 2017) thresholds the top 0.5% of raw activations at the probe's own
@@ -37,7 +41,7 @@ class DissectSettings:
     batch_size: int = 32
     workers: int = 0
     cache_budget: int = 2 * 2**30  # bytes of activations kept from pass 1
-    unit_chunk: int = 256  # units masked and tallied at once on the CPU (bounds pass 2's memory); 4x on a GPU
+    threshold_window: int | None = None  # bytes buffered in pass 1 for thresholds (_Window): 256 MiB, GPU 1 GiB
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> DissectSettings:
@@ -66,17 +70,21 @@ Progress = Callable[[str, int, int], None]  # (pass name, images done, images in
 
 def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
             device: torch.device, progress: Progress | None = None,
-            exact_limit: int = 2**26) -> dict[str, LayerResult]:
+            exact_limit: int | None = None) -> dict[str, LayerResult]:
     """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
-    settings.seg_size_for(...), as lce.dissect.ingest does)."""
+    settings.seg_size_for(...), as lce.dissect.ingest does). Thresholds stay exact while each layer's need at most
+    `exact_limit` values (default 2**26 on the CPU, 2**29 on a GPU; see ThresholdEstimator)."""
     from lce.models.layers import LayerCapture
 
     model = model.to(device).eval()
+    exact_limit = exact_limit or (2**29 if device.type == "cuda" else 2**26)
+    window = settings.threshold_window or (2**30 if device.type == "cuda" else 2**28)
     seg_size = dataset.seg_size
     loader = _loader(dataset, settings)
     thresholds: dict[str, ThresholdEstimator] = {}
     tops: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     kept: dict[str, list[torch.Tensor] | None] = {}
+    windows: dict[str, _Window] = {}
     budget = settings.cache_budget
     done = 0
     with LayerCapture(model, layers) as capture, torch.inference_mode():
@@ -84,27 +92,30 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             for name in layers:
                 acts = capture.outputs[name].float()
-                units = acts.shape[1]
                 if name not in thresholds:
                     per_image = seg_size**2 if settings.variant == "dissect" else acts.shape[2] * acts.shape[3]
-                    thresholds[name] = ThresholdEstimator(units, settings.quantile, device, exact_limit,
-                                                          expected=len(dataset) * per_image)
-                    kept[name] = []
-                peaks = acts.amax(dim=(2, 3))  # (B, U)
-                _add_threshold_values(thresholds[name], acts, peaks, seg_size, settings)
-                tops[name] = _top_images(tops.get(name), peaks, batch["index"].to(device))
+                    estimator = ThresholdEstimator(acts.shape[1], settings.quantile, device, exact_limit,
+                                                   expected=len(dataset) * per_image)
+                    thresholds[name] = estimator
+                    size = acts[0].numel() * acts.element_size() * len(dataset)
+                    kept[name] = [] if size <= budget else None  # else the model runs again in pass 2
+                    budget -= size if kept[name] is not None else 0
+                    # Exact thresholds do not depend on the windows: a kept layer's are found from all at once.
+                    whole = kept[name] is not None and estimator.exact
+                    windows[name] = _Window(estimator, seg_size, size if whole else window)
                 if kept[name] is not None:
-                    size = acts.numel() * acts.element_size()
-                    if size <= budget:
-                        kept[name].append(acts.to("cpu", copy=True))
-                        budget -= size
-                    else:  # over budget: this layer runs the model again in pass 2
-                        budget += sum(t.numel() * t.element_size() for t in kept[name])
-                        kept[name] = None
+                    kept[name].append(acts.to("cpu"))  # LayerCapture's outputs are copies already
+                if settings.variant == "netdissect":  # raw values: the estimator takes them as they come
+                    thresholds[name].add(acts.transpose(0, 1).reshape(acts.shape[1], -1))
+                else:
+                    windows[name].add(acts)
+                tops[name] = _top_images(tops.get(name), acts.amax(dim=(2, 3)), batch["index"].to(device))
             done += len(batch["index"])
             if progress:
                 progress("pass 1", done, len(dataset))
 
+        for window in windows.values():
+            window.flush()
         limits = {name: estimator.thresholds() for name, estimator in thresholds.items()}
         tallies = {name: Tally(len(limits[name]), dataset.categories, _max_label(dataset), settings.variant, device)
                    for name in layers}
@@ -122,20 +133,19 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             for name in layers:
                 acts = kept[name][position].to(device) if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
-                tally.add_truth(batch["layers"], layer_category, batch["whole"], whole_category)
+                labels = tally.labels(batch["layers"], layer_category, batch["whole"], whole_category,
+                                      batch["annotated"])
+                tally.add_truth(labels)
+                cells = Upsampler.of(acts, seg_size, settings.variant).cells(acts)
                 limit = limits[name].to(device)
-                # Only maps whose upsampling can exceed T_u are upsampled: bilinear values never exceed the
-                # map's peak (nor, with the dissect grid's zero padding, max(peak, 0)).
-                bound = _upsampled_bound(acts.amax(dim=(2, 3)), settings.variant)
-                image, unit = (bound > limit[None, :]).nonzero(as_tuple=True)
-                step = settings.unit_chunk * settings.batch_size * (4 if device.type == "cuda" else 1)
-                for start in range(0, len(image), step):
-                    pairs = image[start:start + step], unit[start:start + step]
-                    # The maps as channels of one image (cuDNN's sampler limits the batch, not the channels).
-                    maps = upsample(acts[pairs][None], seg_size, settings.variant)[0]
-                    mask = maps > limit[pairs[1]][:, None, None]
-                    tally.add_pairs(mask, *pairs, batch["layers"], layer_category, batch["whole"],
-                                    whole_category, batch["annotated"])
+                # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
+                selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
+                for chunk in _chunks(selected, device):
+                    image, unit, cell_y, cell_x = chunk
+                    values = cells.values(*chunk)
+                    active, slot_y, slot_x = (values > limit[unit][:, None, None]).nonzero(as_tuple=True)
+                    y, x = cells.positions(cell_y[active], cell_x[active], slot_y, slot_x)
+                    tally.add_pixels(labels, image[active], unit[active], y, x)
             done += len(batch["index"])
             if progress:
                 progress("pass 2", done, len(dataset))
@@ -159,31 +169,74 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
-def _upsampled_bound(peaks: torch.Tensor, variant: str) -> torch.Tensor:
-    """(B, U) from the maps' peaks: no upsampled value of a map exceeds this (its peak; max(peak, 0) with the
-    dissect grid's zero padding)."""
-    return peaks if variant == "netdissect" else peaks.clamp(min=0)
+def _chunks(index: tuple[torch.Tensor, ...], device: torch.device):
+    """Index tensors of selected cells, a bounded number at a time (each cell's values are a few dozen floats)."""
+    step = 2**19 if device.type == "cuda" else 2**15
+    for start in range(0, len(index[0]), step):
+        yield tuple(part[start:start + step] for part in index)
 
 
-def _add_threshold_values(estimator: ThresholdEstimator, acts: torch.Tensor, peaks: torch.Tensor, seg_size: int,
-                          settings: DissectSettings) -> None:
-    """Stream one batch into a layer's threshold estimator: raw values (netdissect) or upsampled ones (dissect);
-    once the estimator knows which values can no longer matter, only maps that can reach them are upsampled."""
-    batch, units = peaks.shape
-    if settings.variant == "netdissect":
-        estimator.add(acts.transpose(0, 1).reshape(units, -1))
-        return
+class _Window:
+    """Pass 1's activations of a layer, buffered up to `size` bytes, then streamed into the layer's threshold
+    estimator (dissect variant) in rounds: each unit's cells from the highest bound down, each round's values
+    raising the estimator's floor, until no cell left can exceed it. Most cells are never upsampled: with the
+    values of a whole window at hand the floor gets close to T_u within the first rounds."""
+
+    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int):
+        self.estimator, self.seg_size, self.size = estimator, seg_size, size
+        self.batches: list[torch.Tensor] = []
+        self.bytes = 0
+
+    def add(self, acts: torch.Tensor) -> None:
+        self.batches.append(acts)
+        self.bytes += acts.numel() * acts.element_size()
+        if self.bytes >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batches:
+            return
+        acts = torch.cat(self.batches)
+        self.batches, self.bytes = [], 0
+        estimator = self.estimator
+        cells = Upsampler.of(acts, self.seg_size, "dissect").cells(acts)
+        bounds = _unit_major(cells.bounds())  # (U, images * cells)
+        count = acts.shape[0] * self.seg_size**2  # values per unit in this window
+        take = -(-2 * estimator.keep // cells.sampler.samples_per_cell)  # cells holding about 2 * keep values
+        while take:
+            take = min(take, bounds.shape[1])
+            highest, cell = bounds.topk(take, dim=1)
+            open_ = highest > estimator.floor[:, None]  # cells that can still exceed the floor
+            if not open_.any():
+                break
+            unit = torch.arange(len(bounds), device=acts.device)[:, None].expand_as(cell)[open_]
+            _add_cells(estimator, cells, unit, cell[open_], count)
+            count = 0
+            bounds.scatter_(1, cell, -math.inf)  # done
+            take = 0 if take == bounds.shape[1] else 2 * take
+        estimator.count += count  # when no cell could exceed the floor at all
+
+
+def _unit_major(bounds: torch.Tensor) -> torch.Tensor:
+    """(B, U, cells_y, cells_x) -> (U, B * cells_y * cells_x): each unit's cells, as the estimator takes them."""
+    return bounds.transpose(0, 1).reshape(bounds.shape[1], -1)
+
+
+def _add_cells(estimator: ThresholdEstimator, cells: Cells, unit: torch.Tensor, cell: torch.Tensor,
+               count: int) -> None:
+    """Add the values above the floor of cells (unit[k], cell[k]), cell[k] a flat index over (images, cells_y,
+    cells_x), unit non-decreasing; `count` is the values each unit had, the cells left out included."""
+    cells_y, cells_x = cells.sampler.empty.shape
+    image, within = cell // (cells_y * cells_x), cell % (cells_y * cells_x)
+    index = (image, unit, within // cells_x, within % cells_x)
     floor = estimator.floor
-    if floor is None:
-        estimator.add(upsample(acts, seg_size, "dissect").transpose(0, 1).reshape(units, -1))
-        return
-    image, unit = (_upsampled_bound(peaks, "dissect") >= floor[None, :]).nonzero(as_tuple=True)
-    step = settings.unit_chunk * settings.batch_size
-    for start in range(0, len(image), step):
-        pairs = image[start:start + step], unit[start:start + step]
-        maps = upsample(acts[pairs][None], seg_size, "dissect")[0]  # the maps as channels of one image
-        estimator.add_rows(pairs[1], maps.reshape(len(maps), -1), count=0)
-    estimator.count += batch * seg_size**2  # every unit had this many values, the maps left out included
+    kept_units, kept_values = [], []
+    for chunk in _chunks(index, unit.device):
+        values = cells.values(*chunk).flatten(1)
+        above = values > floor[chunk[1]][:, None]  # -inf slots (cells narrower than the widest) drop out too
+        kept_units.append(chunk[1][:, None].expand_as(values)[above])
+        kept_values.append(values[above])
+    estimator.add_values(torch.cat(kept_units), torch.cat(kept_values), count=count)
 
 
 def _top_images(current, peaks: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

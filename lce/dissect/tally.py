@@ -1,9 +1,10 @@
 """Counting, pooled over the probe: I[u, c], A and G[c] (method.md section 1), vectorised on the device.
 
     tally = Tally(units=512, categories=[...], max_label=1196, variant="dissect", device=device)
-    tally.add_truth(layers, layer_category, whole, whole_category)              # G, once per batch
-    tally.add_pairs(mask, image, unit, layers, layer_category, whole, whole_category, annotated)  # I and A
-    tally.iou()                                                                 # (units, columns)
+    labels = tally.labels(layers, layer_category, whole, whole_category, annotated)   # once per batch
+    tally.add_truth(labels)                                                             # G
+    tally.add_pixels(labels, image, unit, y, x)        # I and A, from the active pixels of M_u
+    tally.iou()                                                                         # (units, columns)
 
 A concept is a (category, label number) pair, so the same label in two categories is two concepts; its column
 is category_index * (max_label + 1) + label. Only active pixels (a few in a thousand) are visited: their
@@ -14,9 +15,21 @@ only over images that annotate category k.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 VARIANTS = ("netdissect", "dissect")
+
+
+@dataclass(frozen=True)
+class BatchLabels:
+    """One batch's labels as tally columns, -1 where a pixel or image has none."""
+
+    layers: torch.Tensor  # (L, B * S * S) column of each label layer's pixel
+    whole: torch.Tensor  # (W, B) column of each whole-image label slot
+    size: int  # S
+    annotated: torch.Tensor  # (B, categories) int64: 1 where the image annotates the category
 
 
 class Tally:
@@ -37,49 +50,48 @@ class Tally:
     def column(self, category: str, label: int) -> int:
         return self.categories.index(category) * self.stride + label
 
-    def add_truth(self, layers: torch.Tensor, layer_category: torch.Tensor, whole: torch.Tensor,
-                  whole_category: torch.Tensor) -> None:
-        """G[c] of one batch (once per batch, whatever the unit chunks): layers (B, L, S, S) label numbers
-        (0 = none) with layer_category (L,) category indices; whole (B, W) with whole_category (W,)."""
-        self.images += layers.shape[0]
-        layers = layers.to(self.device)
-        columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
-        self.truth += torch.bincount(columns[layers > 0], minlength=self.columns)
-        whole = whole.to(self.device)
-        cols = (whole_category.to(self.device)[None, :] * self.stride + whole)[whole > 0]
-        size = layers.shape[-1]
-        self.truth.index_add_(0, cols, torch.full_like(cols, size * size))
+    def labels(self, layers: torch.Tensor, layer_category: torch.Tensor, whole: torch.Tensor,
+               whole_category: torch.Tensor, annotated: torch.Tensor) -> BatchLabels:
+        """A batch's labels as tally columns: layers (B, L, S, S) label numbers (0 = none) with layer_category
+        (L,) category indices; whole (B, W) with whole_category (W,); annotated (B, categories) bool."""
+        layers, whole = layers.to(self.device), whole.to(self.device)
+        layer_columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
+        whole_columns = whole_category.to(self.device)[None, :] * self.stride + whole
+        return BatchLabels(
+            layers=torch.where(layers > 0, layer_columns, -1).transpose(0, 1).reshape(layers.shape[1], -1),
+            whole=torch.where(whole > 0, whole_columns, -1).T, size=layers.shape[-1],
+            annotated=annotated.to(self.device, torch.int64))
 
-    def add_pairs(self, mask: torch.Tensor, image: torch.Tensor, unit: torch.Tensor, layers: torch.Tensor,
-                  layer_category: torch.Tensor, whole: torch.Tensor, whole_category: torch.Tensor,
-                  annotated: torch.Tensor) -> None:
-        """I and A for some (image, unit) pairs of a batch (call add_truth once per batch too): mask[k] (S x S
-        bool) is M_u of unit[k] in image[k], pairs left out having no active pixel; layers (B, L, S, S) and whole
-        (B, W) as in add_truth; annotated (B, categories) bool."""
-        mask, image, unit = mask.to(self.device), image.to(self.device), unit.to(self.device)
-        layers = layers.to(self.device)
-        columns = layer_category.to(self.device)[None, :, None, None] * self.stride + layers
-        pair, y, x = mask.nonzero(as_tuple=True)
-        pixel_image, pixel_unit = image[pair], unit[pair]
-        for layer in range(layers.shape[1]):
-            hit = layers[pixel_image, layer, y, x] > 0
-            cells = pixel_unit[hit] * self.columns + columns[pixel_image[hit], layer, y[hit], x[hit]]
-            self.intersection.index_add_(0, cells, torch.ones_like(cells))
+    def add_truth(self, labels: BatchLabels) -> None:
+        """G[c] of one batch (once per batch, whatever the pixels added)."""
+        self.images += labels.whole.shape[1]
+        present = labels.layers[labels.layers >= 0]
+        self.truth += torch.bincount(present, minlength=self.columns)
+        present = labels.whole[labels.whole >= 0]
+        self.truth.index_add_(0, present, torch.full_like(present, labels.size**2))
 
-        active = torch.bincount(pair, minlength=len(image))  # pixels of M_u per pair
-        whole = whole.to(self.device)
-        whole_columns = whole_category.to(self.device)[None, :] * self.stride + whole  # (B, W)
-        for slot in range(whole.shape[1]):
-            present = whole[image, slot] > 0
-            if present.any():
-                cells = unit[present] * self.columns + whole_columns[image[present], slot]
-                self.intersection.index_add_(0, cells, active[present])
-
+    def add_pixels(self, labels: BatchLabels, image: torch.Tensor, unit: torch.Tensor, y: torch.Tensor,
+                   x: torch.Tensor) -> None:
+        """I and A from active pixels of the batch (call add_truth once per batch too): pixel k is (y[k], x[k])
+        of M_u for unit[k] in image[k] (batch positions)."""
+        image, unit = image.to(self.device), unit.to(self.device)
+        pixel = (image * labels.size + y.to(self.device)) * labels.size + x.to(self.device)
+        cell = unit * self.columns
+        for columns in labels.layers:
+            column = columns[pixel]
+            hit = column >= 0
+            self._count((cell + column)[hit])
+        for columns in labels.whole:  # a whole-image label covers every pixel of its image
+            column = columns[image]
+            hit = column >= 0
+            self._count((cell + column)[hit])
         if self.variant == "dissect":
-            self.activation.index_add_(0, unit, active)
+            self.activation += torch.bincount(unit, minlength=self.units)
         else:
-            annotated = annotated.to(self.device, torch.int64)
-            self.activation.index_add_(0, unit, active[:, None] * annotated[image])
+            self.activation.index_add_(0, unit, labels.annotated[image])
+
+    def _count(self, cells: torch.Tensor) -> None:
+        self.intersection.index_add_(0, cells, torch.ones_like(cells))
 
     def counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """I (U, columns), A broadcast to (U, columns), G (columns,)."""

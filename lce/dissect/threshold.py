@@ -1,15 +1,19 @@
 """Per-unit thresholds T_u: the top-q quantile of a unit's activations over the whole probe, streamed in batches.
 
-    estimator = ThresholdEstimator(units=512, quantile=0.005, device=device)
+    estimator = ThresholdEstimator(units=512, quantile=0.005, device=device, expected=values_per_unit)
     for batch in batches: estimator.add(values)        # values: (units, n) for this batch
     thresholds = estimator.thresholds()               # (units,)
 
-Exact while every value fits `exact_limit` (then T_u is torch.quantile(values_u, 1 - q), linear interpolation);
-beyond it, a per-unit histogram of `bins` bins whose range grows by doubling (merging bin pairs, so counts stay
-exact), with T_u interpolated inside the bin where the top-q count is crossed. The published tools use streaming
-sketches with ~0.1% rank error; the histogram keeps the fraction above T_u within 1% (relative) of q unless one
-bin holds more than a hundredth of the top-q values (the tests check the fraction). The result depends only on
-the values and their order, so a run with the activation cache gives the same thresholds as one without.
+T_u is exactly torch.quantile(values_u, 1 - q) (linear interpolation) while the values it depends on fit
+`exact_limit`. With `expected` (the values per unit of the whole stream) known, that quantile reads only the top
+`keep` values of each unit (about q * expected), so the estimator keeps just those: a running top-`keep` per unit,
+and values at or below the current `floor` (the keep-th largest so far) can be left out by the caller (add_values).
+Beyond the limit, a per-unit histogram of `bins` bins whose range grows by doubling (merging bin pairs, so counts
+stay exact), with T_u interpolated inside the bin where the top-q count is crossed. The published tools use
+streaming sketches with ~0.1% rank error; the histogram keeps the fraction above T_u within 1% (relative) of q
+unless one bin holds more than a hundredth of the top-q values (the tests check the fraction). The result depends
+only on the values, not on how they are batched, so a run with the activation cache gives the same thresholds as
+one without.
 """
 
 from __future__ import annotations
@@ -27,19 +31,31 @@ class ThresholdEstimator:
                  exact_limit: int = 2**26, bins: int = 8192, expected: int | None = None):
         self.units, self.quantile, self.device = units, quantile, torch.device(device)
         self.exact_limit, self.bins = exact_limit, bins
-        self.expected = expected  # values per unit in the whole stream, when known: lets the histogram skip work
+        self.expected = expected  # values per unit in the whole stream, when known: lets the estimator skip work
         self.count = 0  # values per unit so far
-        self._buffer: list[torch.Tensor] | None = []
-        self._counts: torch.Tensor | None = None  # (units, bins) int64
+        # Exact modes: every value (expected unknown), or each unit's top `keep` values (_top plus _pending).
+        self.keep = _values_read_by_quantile(quantile, expected) if expected is not None else None
+        self._buffer: list[torch.Tensor] | None = [] if self.keep is None else None
+        self._top: torch.Tensor | None = None
+        self._pending: list[torch.Tensor] = []
+        self._pending_width = 0
+        self._counts: torch.Tensor | None = None  # histogram mode: (units, bins) int64
         self._low: torch.Tensor | None = None  # (units,) lower edge of bin 0
         self._width: torch.Tensor | None = None  # (units,) bin width
-        # Values below _floor can no longer reach the top q of the whole stream (expected values): the histogram
-        # skips them, which is most of them once a fraction of the stream is in.
+        # Values at or below _floor can no longer change T_u: they may be left out.
         self._floor = torch.full((units,), -torch.inf, device=self.device)
+        if self.keep is not None and 2 * units * self.keep <= exact_limit:  # the top values and as many pending
+            self._top = torch.full((units, 0), -torch.inf, device=self.device)
 
     @property
     def exact(self) -> bool:
-        return self._buffer is not None
+        return self._buffer is not None or self._top is not None
+
+    @property
+    def floor(self) -> torch.Tensor:
+        """(units,): a unit's values at or below its floor no longer matter (add_rows may leave them out); -inf
+        while every value of the unit is still needed."""
+        return self._floor
 
     def add(self, values: torch.Tensor) -> None:
         """Add a batch: (units, n) values of each unit."""
@@ -47,94 +63,137 @@ class ThresholdEstimator:
         self.count += values.shape[1]
         if self._buffer is not None:
             self._buffer.append(values)  # fresh tensors from the engine: no copy needed
-            # A stream known to outgrow the exact limit goes to the histogram at once.
-            total = self.expected if self.expected is not None else self.count
-            if max(total, self.count) * self.units > self.exact_limit:
-                self._start_histogram()
+            if self.count * self.units > self.exact_limit:
+                self._start_histogram(torch.cat(self._buffer, dim=1))
+        elif self._top is not None:
+            self._add_to_top(values)
+        elif self._counts is None:
+            self._start_histogram(values)
         else:
-            self._add_to_histogram(values)
+            self._histogram(torch.arange(self.units, device=self.device), values)
+
+    def add_values(self, unit: torch.Tensor, values: torch.Tensor, count: int) -> None:
+        """Add some values only: values[k] is a value of unit unit[k] (unit non-decreasing); `count` is how many
+        values every unit had in this batch, those left out too (only values at or below `floor` may be left
+        out, so this needs `expected`)."""
+        if self.keep is None:
+            raise RuntimeError("add_values needs `expected`: use add() otherwise")
+        self.count += count
+        unit, values = unit.to(self.device), values.to(self.device, torch.float32)
+        if self._counts is not None:
+            self._histogram(unit, values[:, None])
+            return
+        dense = _by_unit(unit, values, self._floor, self.units)
+        if self._top is not None:
+            self._add_to_top(dense)
+        else:
+            self._start_histogram(dense)
+
+    def raise_floor(self, reached: torch.Tensor) -> None:
+        """The caller knows that at least `keep` values of each unit lie at or above `reached` (units,): values
+        below it can be left out. (In histogram mode the floor is lowered to a bin edge, so that the bin where
+        T_u falls is always counted whole.)"""
+        if self.keep is None:
+            return  # every value is kept: nothing to skip
+        reached = reached.to(self.device, torch.float32)
+        if self._counts is not None:
+            reached = self._bin_edge_below(reached)
+        self._floor = torch.maximum(self._floor, _just_below(reached))
 
     def thresholds(self) -> torch.Tensor:
         if self._buffer is not None:
-            return self._exact()
+            return _quantile(torch.cat(self._buffer, dim=1), self.quantile)
+        if self._top is not None:
+            return self._from_top()
         return self._from_histogram()
 
-    def _exact(self) -> torch.Tensor:
-        values = torch.cat(self._buffer, dim=1)
-        rows = max(1, _QUANTILE_MAX // max(1, values.shape[1]))
-        return torch.cat([torch.quantile(values[start:start + rows], 1 - self.quantile, dim=1)
-                          for start in range(0, self.units, rows)])
+    # Exact: a running top `keep` of each unit.
 
-    def _start_histogram(self) -> None:
-        values = torch.cat(self._buffer, dim=1)
+    def _add_to_top(self, values: torch.Tensor) -> None:
+        self._pending.append(values)
+        self._pending_width += values.shape[1]
+        if 4 * self._pending_width >= self.keep:  # often enough for the floor to keep up
+            self._compact()
+
+    def _compact(self) -> None:
+        values = torch.cat([self._top, *self._pending], dim=1)
+        self._pending, self._pending_width = [], 0
+        if values.shape[1] > self.keep:
+            values = values.topk(self.keep, dim=1, sorted=False).values
+        self._top = values
+        if values.shape[1] == self.keep:  # the keep-th largest so far: a value at or below it changes nothing
+            self._floor = torch.maximum(self._floor, values.min(dim=1).values)
+
+    def _from_top(self) -> torch.Tensor:
+        """torch.quantile's result, from the top values alone: the same rank, weight and lerp."""
+        if self.count != self.expected:
+            raise RuntimeError(f"the stream had {self.count} values per unit, not the {self.expected} expected")
+        self._compact()
+        top = self._top.sort(dim=1, descending=True).values
+        position = _quantile_position(self.quantile, self.count)
+        below, above = math.floor(position), math.ceil(position)
+        # Ascending rank i of n values is rank n - 1 - i from the top.
+        low, high = top[:, self.count - 1 - below], top[:, self.count - 1 - above]
+        return torch.lerp(low, high, torch.tensor(position - below, dtype=torch.float32, device=self.device))
+
+    # Histogram mode.
+
+    def _start_histogram(self, values: torch.Tensor) -> None:
+        """values: (units, n), -inf where a unit has fewer."""
         self._buffer = None
-        low, high = values.min(dim=1).values, values.max(dim=1).values
+        finite = torch.isfinite(values)
+        low = torch.where(finite, values, torch.inf).min(dim=1).values
+        high = torch.where(finite, values, -torch.inf).max(dim=1).values
+        low, high = torch.where(torch.isfinite(low), low, 0), torch.where(torch.isfinite(high), high, 0)
         span = torch.where(high > low, high - low, torch.ones_like(high))
         self._low = low
         self._width = span * (1 + 1e-6) / self.bins  # the maximum falls inside the last bin
         self._counts = torch.zeros(self.units, self.bins, dtype=torch.int64, device=self.device)
-        if self.expected is not None:
-            # The k-th largest value so far already bounds T_u from below (k = q * expected values must lie at or
-            # above T_u): start skipping below the edge of its bin, so that bin is still counted whole.
-            k = math.ceil(self.quantile * self.expected)
-            if values.shape[1] >= k:
-                rows = max(1, 2**26 // values.shape[1])
-                kth = torch.cat([values[start:start + rows].topk(k, dim=1).values[:, -1]
-                                 for start in range(0, self.units, rows)])
-                self._floor = self._low + self._width * ((kth - self._low) / self._width).floor()
-        self._add_to_histogram(values)
-
-    @property
-    def floor(self) -> torch.Tensor | None:
-        """(units,) values below which a unit's values no longer matter (add_rows may leave them out), or None
-        while every value is still needed (exact mode, or too little seen yet)."""
-        if self._buffer is not None or self.expected is None or not torch.isfinite(self._floor).all():
-            return None
-        return self._floor
-
-    def add_rows(self, rows: torch.Tensor, values: torch.Tensor, count: int) -> None:
-        """Add some units' values only: values[k] are values of unit rows[k]; `count` is how many values every unit
-        had in this batch, those left out too (only values below `floor` may be left out)."""
-        if self._buffer is not None:
-            raise RuntimeError("add_rows needs histogram mode: use add() until `floor` is known")
-        self.count += count
-        self._histogram(rows, values.to(self.device, torch.float32))
-
-    def _add_to_histogram(self, values: torch.Tensor) -> None:
+        self._floor = _just_below(self._bin_edge_below(self._floor))
+        if self.keep is not None and values.shape[1] >= self.keep:
+            # The keep-th largest value so far already bounds T_u from below.
+            rows = max(1, 2**26 // values.shape[1])
+            kth = torch.cat([values[start:start + rows].topk(self.keep, dim=1).values[:, -1]
+                             for start in range(0, self.units, rows)])
+            self.raise_floor(kth)
         self._histogram(torch.arange(self.units, device=self.device), values)
+
+    def _bin_edge_below(self, values: torch.Tensor) -> torch.Tensor:
+        edge = self._low + self._width * ((values - self._low) / self._width).floor()
+        return torch.where(torch.isfinite(values), torch.minimum(edge, values), values)
 
     def _histogram(self, rows: torch.Tensor, values: torch.Tensor) -> None:
         if rows.numel() == 0:
             return
-        infinity = torch.full((self.units,), torch.inf, device=self.device)
-        low = infinity.scatter_reduce(0, rows, values.min(dim=1).values, "amin")
-        high = (-infinity).scatter_reduce(0, rows, values.max(dim=1).values, "amax")
-        present = torch.isfinite(high)
-        self._grow(torch.where(present, torch.maximum(low, self._floor), self._low),
-                   torch.where(present, high, self._low))
         # Bound the temporaries: a chunk of rows at a time (larger on a GPU, where each chunk costs a host sync).
         budget = 2**28 if self.device.type == "cuda" else 2**25
         step = max(1, budget // max(1, values.shape[1]))
-        flat = self._counts.view(-1)
         for start in range(0, len(rows), step):
-            chunk = values[start:start + step]
-            row, column = (chunk >= self._floor[rows[start:start + step]][:, None]).nonzero(as_tuple=True)
-            kept, unit = chunk[row, column], rows[start:start + step][row]
+            chunk, chunk_rows = values[start:start + step], rows[start:start + step]
+            row, column = (chunk > self._floor[chunk_rows][:, None]).nonzero(as_tuple=True)
+            kept, unit = chunk[row, column], chunk_rows[row]
+            kept, unit = kept[torch.isfinite(kept)], unit[torch.isfinite(kept)]
+            if kept.numel() == 0:
+                continue
+            infinity = torch.full((self.units,), torch.inf, device=self.device)
+            low = infinity.scatter_reduce(0, unit, kept, "amin")
+            high = (-infinity).scatter_reduce(0, unit, kept, "amax")
+            present = torch.isfinite(high)
+            self._grow(torch.where(present, low, self._low), torch.where(present, high, self._low))
             index = ((kept - self._low[unit]) / self._width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
             index += unit * self.bins
-            flat.index_add_(0, index, torch.ones_like(index))
-        self._raise_floor()
+            self._counts.view(-1).index_add_(0, index, torch.ones_like(index))
+        self._raise_floor_from_counts()
 
-    def _raise_floor(self) -> None:
-        """Once the values so far put q * expected of them above a bin edge, T_u cannot fall below that edge."""
-        if self.expected is None:
+    def _raise_floor_from_counts(self) -> None:
+        """Once the values so far put `keep` of them above a bin edge, T_u cannot fall below that edge."""
+        if self.keep is None:
             return
-        wanted = self.quantile * self.expected
         from_top = self._counts.flip(1).cumsum(1)
-        reached = from_top[:, -1] >= wanted
-        bins_above = (from_top < wanted).sum(dim=1).clamp(max=self.bins - 1)
+        reached = from_top[:, -1] >= self.keep
+        bins_above = (from_top < self.keep).sum(dim=1).clamp(max=self.bins - 1)
         edge = self._low + self._width * (self.bins - 1 - bins_above)
-        self._floor = torch.where(reached, torch.maximum(self._floor, edge), self._floor)
+        self._floor = torch.where(reached, torch.maximum(self._floor, _just_below(edge)), self._floor)
 
     def _grow(self, low: torch.Tensor, high: torch.Tensor) -> None:
         """Double the range of every unit whose new values fall outside it, until they fit."""
@@ -165,3 +224,37 @@ class ThresholdEstimator:
         fraction = ((wanted - above) / in_bin).clamp(0, 1)
         bin_top = self._low + self._width * (bin_index + 1)
         return bin_top - fraction * self._width
+
+
+def _quantile_position(quantile: float, count: int) -> float:
+    """Where torch.quantile(values, 1 - quantile) of float32 values interpolates, in ascending ranks: the level
+    rounded to float32, times count - 1 in double precision (found to reproduce its results bit for bit)."""
+    return float(torch.tensor(1 - quantile, dtype=torch.float32)) * (count - 1)
+
+
+def _values_read_by_quantile(quantile: float, count: int) -> int:
+    """How many of the largest of `count` values torch.quantile reads (ascending ranks floor(p) and ceil(p))."""
+    return max(1, count - math.floor(_quantile_position(quantile, count)))
+
+
+def _quantile(values: torch.Tensor, quantile: float) -> torch.Tensor:
+    rows = max(1, _QUANTILE_MAX // max(1, values.shape[1]))
+    return torch.cat([torch.quantile(values[start:start + rows], 1 - quantile, dim=1)
+                      for start in range(0, values.shape[0], rows)])
+
+
+def _just_below(values: torch.Tensor) -> torch.Tensor:
+    return torch.nextafter(values, torch.full_like(values, -math.inf))
+
+
+def _by_unit(unit: torch.Tensor, values: torch.Tensor, floor: torch.Tensor, units: int) -> torch.Tensor:
+    """(units, m) from values[k] of unit[k] (unit non-decreasing): each unit's values above its floor, -inf
+    padded."""
+    kept = values > floor[unit]
+    unit, values = unit[kept], values[kept]  # still grouped by unit
+    counts = torch.bincount(unit, minlength=units)
+    starts = counts.cumsum(0) - counts
+    slot = torch.arange(len(unit), device=unit.device) - starts[unit]
+    dense = torch.full((units, int(counts.max()) if len(unit) else 0), -math.inf, device=values.device)
+    dense[unit, slot] = values
+    return dense
