@@ -62,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--probe", type=Path, help="an existing Broden-format probe instead of a synthetic one")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (lce.config.pick_device)")
     parser.add_argument("--with-db", action="store_true", help="also time writing the run to PostgreSQL")
+    parser.add_argument("--threshold-window", type=int,
+                        help="bytes of activations pass 1 buffers for the thresholds (default: the engine's, 256 MiB "
+                             "on the CPU); one batch's worth measures pure streaming")
     return parser.parse_args()
 
 
@@ -192,7 +195,8 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     loaded = build_model(args.arch, random_init=True, seed=args.seed)
     image_size = probe.rows[0].ih
     base = DissectSettings.for_variant(args.variant, batch_size=batch_size, workers=workers)
-    base = replace(base, seg_size=base.seg_size_for(image_size, probe.rows[0].sh))
+    base = replace(base, seg_size=base.seg_size_for(image_size, probe.rows[0].sh),
+                   threshold_window=args.threshold_window)
     two_pass = replace(base, cache_budget=0)
     cached = replace(base, cache_budget=LARGE_CACHE)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=base.seg_size, mean=loaded.mean,

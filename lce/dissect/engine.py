@@ -66,6 +66,7 @@ class LayerResult:
 
 
 Progress = Callable[[str, int, int], None]  # (pass name, images done, images in all)
+_LABELS = ("layers", "whole", "annotated", "index")  # what pass 2 reads of a batch
 
 
 def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
@@ -85,11 +86,13 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     tops: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     kept: dict[str, list[torch.Tensor] | None] = {}
     windows: dict[str, _Window] = {}
+    labels: list[dict[str, torch.Tensor]] | None = None  # pass 1's labels, when pass 2 reads kept activations
     budget = settings.cache_budget
     done = 0
     with LayerCapture(model, layers) as capture, torch.inference_mode():
         for batch in loader:  # pass 1: thresholds and top images
             model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
+            first = not thresholds
             for name in layers:
                 acts = capture.outputs[name].float()
                 if name not in thresholds:
@@ -110,6 +113,11 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                 else:
                     windows[name].add(acts)
                 tops[name] = _top_images(tops.get(name), acts.amax(dim=(2, 3)), batch["index"].to(device))
+            if first and all(kept[name] is not None for name in layers):
+                size = sum(batch[key][0].numel() * batch[key].element_size() for key in _LABELS) * len(dataset)
+                labels = [] if size <= budget else None  # else pass 2 loads them again
+            if labels is not None:
+                labels.append({key: batch[key] for key in _LABELS})
             done += len(batch["index"])
             if progress:
                 progress("pass 1", done, len(dataset))
@@ -124,18 +132,19 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
         whole_category = torch.tensor([dataset.categories.index(c) for c in dataset.whole_categories],
                                       dtype=torch.int64)
         cached_all = all(kept[name] is not None for name in layers)
-        labels_only = ProbeDataset(dataset.probe, image_size=dataset.image_size, seg_size=seg_size,
-                                   cache=dataset.cache, images=False) if cached_all else dataset
+        if labels is None:
+            labels_only = ProbeDataset(dataset.probe, image_size=dataset.image_size, seg_size=seg_size,
+                                       cache=dataset.cache, images=False) if cached_all else dataset
         done = 0
-        for position, batch in enumerate(_loader(labels_only, settings)):  # pass 2: tallies
+        for position, batch in enumerate(labels or _loader(labels_only, settings)):  # pass 2: tallies
             if not cached_all:
                 model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             for name in layers:
                 acts = kept[name][position].to(device) if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
-                labels = tally.labels(batch["layers"], layer_category, batch["whole"], whole_category,
-                                      batch["annotated"])
-                tally.add_truth(labels)
+                columns = tally.labels(batch["layers"], layer_category, batch["whole"], whole_category,
+                                       batch["annotated"])
+                tally.add_truth(columns)
                 cells = Upsampler.of(acts, seg_size, settings.variant).cells(acts)
                 limit = limits[name].to(device)
                 # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
@@ -145,7 +154,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                     values = cells.values(*chunk)
                     active, slot_y, slot_x = (values > limit[unit][:, None, None]).nonzero(as_tuple=True)
                     y, x = cells.positions(cell_y[active], cell_x[active], slot_y, slot_x)
-                    tally.add_pixels(labels, image[active], unit[active], y, x)
+                    tally.add_pixels(columns, image[active], unit[active], y, x)
             done += len(batch["index"])
             if progress:
                 progress("pass 2", done, len(dataset))
@@ -198,45 +207,48 @@ class _Window:
             return
         acts = torch.cat(self.batches)
         self.batches, self.bytes = [], 0
-        estimator = self.estimator
         cells = Upsampler.of(acts, self.seg_size, "dissect").cells(acts)
-        bounds = _unit_major(cells.bounds())  # (U, images * cells)
         count = acts.shape[0] * self.seg_size**2  # values per unit in this window
-        take = -(-2 * estimator.keep // cells.sampler.samples_per_cell)  # cells holding about 2 * keep values
-        while take:
-            take = min(take, bounds.shape[1])
-            highest, cell = bounds.topk(take, dim=1)
-            open_ = highest > estimator.floor[:, None]  # cells that can still exceed the floor
-            if not open_.any():
-                break
-            unit = torch.arange(len(bounds), device=acts.device)[:, None].expand_as(cell)[open_]
-            _add_cells(estimator, cells, unit, cell[open_], count)
+        step = -(-2 * self.estimator.keep // cells.sampler.samples_per_cell)  # cells of about 2 * keep values
+        for highest, cell in _by_bound(_unit_major(cells.bounds()), step):
+            open_ = highest > self.estimator.floor[:, None]  # cells that can still exceed the floor
+            width = int(open_.sum(dim=1).max())  # the open cells of each unit come first
+            if width == 0:
+                break  # every cell left is lower still
+            self.estimator.add(_values(cells, cell[:, :width], open_[:, :width]), count=count)
             count = 0
-            bounds.scatter_(1, cell, -math.inf)  # done
-            take = 0 if take == bounds.shape[1] else 2 * take
-        estimator.count += count  # when no cell could exceed the floor at all
+        self.estimator.count += count  # when no cell could exceed the floor at all
 
 
 def _unit_major(bounds: torch.Tensor) -> torch.Tensor:
-    """(B, U, cells_y, cells_x) -> (U, B * cells_y * cells_x): each unit's cells, as the estimator takes them."""
+    """(B, U, cells_y, cells_x) -> (U, B * cells_y * cells_x): each unit's cells in one row."""
     return bounds.transpose(0, 1).reshape(bounds.shape[1], -1)
 
 
-def _add_cells(estimator: ThresholdEstimator, cells: Cells, unit: torch.Tensor, cell: torch.Tensor,
-               count: int) -> None:
-    """Add the values above the floor of cells (unit[k], cell[k]), cell[k] a flat index over (images, cells_y,
-    cells_x), unit non-decreasing; `count` is the values each unit had, the cells left out included."""
+def _by_bound(bounds: torch.Tensor, step: int):
+    """Each unit's cells from the highest bound down, `step` a unit at a time: (bounds, cells), each (U, step) and
+    sorted. Cells are fetched by doubling counts, so a few top-k calls cover any number of steps."""
+    remaining, take = bounds.shape[1], step
+    while remaining:
+        take = min(take, remaining)
+        highest, cell = bounds.topk(take, dim=1)
+        bounds.scatter_(1, cell, -math.inf)
+        remaining -= take
+        for start in range(0, take, step):
+            yield highest[:, start:start + step], cell[:, start:start + step]
+        take *= 2
+
+
+def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
+    """(U, n) upsampled values of the open cells of each unit's row of flat cell indices (over images, cells_y,
+    cells_x), -inf in the other slots."""
     cells_y, cells_x = cells.sampler.empty.shape
-    image, within = cell // (cells_y * cells_x), cell % (cells_y * cells_x)
+    unit = torch.arange(len(cell), device=cell.device)[:, None].expand_as(cell)[open_]
+    image, within = cell[open_] // (cells_y * cells_x), cell[open_] % (cells_y * cells_x)
     index = (image, unit, within // cells_x, within % cells_x)
-    floor = estimator.floor
-    kept_units, kept_values = [], []
-    for chunk in _chunks(index, unit.device):
-        values = cells.values(*chunk).flatten(1)
-        above = values > floor[chunk[1]][:, None]  # -inf slots (cells narrower than the widest) drop out too
-        kept_units.append(chunk[1][:, None].expand_as(values)[above])
-        kept_values.append(values[above])
-    estimator.add_values(torch.cat(kept_units), torch.cat(kept_values), count=count)
+    dense = torch.full((*cell.shape, cells.sampler.samples_per_cell), -math.inf, device=cell.device)
+    dense[open_] = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, cell.device)])
+    return dense.flatten(1)
 
 
 def _top_images(current, peaks: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

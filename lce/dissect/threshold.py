@@ -7,13 +7,13 @@
 T_u is exactly torch.quantile(values_u, 1 - q) (linear interpolation) while the values it depends on fit
 `exact_limit`. With `expected` (the values per unit of the whole stream) known, that quantile reads only the top
 `keep` values of each unit (about q * expected), so the estimator keeps just those: a running top-`keep` per unit,
-and values at or below the current `floor` (the keep-th largest so far) can be left out by the caller (add_values).
+and values at or below the current `floor` (the keep-th largest so far) can be left out by the caller (add).
 Beyond the limit, a per-unit histogram of `bins` bins whose range grows by doubling (merging bin pairs, so counts
 stay exact), with T_u interpolated inside the bin where the top-q count is crossed. The published tools use
 streaming sketches with ~0.1% rank error; the histogram keeps the fraction above T_u within 1% (relative) of q
-unless one bin holds more than a hundredth of the top-q values (the tests check the fraction). The result depends
-only on the values, not on how they are batched, so a run with the activation cache gives the same thresholds as
-one without.
+unless one bin holds more than a hundredth of the top-q values (the tests check the fraction). Exact thresholds
+depend only on the values; the histogram's also on the order in which they come, which the engine keeps the same
+with and without the activation cache.
 """
 
 from __future__ import annotations
@@ -53,15 +53,18 @@ class ThresholdEstimator:
 
     @property
     def floor(self) -> torch.Tensor:
-        """(units,): a unit's values at or below its floor no longer matter (add_rows may leave them out); -inf
+        """(units,): a unit's values at or below its floor no longer matter (add may leave them out); -inf
         while every value of the unit is still needed."""
         return self._floor
 
-    def add(self, values: torch.Tensor) -> None:
-        """Add a batch: (units, n) values of each unit."""
+    def add(self, values: torch.Tensor, count: int | None = None) -> None:
+        """Add a batch: (units, n) values of each unit. With `expected` known, values at or below `floor` may be
+        left out (given as -inf, or not at all): `count` says how many values each unit had in the batch."""
         values = values.to(self.device, torch.float32)
-        self.count += values.shape[1]
+        self.count += values.shape[1] if count is None else count
         if self._buffer is not None:
+            if count is not None and count != values.shape[1]:
+                raise RuntimeError("values can be left out only when `expected` is known")
             self._buffer.append(values)  # fresh tensors from the engine: no copy needed
             if self.count * self.units > self.exact_limit:
                 self._start_histogram(torch.cat(self._buffer, dim=1))
@@ -72,30 +75,10 @@ class ThresholdEstimator:
         else:
             self._histogram(torch.arange(self.units, device=self.device), values)
 
-    def add_values(self, unit: torch.Tensor, values: torch.Tensor, count: int) -> None:
-        """Add some values only: values[k] is a value of unit unit[k] (unit non-decreasing); `count` is how many
-        values every unit had in this batch, those left out too (only values at or below `floor` may be left
-        out, so this needs `expected`)."""
-        if self.keep is None:
-            raise RuntimeError("add_values needs `expected`: use add() otherwise")
-        self.count += count
-        unit, values = unit.to(self.device), values.to(self.device, torch.float32)
-        if self._counts is not None:
-            self._histogram(unit, values[:, None])
-            return
-        dense = _by_unit(unit, values, self._floor, self.units)
-        if self._top is not None:
-            self._add_to_top(dense)
-        else:
-            self._start_histogram(dense)
-
-    def raise_floor(self, reached: torch.Tensor) -> None:
-        """The caller knows that at least `keep` values of each unit lie at or above `reached` (units,): values
-        below it can be left out. (In histogram mode the floor is lowered to a bin edge, so that the bin where
-        T_u falls is always counted whole.)"""
-        if self.keep is None:
-            return  # every value is kept: nothing to skip
-        reached = reached.to(self.device, torch.float32)
+    def _raise_floor(self, reached: torch.Tensor) -> None:
+        """At least `keep` values of each unit lie at or above `reached` (units,): values below it no longer
+        matter. (In histogram mode the floor is lowered to a bin edge, so that the bin where T_u falls is always
+        counted whole.)"""
         if self._counts is not None:
             reached = self._bin_edge_below(reached)
         self._floor = torch.maximum(self._floor, _just_below(reached))
@@ -129,11 +112,13 @@ class ThresholdEstimator:
         if self.count != self.expected:
             raise RuntimeError(f"the stream had {self.count} values per unit, not the {self.expected} expected")
         self._compact()
-        top = self._top.sort(dim=1, descending=True).values
         position = _quantile_position(self.quantile, self.count)
         below, above = math.floor(position), math.ceil(position)
-        # Ascending rank i of n values is rank n - 1 - i from the top.
-        low, high = top[:, self.count - 1 - below], top[:, self.count - 1 - above]
+        # Ascending ranks `below` and `below + 1` of n values are the keep-th and (keep-1)-th largest (keep is
+        # n - below): the smallest two values kept.
+        smallest = self._top.topk(min(2, self.keep), dim=1, largest=False).values
+        low = smallest[:, 0]
+        high = smallest[:, 1] if above > below else low
         return torch.lerp(low, high, torch.tensor(position - below, dtype=torch.float32, device=self.device))
 
     # Histogram mode.
@@ -155,7 +140,7 @@ class ThresholdEstimator:
             rows = max(1, 2**26 // values.shape[1])
             kth = torch.cat([values[start:start + rows].topk(self.keep, dim=1).values[:, -1]
                              for start in range(0, self.units, rows)])
-            self.raise_floor(kth)
+            self._raise_floor(kth)
         self._histogram(torch.arange(self.units, device=self.device), values)
 
     def _bin_edge_below(self, values: torch.Tensor) -> torch.Tensor:
@@ -246,15 +231,3 @@ def _quantile(values: torch.Tensor, quantile: float) -> torch.Tensor:
 def _just_below(values: torch.Tensor) -> torch.Tensor:
     return torch.nextafter(values, torch.full_like(values, -math.inf))
 
-
-def _by_unit(unit: torch.Tensor, values: torch.Tensor, floor: torch.Tensor, units: int) -> torch.Tensor:
-    """(units, m) from values[k] of unit[k] (unit non-decreasing): each unit's values above its floor, -inf
-    padded."""
-    kept = values > floor[unit]
-    unit, values = unit[kept], values[kept]  # still grouped by unit
-    counts = torch.bincount(unit, minlength=units)
-    starts = counts.cumsum(0) - counts
-    slot = torch.arange(len(unit), device=unit.device) - starts[unit]
-    dense = torch.full((units, int(counts.max()) if len(unit) else 0), -math.inf, device=values.device)
-    dense[unit, slot] = values
-    return dense
