@@ -1,4 +1,5 @@
-"""The tables users query: probe, concept, model, run, unit, unit_concept, embedding, embedding_point.
+"""The tables users query: probe, concept, model, run, unit, unit_concept, unit_top_image, embedding,
+embedding_point, task_metric, task_performance.
 
 Their names and columns are part of lce's interface (users write SQL against them); change them only with a
 migration under migrations/versions/, and `alembic check` (run by the tests) keeps these models and the
@@ -254,4 +255,42 @@ class EmbeddingPoint(Base):
     __table_args__ = (
         CheckConstraint("cluster >= 0", name="cluster"),
         Index(None, "run_id"),
+    )
+
+
+class TaskMetric(Base):
+    """A transfer-task metric (Ericsson et al.'s benchmark, or the user's): its task family and which way is better."""
+
+    __tablename__ = "task_metric"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    family: Mapped[str] = mapped_column(
+        Text, comment="task family: many-shot, few-shot, detection, surface-normals, or one the user names"
+    )
+    direction: Mapped[str] = mapped_column(Text, comment="'higher' or 'lower': which values are better")
+    task: Mapped[str | None] = mapped_column(Text, comment="the evaluation within the family, e.g. linear, 5-shot")
+    dataset: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text, comment="the file the metric was (last) imported from")
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint("direction IN ('higher', 'lower')", name="direction"),
+        CheckConstraint("family <> '' AND name <> ''", name="names"),
+    )
+
+
+class TaskPerformance(Base):
+    """One model's value of one task metric."""
+
+    __tablename__ = "task_performance"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(ForeignKey("task_metric.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (
+        # Finite only: in Postgres NaN sorts above 'Infinity', so this rejects NaN as well.
+        CheckConstraint("value > '-Infinity' AND value < 'Infinity'", name="value"),
+        Index(None, "metric_id"),
     )

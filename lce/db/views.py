@@ -12,7 +12,7 @@ from lce.resources import read_sql
 
 # Every view, in dependency order (each may use the ones before it).
 VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
-         "unit_category_label")
+         "unit_category_label", "model_task_performance")
 
 
 def create(execute, names: tuple[str, ...]) -> None:

@@ -48,6 +48,12 @@ def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str,
         yield where, row
 
 
+def csv_header(path: Path) -> list[str]:
+    """The header line of a CSV file, every column as written (duplicates and empty names included)."""
+    lines = _read_text(path).splitlines()
+    return next(csv.reader(lines[:1]), [])
+
+
 def _read_text(path: Path) -> str:
     if not path.exists():
         raise LceError(f"{path} does not exist.")

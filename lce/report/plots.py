@@ -1,14 +1,24 @@
-"""The embedding figure: two panels as in the authors' figure (component 1 vs 2, component 3 vs 2), every model
-labelled, colours by cluster.
+"""The figures: the embedding, two panels as in the authors' figure (component 1 vs 2, component 3 vs 2), every
+model labelled, colours by cluster; the heatmap of its correlations with task metrics; and, for the report, the
+elbow curve, the loadings per component and the models' category profiles.
 
     plot_embedding(result, Path("lce.png"))
+    plot_correlation(correlation, Path("correlation.png"))
+    plot_elbow(result.inertia, chosen=3, path=Path("elbow.png"))
+    plot_loadings(result.loadings, result.matrix.concepts, result.columns, Path("loadings.png"))
+    plot_profiles({"MoCoV1(R)": {"object": 454, "part": 371}, ...}, Path("profiles.png"))
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lce.analysis.embed import EmbeddingResult
+
+if TYPE_CHECKING:
+    from lce.analysis.correlate import Correlation
 
 
 def plot_embedding(result: EmbeddingResult, path: Path) -> None:
@@ -54,3 +64,152 @@ def _axis_label(result: EmbeddingResult, index: int) -> str:
     if result.explained_variance:
         return f"{name} ({result.explained_variance[index]:.1%} of variance)"
     return name
+
+
+def plot_correlation(correlation: Correlation, path: Path) -> None:
+    """A heatmap of r: metrics (each family's mean first, in bold) by components and profile columns, and below
+    it the components against the profile columns. Lower-is-better metrics are marked with a down arrow."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from lce.analysis.correlate import EMBEDDING_FAMILY, MEAN_PREFIX
+
+    columns = correlation.columns
+    lower = {metric.name for metric in correlation.metrics if metric.direction == "lower"}
+    blocks = [[row for row in correlation.rows if row.family == family] for family in correlation.families]
+    blocks.append([row for row in correlation.rows if row.family == EMBEDDING_FAMILY])
+
+    def grid(rows) -> tuple[list[str], np.ndarray]:
+        names = list(dict.fromkeys(row.metric for row in rows))
+        values = np.full((len(names), len(columns)), np.nan)
+        for row in rows:
+            values[names.index(row.metric), columns.index(row.component)] = row.r
+        return names, values
+
+    top = [grid(rows) for rows in blocks[:-1]]
+    names = [name for block_names, _ in top for name in block_names]
+    values = np.vstack([block_values for _, block_values in top])
+    panels = [(names, values)]
+    bottom_names, bottom_values = grid(blocks[-1])
+    if bottom_names:  # none when the embedded runs have no interpretable unit, so no profile columns
+        panels.append((bottom_names, bottom_values))
+    heights = [len(labels) for labels, _ in panels]
+    figure = Figure(figsize=(2.5 + 0.55 * len(columns), 1.8 + 0.24 * sum(heights)))
+    axes = figure.subplots(len(panels), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
+    image = None
+    for ax, (labels, matrix) in zip(axes, panels):
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto",
+                          interpolation="nearest")
+        ax.set_facecolor("#eeeeee")
+        for (i, j), r in np.ndenumerate(matrix):
+            if not math.isnan(r):
+                ax.text(j, i, f"{r:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(r) > 0.6 else "black")
+        ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(labels)), [label + (" \u2193" if label in lower else "") for label in labels],
+                      fontsize=7)
+        for tick, label in zip(ax.get_yticklabels(), labels):
+            if label.startswith(MEAN_PREFIX):
+                tick.set_fontweight("bold")
+        ax.axvline(len(correlation.components) - 0.5, color="black", linewidth=1)
+    start = 0
+    for block_names, _ in top[:-1]:
+        start += len(block_names)
+        axes[0].axhline(start - 0.5, color="black", linewidth=1)
+    if len(axes) > 1:
+        axes[1].set_title(f"components and category profile ({len(correlation.embedded)} models)", fontsize=8)
+    axes[0].set_title(
+        f"Embedding {correlation.embedding_id}: {correlation.method} r with task metrics over "
+        f"{len(correlation.models)} models" + (f" (left out: {', '.join(correlation.left_out)})"
+                                               if correlation.left_out else ""), fontsize=9)
+    figure.colorbar(image, ax=list(axes), shrink=0.6, label="r")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
+# The category colours of every figure and page (the order of method.md's categories).
+CATEGORY_COLOURS = {"object": "#4e79a7", "part": "#f28e2b", "material": "#59a14f", "color": "#e15759",
+                    "scene": "#b07aa1", "texture": "#9c755f"}
+
+
+def plot_elbow(inertia: list[float], chosen: int, path: Path) -> None:
+    """KMeans inertia for k = 1, 2, ... with the chosen k marked."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 3.8))
+    ax = figure.subplots()
+    ks = list(range(1, len(inertia) + 1))
+    ax.plot(ks, inertia, marker="o", color="#4e79a7")
+    if 1 <= chosen <= len(inertia):
+        ax.plot([chosen], [inertia[chosen - 1]], marker="o", markersize=12, markerfacecolor="none",
+                markeredgecolor="#e15759", markeredgewidth=2, label=f"k = {chosen} (chosen)")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("clusters k")
+    ax.set_ylabel("KMeans inertia")
+    ax.set_xticks(ks)
+    ax.grid(True, alpha=0.3)
+    figure.suptitle("Elbow curve")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_loadings(loadings, concepts: list[str], columns: list[str], path: Path, top: int = 12) -> None:
+    """One panel per component: its `top` concepts by absolute loading, bars coloured by the concept's category
+    (the prefix of the matrix column: o_, p_, m_, c_, s_, t_), hatched when negative."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    count = len(columns)
+    figure = Figure(figsize=(4.2 * count, 0.32 * top + 1.6))
+    axes = figure.subplots(1, count, squeeze=False)[0]
+    by_initial = {name[0]: (name, colour) for name, colour in CATEGORY_COLOURS.items()}
+    for ax, name, row in zip(axes, columns, loadings):
+        order = np.argsort(-np.abs(row))[:top][::-1]
+        values = row[order]
+        colours = [by_initial.get(concepts[i][0], ("", "grey"))[1] for i in order]
+        bars = ax.barh(range(len(order)), values, color=colours, edgecolor="black", linewidth=0.4)
+        for bar, value in zip(bars, values):
+            if value < 0:
+                bar.set_hatch("//")
+        ax.set_yticks(range(len(order)), [concepts[i] for i in order], fontsize=8)
+        ax.axvline(0, color="grey", linewidth=0.6)
+        ax.set_title(name.upper(), fontsize=10)
+        ax.set_xlabel("loading")
+        ax.grid(True, axis="x", alpha=0.3)
+    shown = sorted({concepts[i][0] for row in loadings for i in np.argsort(-np.abs(row))[:top]})
+    figure.legend(handles=[Patch(color=by_initial[c][1], label=by_initial[c][0]) for c in shown if c in by_initial],
+                  loc="lower center", ncol=len(shown), fontsize=8, frameon=False)
+    figure.suptitle("Concepts with the largest loadings per component")
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    _save(figure, path)
+
+
+def plot_profiles(profiles: dict[str, dict[str, int]], path: Path) -> None:
+    """Interpretable units per category, one stacked horizontal bar per model (or run), in the given order."""
+    from matplotlib.figure import Figure
+
+    names = list(profiles)
+    categories = [c for c in CATEGORY_COLOURS if any(c in p for p in profiles.values())]
+    categories += sorted({c for p in profiles.values() for c in p} - set(categories))
+    figure = Figure(figsize=(8, 0.3 * len(names) + 1.6))
+    ax = figure.subplots()
+    left = [0] * len(names)
+    positions = list(range(len(names)))[::-1]  # the first model at the top
+    for category in categories:
+        widths = [profiles[name].get(category, 0) for name in names]
+        ax.barh(positions, widths, left=left, color=CATEGORY_COLOURS.get(category, "grey"), label=category,
+                edgecolor="white", linewidth=0.4)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_yticks(positions, names, fontsize=8)
+    ax.set_xlabel("interpretable units")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    figure.suptitle("Interpretable units per category")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _save(figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)

@@ -1,0 +1,242 @@
+"""How two models relate: the concepts both have and those only one has, their interpretable units per category,
+and their distance in a stored embedding.
+
+    comparison = compare("MoCoV1(R)", "InfoMin(R)", min_iou=0.04)
+    comparison.shared, comparison.only_a, comparison.only_b      # ConceptRow lists
+    comparison.embedding.distance                                 # None when no stored embedding holds both
+    write_csv(comparison, sys.stdout); json.dumps(comparison.to_json())
+
+Each model contributes one run (--layer, --probe and --variant choose it when a model has several). The two runs
+must share a probe and a variant: concepts are the probe's and IoUs are comparable only within one variant
+(method.md section 1). The counting is SQL (sql/queries/compare_*.sql over model_concept_units_at).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+from dataclasses import asdict, dataclass
+from typing import TextIO
+
+from sqlalchemy import text
+
+from lce.db.connection import connect
+from lce.errors import LceError
+from lce.resources import read_sql
+
+PRESENCES = ("both", "only_a", "only_b")
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    run_id: int
+    model: str
+    layer: str
+    probe: str
+    variant: str
+    source: str
+    units: int
+    interpretable: int
+    concepts: int
+
+
+@dataclass(frozen=True)
+class ConceptRow:
+    category: str
+    label: str
+    presence: str  # both | only_a | only_b
+    units_a: int
+    max_iou_a: float | None
+    units_b: int
+    max_iou_b: float | None
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    category: str
+    units_a: int
+    units_b: int
+    concepts_a: int
+    concepts_b: int
+    shared: int
+
+
+@dataclass(frozen=True)
+class EmbeddingDistance:
+    """The two runs in one stored embedding: Euclidean distance over all its components, set against the
+    distances between every pair of its models (median, largest, and this pair's rank, 1 = the closest pair)."""
+
+    embedding_id: int
+    method: str
+    components: int
+    min_iou: float
+    distance: float
+    coordinates_a: list[float]
+    coordinates_b: list[float]
+    cluster_a: int
+    cluster_b: int
+    models: int
+    median_distance: float
+    max_distance: float
+    rank: int
+    pairs: int
+
+    @property
+    def same_cluster(self) -> bool:
+        return self.cluster_a == self.cluster_b
+
+
+@dataclass
+class Comparison:
+    a: ComparedRun
+    b: ComparedRun
+    min_iou: float | None  # None: each run's own cut-off
+    concepts: list[ConceptRow]
+    categories: list[CategoryRow]
+    embedding: EmbeddingDistance | None
+    embedding_note: str | None = None  # why there is no distance
+
+    def _with(self, presence: str) -> list[ConceptRow]:
+        return [row for row in self.concepts if row.presence == presence]
+
+    @property
+    def shared(self) -> list[ConceptRow]:
+        return self._with("both")
+
+    @property
+    def only_a(self) -> list[ConceptRow]:
+        return self._with("only_a")
+
+    @property
+    def only_b(self) -> list[ConceptRow]:
+        return self._with("only_b")
+
+    @property
+    def jaccard(self) -> float | None:
+        """Shared concepts over the concepts of either (None when neither has one)."""
+        return len(self.shared) / len(self.concepts) if self.concepts else None
+
+    def to_json(self) -> dict:
+        return {
+            "min_iou": self.min_iou,
+            "a": asdict(self.a),
+            "b": asdict(self.b),
+            "shared": len(self.shared),
+            "only_a": len(self.only_a),
+            "only_b": len(self.only_b),
+            "jaccard": self.jaccard,
+            "embedding": None if self.embedding is None else {
+                **asdict(self.embedding), "same_cluster": self.embedding.same_cluster},
+            "embedding_note": self.embedding_note,
+            "categories": [asdict(row) for row in self.categories],
+            "concepts": [asdict(row) for row in self.concepts],
+        }
+
+
+CSV_COLUMNS = ("model_a", "model_b", "category", "label", "presence", "units_a", "max_iou_a", "units_b", "max_iou_b")
+
+
+def write_csv(comparison: Comparison, handle: TextIO) -> None:
+    """One row per concept either model has (the per-category units are its sums by category; the distance is in
+    the JSON output)."""
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in comparison.concepts:
+        writer.writerow([comparison.a.model, comparison.b.model, row.category, row.label, row.presence,
+                         row.units_a, _number(row.max_iou_a), row.units_b, _number(row.max_iou_b)])
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def compare(model_a: str, model_b: str, min_iou: float | None = 0.04, layer: str | None = None,
+            probe: str | None = None, variant: str | None = None, embedding_id: int | None = None) -> Comparison:
+    """Compare the runs of two models at IoU > min_iou (None: each run's own cut-off); the distance comes from
+    embedding `embedding_id`, else from the newest stored embedding that holds both runs."""
+    if min_iou is not None and not 0.0 <= min_iou < 1.0:
+        raise LceError(f"--min-iou must lie in [0, 1), not {min_iou}.")
+    with connect().connect() as conn:
+        known = conn.execute(text("SELECT name FROM model")).scalars().all()
+        runs = [_choose_run(conn, name, known, layer, probe, variant) for name in (model_a, model_b)]
+        if runs[0]["run_id"] == runs[1]["run_id"]:
+            raise LceError(f"Both names choose the same run ({runs[0]['run_id']}); compare two different models.")
+        for field in ("probe", "variant"):
+            if runs[0][field] != runs[1][field]:
+                raise LceError(
+                    f"{model_a!r} (run {runs[0]['run_id']}) and {model_b!r} (run {runs[1]['run_id']}) were dissected "
+                    f"on different {field}s ({runs[0][field]} and {runs[1][field]}); concepts and IoUs compare only "
+                    f"within one probe and variant. Choose with --{field}."
+                )
+        params = {"a": runs[0]["run_id"], "b": runs[1]["run_id"], "min_iou": min_iou}
+        concepts = [ConceptRow(**row) for row in
+                    conn.execute(text(read_sql("queries/compare_concepts")), params).mappings()]
+        categories = [CategoryRow(**row) for row in
+                      conn.execute(text(read_sql("queries/compare_categories")), params).mappings()]
+        embedding, note = _distance(conn, params["a"], params["b"], embedding_id)
+    compared = [
+        ComparedRun(run_id=run["run_id"], model=run["model"], layer=run["layer"], probe=run["probe"],
+                    variant=run["variant"], source=run["source"], units=run["unit_count"],
+                    interpretable=sum(getattr(row, f"units_{side}") for row in categories),
+                    concepts=sum(getattr(row, f"concepts_{side}") for row in categories))
+        for run, side in zip(runs, "ab")
+    ]
+    return Comparison(a=compared[0], b=compared[1], min_iou=min_iou, concepts=concepts, categories=categories,
+                      embedding=embedding, embedding_note=note)
+
+
+def _choose_run(conn, model: str, known: list[str], layer: str | None, probe: str | None,
+                variant: str | None) -> dict:
+    if model not in known:
+        close = difflib.get_close_matches(model, known, n=5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known models: {', '.join(sorted(known)) or 'none'}."
+        raise LceError(f"No model named {model!r} is stored; {hint} (lce models lists them).")
+    runs = [dict(row) for row in conn.execute(text(read_sql("queries/model_runs")), {"model": model}).mappings()]
+    if not runs:
+        raise LceError(f"Model {model!r} has no runs stored.")
+    chosen = [run for run in runs
+              if (layer is None or run["layer"] == layer) and (probe is None or run["probe"] == probe)
+              and (variant is None or run["variant"] == variant)]
+    if len(chosen) == 1:
+        return chosen[0]
+    listed = "; ".join(f"run {run['run_id']}: layer {run['layer']}, probe {run['probe']}, {run['variant']}, "
+                       f"{run['source']}" for run in (chosen or runs))
+    if not chosen:
+        raise LceError(f"No run of {model!r} matches --layer/--probe/--variant; its runs are {listed}.")
+    raise LceError(f"Model {model!r} has {len(chosen)} runs that match ({listed}); choose one with --layer, --probe "
+                   "or --variant.")
+
+
+def _distance(conn, run_a: int, run_b: int, embedding_id: int | None) -> tuple[EmbeddingDistance | None, str | None]:
+    params = {"a": run_a, "b": run_b, "embedding": embedding_id}
+    row = conn.execute(text(read_sql("queries/embedding_pair")), params).mappings().first()
+    if row is None:
+        if embedding_id is None:
+            stored = conn.execute(text("SELECT count(*) FROM embedding")).scalar()
+            return None, (f"No stored embedding holds both runs ({stored} embedding(s) stored); `lce embed` with "
+                          "both models makes one.")
+        if conn.execute(text("SELECT 1 FROM embedding WHERE id = :e"), {"e": embedding_id}).first() is None:
+            raise LceError(f"No embedding with id {embedding_id} is stored (lce sql \"SELECT id, created_at FROM "
+                           "embedding\" lists them).")
+        held = conn.execute(text("SELECT run_id FROM embedding_point WHERE embedding_id = :e AND run_id IN (:a, :b)"),
+                            {"e": embedding_id, "a": run_a, "b": run_b}).scalars().all()
+        missing = [str(run) for run in (run_a, run_b) if run not in held]
+        raise LceError(f"Embedding {embedding_id} does not hold run(s) {', '.join(missing)}; leave --embedding out "
+                       "to use the newest embedding that holds both.")
+    points = [list(p.coordinates) for p in
+              conn.execute(text(read_sql("queries/stored_embedding_points")), {"embedding": row["embedding_id"]})]
+    distances = sorted(math.dist(p, q) for i, p in enumerate(points) for q in points[i + 1:])
+    distance = math.dist(row["coordinates_a"], row["coordinates_b"])
+    return EmbeddingDistance(
+        embedding_id=row["embedding_id"], method=row["method"], components=row["components"],
+        min_iou=row["min_iou"], distance=distance, coordinates_a=list(row["coordinates_a"]),
+        coordinates_b=list(row["coordinates_b"]), cluster_a=row["cluster_a"], cluster_b=row["cluster_b"],
+        models=len(points), median_distance=_median(distances), max_distance=distances[-1],
+        rank=1 + sum(1 for d in distances if d < distance - 1e-12), pairs=len(distances),
+    ), None
+
+
+def _median(values: list[float]) -> float:
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2

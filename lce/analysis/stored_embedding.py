@@ -1,0 +1,98 @@
+"""A stored embedding read back: its points as stored, with the model x concept matrix and the PCA loadings (which
+the store does not keep) recomputed from the embedding's own settings.
+
+    stored = load_embedding()              # the newest; load_embedding(3) for embedding 3; None if none is stored
+    stored.result.coordinates              # as stored
+    stored.result.loadings                 # recomputed (PCA only); stored.loadings_note says whether they
+                                           # reproduce the stored scores
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import text
+
+from lce.analysis.embed import EmbeddingResult, EmbedSettings, Projection
+from lce.analysis.matrix import ConceptMatrix, RunChoice, Selection, concept_matrix
+from lce.db.connection import connect
+from lce.errors import LceError
+from lce.resources import read_sql
+
+
+@dataclass
+class StoredEmbedding:
+    result: EmbeddingResult  # coordinates, clusters, inertia and explained variance as stored
+    created_at: datetime
+    loadings_note: str
+    # True: the recomputed projection gives the stored scores, so the loadings are the embedding's; False: the
+    # runs changed since it was stored; None: no loadings (MDS, t-SNE, or the matrix could not be rebuilt).
+    loadings_reproduce: bool | None
+
+
+def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
+    """Embedding `embedding_id` (LceError when there is none with that id), or the newest (None when the store
+    holds none)."""
+    with connect().connect() as conn:
+        row = conn.execute(text(read_sql("queries/stored_embedding")), {"embedding": embedding_id}).mappings().first()
+        if row is None:
+            if embedding_id is None:
+                return None
+            raise LceError(f"No embedding with id {embedding_id} is stored (lce sql \"SELECT id, created_at FROM "
+                           "embedding\" lists them).")
+        points = conn.execute(text(read_sql("queries/stored_embedding_points")),
+                              {"embedding": row["id"]}).mappings().all()
+        population = conn.execute(
+            text("SELECT id FROM run WHERE probe_id = :probe AND layer = :layer AND variant = :variant ORDER BY id"),
+            {"probe": row["probe_id"], "layer": row["layer"], "variant": row["variant"]}).scalars().all()
+    known = {field.name for field in fields(EmbedSettings)}
+    settings = EmbedSettings(**{key: tuple(value) if isinstance(value, list) else value
+                                for key, value in row["settings"].items() if key in known})
+    selection = Selection(
+        runs=tuple(RunChoice(p["run_id"], p["model"], p["layer"], p["probe"], p["variant"], p["source"])
+                   for p in points),
+        population=tuple(population))
+    coordinates = np.array([list(p["coordinates"]) for p in points], dtype=np.float64)
+    matrix, loadings, reproduce, note = _recompute(row, settings, selection, coordinates)
+    result = EmbeddingResult(
+        settings=settings, selection=selection, matrix=matrix, coordinates=coordinates,
+        clusters=np.array([p["cluster"] for p in points], dtype=np.int64), inertia=list(row["inertia"]),
+        explained_variance=list(row["explained_variance"]) if row["explained_variance"] else None,
+        loadings=loadings, embedding_id=row["id"],
+    )
+    return StoredEmbedding(result=result, created_at=row["created_at"], loadings_note=note,
+                           loadings_reproduce=reproduce)
+
+
+def _recompute(row, settings: EmbedSettings, selection: Selection, coordinates: np.ndarray):
+    """(matrix, loadings, reproduce, note): the matrix rebuilt from today's runs, and for PCA the loadings of the
+    projection fitted to it, checked against the stored scores."""
+    from lce.analysis.duck import duckdb_connection
+
+    empty = ConceptMatrix(models=selection.models, concepts=[], values=np.zeros((len(selection.runs), 0)))
+    try:
+        con = duckdb_connection(read_only=True)
+        try:
+            matrix = concept_matrix(con, selection, row["min_iou"], row["normalize"])
+        finally:
+            con.close()
+    except LceError as error:
+        return empty, None, None, f"The model x concept matrix could not be rebuilt: {error}"
+    if row["method"] != "pca":
+        return matrix, None, None, f"A {row['method'].upper()} embedding has no loadings (PCA only)."
+    if row["components"] > min(matrix.values.shape):
+        return matrix, None, None, (f"The {len(selection.runs)} runs left in embedding {row['id']} allow fewer than "
+                                    f"its {row['components']} components; no loadings.")
+    projection = Projection("pca", row["components"], settings.seed)
+    scores = projection.fit_transform(matrix.values)
+    scale = max(1.0, float(np.abs(coordinates).max(initial=0.0)))
+    if np.allclose(scores, coordinates, rtol=0.0, atol=1e-6 * scale):
+        return matrix, projection.loadings_, True, (
+            "The store keeps no loadings: these are recomputed from the model x concept matrix with the embedding's "
+            "settings, and reproduce its stored scores.")
+    return matrix, projection.loadings_, False, (
+        f"The store keeps no loadings, and the runs have changed since embedding {row['id']} was computed (runs "
+        "added, replaced or re-imported): these loadings are those of today's matrix, whose scores differ from the "
+        "stored ones. Run lce embed again for a consistent picture.")

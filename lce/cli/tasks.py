@@ -1,0 +1,108 @@
+"""`lce tasks import|list` and `lce correlate`: transfer-task results, and how an embedding relates to them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lce.cli.app import app, console, errors, user_errors
+
+tasks_app = typer.Typer(
+    help="Transfer-task results per model (accuracy, AP, angular error, ...), for lce correlate.\n\n"
+    "Example: lce tasks import models_performance_on_tasks.csv && lce tasks list",
+    no_args_is_help=True,
+)
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.command("import")
+@user_errors
+def import_tasks(
+    file: Path = typer.Argument(..., help="Wide CSV (a model column, one column per metric) or long CSV "
+                                          "(model,task,dataset,metric,value)."),
+    families: Path | None = typer.Option(None, "--families", help="CSV of rules pattern,family,direction[,task,"
+                                         "dataset] tried before the built-in ones; family 'ignore' drops a metric."),
+    replace: bool = typer.Option(False, "--replace", help="Swap stored metrics (definition and every value) for "
+                                                          "this file's, atomically."),
+) -> None:
+    """Store transfer-task results in one transaction. Each metric gets a family and a direction: dt_* many-shot,
+    *_shot few-shot, voc_* detection, sne_* surface normals (sne_Mean and sne_Median lower is better), dt_Avg.
+    ignored as an aggregate; a families file adds rules. Models are matched by name: names that match no stored
+    model are listed and left out. The same file again changes nothing.
+
+    Example: lce tasks import models_performance_on_tasks.csv --families my_families.csv
+    """
+    from lce.db.connection import connect
+    from lce.db.task_performance import Outcome, write_task_table
+    from lce.importers.task_csv import read_task_csv
+    from lce.importers.task_families import family_order, read_families
+
+    rules = read_families(families) if families is not None else None
+    table = read_task_csv(file, rules)
+    result = write_task_table(connect(), table, replace=replace)
+    for family, names in sorted(table.families().items(), key=lambda item: family_order(item[0])):
+        direction = {m.name: m.direction for m in table.metrics}
+        lower = [name for name in names if direction[name] == "lower"]
+        console.print(f"  {family:<16} {len(names):>3} metric(s)" + (f", lower is better: {', '.join(lower)}"
+                                                                      if lower else ""), highlight=False)
+    if table.ignored:
+        console.print(f"  ignored: {', '.join(table.ignored)}", highlight=False)
+    if result.unmatched:
+        shown = [name + (f" (stored: {result.suggestions[name]!r}?)" if name in result.suggestions else "")
+                 for name in result.unmatched]
+        errors.print(f"[bold yellow]warning:[/] {len(result.unmatched)} model name(s) of {file} match no stored "
+                     f"model and were not imported: {', '.join(shown)}.", highlight=False, soft_wrap=True)
+    counts = {outcome: sum(1 for o in result.outcomes.values() if o is outcome) for outcome in Outcome}
+    if not result.changed:
+        console.print(f"Nothing changed: all {len(result.outcomes)} metric(s) are already stored with these values "
+                      "(--replace swaps them anyway).")
+    else:
+        done = ", ".join(f"{count} {outcome.value}" for outcome, count in counts.items() if count)
+        console.print(f"Imported {len(result.outcomes)} metric(s) ({done}) for {len(result.matched)} model(s): "
+                      f"{result.values_written:,} value(s) written.")
+
+
+@tasks_app.command("list")
+@user_errors
+def list_tasks() -> None:
+    """Stored metrics: family, direction, task, dataset, how many models have a value, and the range.
+
+    Example: lce tasks list
+    """
+    from lce.analysis.query import run_query
+    from lce.cli.query import print_relation
+    from lce.resources import read_sql
+
+    print_relation(run_query(read_sql("queries/task_metrics"), engine="postgres"), max_rows=10_000)
+
+
+@app.command("correlate")
+@user_errors
+def correlate(
+    embedding: int | None = typer.Option(None, "--embedding", help="Embedding id (default: the newest)."),
+    method: str = typer.Option("pearson", "--method", help="pearson or spearman."),
+    out: Path | None = typer.Option(None, "--out", help="CSV in long form: metric,family,component,r."),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG heatmap of r."),
+) -> None:
+    """Correlate an embedding's components and its models' category profiles (all_<category>: interpretable
+    units, unique_<category>: distinct concepts) with every stored task metric, and average per task family.
+    Models without task results are left out and named. r is with the raw value (for lower-is-better metrics a
+    negative r goes with better results).
+
+    Example: lce correlate --out correlation.csv --plot correlation.png
+    """
+    from lce.analysis.correlate import correlate as run_correlate
+    from lce.analysis.correlate import summary, write_csv
+
+    result = run_correlate(embedding, method)
+    for line in summary(result):
+        console.print(line, highlight=False, soft_wrap=True)
+    if out is not None:
+        write_csv(result, out)
+        console.print(f"wrote {out}")
+    if plot is not None:
+        from lce.report.plots import plot_correlation
+
+        plot_correlation(result, plot)
+        console.print(f"wrote {plot}")

@@ -1,0 +1,9 @@
+-- The points of one stored embedding (:embedding is its id), one per model, by model name: the run embedded
+-- (with its layer, probe, variant and source), its coordinates and cluster.
+SELECT m.name AS model, p.run_id, r.layer, pr.name AS probe, r.variant, r.source, p.coordinates, p.cluster
+FROM embedding_point p
+JOIN model m ON m.id = p.model_id
+JOIN run r ON r.id = p.run_id
+JOIN probe pr ON pr.id = r.probe_id
+WHERE p.embedding_id = :embedding
+ORDER BY m.name
