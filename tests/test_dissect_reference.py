@@ -168,3 +168,26 @@ def test_pruned_histogram_thresholds_keep_the_share_above_within_one_percent(pro
     values = values.transpose(0, 1).reshape(6, -1)
     share = (values > result.thresholds[:, None]).double().mean(dim=1) / settings.quantile
     assert ((share - 1).abs() < 0.01).all(), share
+
+
+@pytest.mark.parametrize("variant", ["dissect", "netdissect"])
+@pytest.mark.parametrize("shape,size", [((7, 7), 56), ((4, 5), 14), ((1, 3), 8)])
+def test_cells_give_the_whole_maps_values_bit_for_bit_within_their_bounds(variant, shape, size):
+    """The engine upsamples only some cells of a map: their values are exactly those of upsample(), every target
+    pixel lies in one cell, and no value exceeds its cell's bound."""
+    from lce.dissect.upsample import Upsampler
+
+    torch.manual_seed(1)
+    acts = torch.randn(2, 3, *shape)
+    whole = upsample(acts, size, variant)
+    cells = Upsampler.of(acts, size, variant).cells(acts)
+    bounds = cells.bounds()
+    image, unit, cell_y, cell_x = torch.nonzero(bounds > -math.inf, as_tuple=True)
+    values = cells.values(image, unit, cell_y, cell_x)
+    k, slot_y, slot_x = torch.nonzero(values > -math.inf, as_tuple=True)
+    y, x = cells.positions(cell_y[k], cell_x[k], slot_y, slot_x)
+    assert torch.equal(values[k, slot_y, slot_x], whole[image[k], unit[k], y, x])
+    covered = torch.zeros_like(whole, dtype=torch.int64).index_put_((image[k], unit[k], y, x),
+                                                                     torch.ones_like(y), accumulate=True)
+    assert (covered == 1).all()
+    assert (values <= bounds[image, unit, cell_y, cell_x][:, None, None]).all()

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from lce.analysis.embed import EmbedSettings, embed
 from lce.report.html import ReportSettings, write_report
 from lce.report.strips import DissectedRun, unit_masks
-from tests.conftest import PAPER_EXCLUDED
+from tests.conftest import PAPER_EXCLUDED, shared_file
 from tests.headless import Browser
 from tests.test_compare import csv_concepts
 
@@ -134,6 +134,26 @@ def test_report_on_the_authors_data(cli, engine, paper_data, tmp_path):
         first = next(row for row in csv.DictReader(handle) if row["name"] == "MoCoV1(R)" and row["unit"] == "0")
     unit = Tables(page).body("units")[0]
     assert unit[:4] == ["0", first["label"], first["category"], f"{float(first['iou']):.3f}"]
+
+
+def test_the_report_shows_the_task_correlations_once_results_are_stored(cli, paper_data, tmp_path):
+    from html import escape
+
+    from lce.analysis.correlate import correlate, summary
+
+    embed_paper(cli, tmp_path)
+    assert cli("report", "--out", tmp_path / "before", "--no-images").exit_code == 0
+    assert "Task correlations" not in (tmp_path / "before" / "index.html").read_text()
+    assert cli("tasks", "import", shared_file("mustapha2022/models_performance_on_tasks.csv")).exit_code == 0
+    out = tmp_path / "report"
+    result = cli("report", "--out", out, "--no-images")
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text()
+    assert "Task correlations" in index
+    assert (out / "img" / "correlation.png").read_bytes()[:4] == b"\x89PNG"
+    lines = summary(correlate())
+    assert all(escape(line) in index for line in lines)
+    assert correlate().family_mean("many-shot", "pc1") == pytest.approx(-0.71, abs=0.02)
 
 
 def test_report_without_an_embedding_says_how_to_make_one(cli, paper_data, tmp_path):

@@ -129,19 +129,6 @@ class Cells:
         largest = torch.maximum(torch.maximum(top_left, top_right), torch.maximum(bottom_left, bottom_right))
         return (largest + self._margin).masked_fill(self.sampler.empty, -math.inf)
 
-    def floor(self, count: int) -> torch.Tensor:
-        """(U,): for each unit, a value that at least `count` of the batch's upsampled values reach (-inf where
-        the batch has fewer values): every value of a cell is at least its smallest corner."""
-        top_left, top_right, bottom_left, bottom_right = _corners(self.padded)
-        smallest = torch.minimum(torch.minimum(top_left, top_right), torch.minimum(bottom_left, bottom_right))
-        lower = (smallest - self._margin).masked_fill(self.sampler.empty, -math.inf)
-        batch, units = lower.shape[:2]
-        lower, order = lower.transpose(0, 1).reshape(units, -1).sort(dim=1, descending=True)
-        samples = self.sampler.samples_in_cells.flatten().repeat(batch)
-        reached = samples[order].cumsum(dim=1) >= count
-        first = reached.to(torch.uint8).argmax(dim=1)  # the first cell where `count` values are reached
-        return torch.where(reached[:, -1], lower.gather(1, first[:, None])[:, 0], -math.inf)
-
     def values(self, image: torch.Tensor, unit: torch.Tensor, cell_y: torch.Tensor,
                cell_x: torch.Tensor) -> torch.Tensor:
         """(N, my, mx) upsampled values of N cells (cell k of map (image[k], unit[k])), -inf where a cell has

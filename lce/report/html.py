@@ -245,39 +245,26 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
 
 def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Section | None:
     """The heatmap of the embedding's components (and category profiles) against the models' transfer-task
-    results, when task-performance data are stored. It calls lce.analysis.correlate's correlate(embedding_id) and
-    plot_correlation(correlation, path) (from that module or lce.report.plots); until that module exists, or when
-    no task data are stored, the report has no such section."""
+    results (lce correlate), when task results are stored."""
+    from lce.analysis.correlate import correlate, summary
+    from lce.report.plots import plot_correlation
+
     if stored is None:
         return None
     with connect().connect() as conn:
-        has_tasks = conn.execute(text(
-            "SELECT to_regclass('task_performance') IS NOT NULL")).scalar() and conn.execute(text(
-                "SELECT EXISTS (SELECT 1 FROM task_performance)")).scalar()
-    if not has_tasks:
-        return None
+        if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM task_performance)")).scalar():
+            return None
     try:
-        from lce.analysis import correlate as correlation_module
-    except ImportError:
-        return None
-    plot = getattr(correlation_module, "plot_correlation", None)
-    if plot is None:
-        from lce.report import plots
-
-        plot = getattr(plots, "plot_correlation", None)
-    try:
-        correlation = correlation_module.correlate(stored.result.embedding_id)
+        correlation = correlate(stored.result.embedding_id)
     except LceError as error:
         return section("correlations", "Task correlations", paragraph(str(error), "note"))
-    if plot is None:
-        return None
-    plot(correlation, images / "correlation.png")
-    summary = getattr(correlation_module, "summary", None)
-    lines = f"<pre>{escape(chr(10).join(summary(correlation)))}</pre>" if summary else ""
+    plot_correlation(correlation, images / "correlation.png")
     return section("correlations", "Task correlations", paragraph(
-        f"Pearson correlation of each component of embedding {stored.result.embedding_id} with each transfer-task "
-        "metric, over the embedded models that have task results."),
-        figure("img/correlation.png", "Correlation of components with task metrics"), lines)
+        f"Pearson correlation of each component of embedding {stored.result.embedding_id} and of each model's "
+        "category profile with each transfer-task metric, over the embedded models that have task results "
+        "(lce correlate)."),
+        figure("img/correlation.png", "Correlation of components with task metrics"),
+        f"<pre>{escape(chr(10).join(summary(correlation)))}</pre>")
 
 
 def _profiles_section(runs: list[dict], names: dict[int, str], store: _StoreRows, images: Path) -> Section:
