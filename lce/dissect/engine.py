@@ -139,11 +139,12 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
         for position, batch in enumerate(labels or _loader(labels_only, settings)):  # pass 2: tallies
             if not cached_all:
                 model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
+            # The batch's label columns: the same for every layer's tally.
+            columns = tallies[layers[0]].labels(batch["layers"], layer_category, batch["whole"], whole_category,
+                                                batch["annotated"])
             for name in layers:
                 acts = kept[name][position].to(device) if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
-                columns = tally.labels(batch["layers"], layer_category, batch["whole"], whole_category,
-                                       batch["annotated"])
                 tally.add_truth(columns)
                 cells = Upsampler.of(acts, seg_size, settings.variant).cells(acts)
                 limit = limits[name].to(device)
@@ -217,7 +218,8 @@ class _Window:
                 break  # every cell left is lower still
             self.estimator.add(_values(cells, cell[:, :width], open_[:, :width]), count=count)
             count = 0
-        self.estimator.count += count  # when no cell could exceed the floor at all
+        if count:  # no cell could exceed the floor at all
+            self.estimator.add(acts.new_empty(acts.shape[1], 0), count=count)
 
 
 def _unit_major(bounds: torch.Tensor) -> torch.Tensor:

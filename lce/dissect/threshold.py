@@ -73,15 +73,7 @@ class ThresholdEstimator:
         elif self._counts is None:
             self._start_histogram(values)
         else:
-            self._histogram(torch.arange(self.units, device=self.device), values)
-
-    def _raise_floor(self, reached: torch.Tensor) -> None:
-        """At least `keep` values of each unit lie at or above `reached` (units,): values below it no longer
-        matter. (In histogram mode the floor is lowered to a bin edge, so that the bin where T_u falls is always
-        counted whole.)"""
-        if self._counts is not None:
-            reached = self._bin_edge_below(reached)
-        self._floor = torch.maximum(self._floor, _just_below(reached))
+            self._histogram(values)
 
     def thresholds(self) -> torch.Tensor:
         if self._buffer is not None:
@@ -134,29 +126,28 @@ class ThresholdEstimator:
         self._low = low
         self._width = span * (1 + 1e-6) / self.bins  # the maximum falls inside the last bin
         self._counts = torch.zeros(self.units, self.bins, dtype=torch.int64, device=self.device)
-        self._floor = _just_below(self._bin_edge_below(self._floor))
         if self.keep is not None and values.shape[1] >= self.keep:
-            # The keep-th largest value so far already bounds T_u from below.
+            # The keep-th largest value so far already bounds T_u from below: values under the edge of its bin
+            # no longer matter (that bin, where T_u may fall, is still counted whole).
             rows = max(1, 2**26 // values.shape[1])
             kth = torch.cat([values[start:start + rows].topk(self.keep, dim=1).values[:, -1]
                              for start in range(0, self.units, rows)])
-            self._raise_floor(kth)
-        self._histogram(torch.arange(self.units, device=self.device), values)
+            self._floor = _just_below(self._bin_edge_below(kth))
+        self._histogram(values)
 
     def _bin_edge_below(self, values: torch.Tensor) -> torch.Tensor:
         edge = self._low + self._width * ((values - self._low) / self._width).floor()
         return torch.where(torch.isfinite(values), torch.minimum(edge, values), values)
 
-    def _histogram(self, rows: torch.Tensor, values: torch.Tensor) -> None:
-        if rows.numel() == 0:
-            return
-        # Bound the temporaries: a chunk of rows at a time (larger on a GPU, where each chunk costs a host sync).
+    def _histogram(self, values: torch.Tensor) -> None:
+        """Count (units, n) values, those above the floor only."""
+        # Bound the temporaries: a chunk of units at a time (larger on a GPU, where each chunk costs a host sync).
         budget = 2**28 if self.device.type == "cuda" else 2**25
         step = max(1, budget // max(1, values.shape[1]))
-        for start in range(0, len(rows), step):
-            chunk, chunk_rows = values[start:start + step], rows[start:start + step]
-            row, column = (chunk > self._floor[chunk_rows][:, None]).nonzero(as_tuple=True)
-            kept, unit = chunk[row, column], chunk_rows[row]
+        for start in range(0, self.units, step):
+            chunk = values[start:start + step]
+            row, column = (chunk > self._floor[start:start + step][:, None]).nonzero(as_tuple=True)
+            kept, unit = chunk[row, column], row + start
             kept, unit = kept[torch.isfinite(kept)], unit[torch.isfinite(kept)]
             if kept.numel() == 0:
                 continue

@@ -125,7 +125,9 @@ class Cells:
 
     def bounds(self) -> torch.Tensor:
         """(B, U, h+1, w+1): no upsampled value in a cell exceeds its bound (-inf for cells with no sample)."""
-        top_left, top_right, bottom_left, bottom_right = _corners(self.padded)
+        padded = self.padded
+        top_left, top_right = padded[..., :-1, :-1], padded[..., :-1, 1:]
+        bottom_left, bottom_right = padded[..., 1:, :-1], padded[..., 1:, 1:]
         largest = torch.maximum(torch.maximum(top_left, top_right), torch.maximum(bottom_left, bottom_right))
         return (largest + self._margin).masked_fill(self.sampler.empty, -math.inf)
 
@@ -148,11 +150,6 @@ class Cells:
                   slot_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Target pixels (y, x) of slots (slot_y, slot_x) of cells (cell_y, cell_x), as `values` lays them."""
         return self.sampler.y.samples[cell_y, slot_y], self.sampler.x.samples[cell_x, slot_x]
-
-
-def _corners(padded: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The four corners of every cell of padded maps: (..., h+1, w+1) views each."""
-    return padded[..., :-1, :-1], padded[..., :-1, 1:], padded[..., 1:, :-1], padded[..., 1:, 1:]
 
 
 @functools.lru_cache(maxsize=16)
