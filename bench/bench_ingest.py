@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_ingest.py                                   # resnet18 layer4, 500 images, 224 px
     .venv/bin/python bench/bench_ingest.py --arch resnet50 --images 3000 --device cuda --with-db
     .venv/bin/python bench/bench_ingest.py --probe DIR --repeat 3           # an existing (synthetic) probe
+    .venv/bin/python bench/bench_ingest.py --exact-limit 4194304            # thresholds from the histogram
 
 Phases, all in this one process, over the same DataLoader (ProbeDataset: images, and labels from the decode cache;
 same batch size and workers), with a randomly initialised model (--seed 0):
@@ -65,6 +66,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threshold-window", type=int,
                         help="bytes of activations pass 1 buffers for the thresholds (default: the engine's, 256 MiB "
                              "on the CPU); one batch's worth measures pure streaming")
+    parser.add_argument("--exact-limit", type=int,
+                        help="values a layer's exact thresholds may hold (default: the engine's, 2^26 on the CPU); "
+                             "a smaller one measures the histogram that full-size probes need")
     return parser.parse_args()
 
 
@@ -212,11 +216,11 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     synchronize(device)
     rss_before = peak_rss_mib()
 
-    layer = args.layer
+    layer, limit = args.layer, args.exact_limit
     phases = [
         Phase("forward only", lambda: forward_only(model, layer, dataset, base, device)),
-        Phase("two passes", lambda: dissect(model, [layer], dataset, two_pass, device)[layer]),
-        Phase("activation cache", lambda: dissect(model, [layer], dataset, cached, device)[layer]),
+        Phase("two passes", lambda: dissect(model, [layer], dataset, two_pass, device, exact_limit=limit)[layer]),
+        Phase("activation cache", lambda: dissect(model, [layer], dataset, cached, device, exact_limit=limit)[layer]),
     ]
     threads = torch.get_num_threads()
     gpu = f", {torch.cuda.get_device_name(device)}" if cuda else ""

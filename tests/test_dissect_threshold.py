@@ -54,3 +54,22 @@ def test_a_running_top_of_each_unit_gives_torch_quantile_exactly(quantile):
     assert estimator.exact
     assert left_out > 0.8 * data.numel()  # most values never reach the estimator
     assert torch.equal(estimator.thresholds(), torch.quantile(data, 1 - quantile, dim=1))
+
+
+@pytest.mark.parametrize("exact_limit", [10**8, 10_000], ids=["running-top", "histogram"])
+def test_values_given_unit_by_unit_count_as_the_same_values_given_in_rows(exact_limit):
+    """add_pairs takes a batch's values above the floor as (unit, value) pairs in any order: the thresholds are
+    those of the same stream given in rows (torch.quantile's, bit for bit, while exact)."""
+    data = stream()
+    rows = ThresholdEstimator(16, 0.01, exact_limit=exact_limit, expected=data.shape[1])
+    pairs = ThresholdEstimator(16, 0.01, exact_limit=exact_limit, expected=data.shape[1])
+    shuffle = torch.Generator().manual_seed(3)
+    for chunk in data.split(7_000, dim=1):
+        rows.add(chunk)
+        unit, column = (chunk > pairs.floor[:, None]).nonzero(as_tuple=True)
+        order = torch.randperm(len(unit), generator=shuffle)
+        pairs.add_pairs(unit[order], chunk[unit, column][order], count=chunk.shape[1])
+    assert pairs.exact == rows.exact == (exact_limit == 10**8)
+    assert torch.equal(pairs.thresholds(), rows.thresholds())
+    if pairs.exact:
+        assert torch.equal(pairs.thresholds(), torch.quantile(data, 0.99, dim=1))

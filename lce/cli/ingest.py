@@ -43,8 +43,9 @@ def ingest(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
-    cache_budget: str = typer.Option("2G", "--cache-budget", help="Activations kept from pass 1 to skip the "
-                                                                  "second forward pass (0 disables)."),
+    cache_budget: str = typer.Option("2G", "--cache-budget", help="Activations kept from pass 1, in the "
+                                                                  "device's memory, to skip the second forward "
+                                                                  "pass (0 disables)."),
     split: str = typer.Option("all", "--split", help="Probe split: train, val or all."),
     replace: bool = typer.Option(False, "--replace", help="Swap an existing run for the same model and layer."),
 ) -> None:

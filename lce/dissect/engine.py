@@ -7,9 +7,9 @@ Pass 1 runs the model over the probe, keeps each unit's top images and streams i
 threshold estimator: only the cells of the upsampled maps that can still exceed the estimator's floor are
 upsampled (see lce.dissect.upsample). Pass 2 masks the upsampled activations at the thresholds and tallies I, A
 and G, again upsampling only the cells that can exceed T_u. When a layer's activations fit `cache_budget` bytes
-they are kept from pass 1 at full precision, pass 2 reads them instead of running the model again, and exact
-thresholds are found after pass 1 from all the activations at once (fewer cells to upsample). Thresholds depend
-only on the values, so the results are identical either way.
+they are kept from pass 1 at full precision (on the device), pass 2 reads them instead of running the model
+again, and exact thresholds are found after pass 1 from all the activations at once (fewer cells to upsample).
+Thresholds depend only on the values, so the results are identical either way.
 """
 
 from __future__ import annotations
@@ -105,9 +105,9 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                     budget -= size if kept[name] is not None else 0
                     # Exact thresholds do not depend on the windows: a kept layer's are found from all at once.
                     whole = kept[name] is not None and estimator.exact
-                    windows[name] = _Window(estimator, seg_size, size if whole else window)
+                    windows[name] = _Window(estimator, seg_size, size if whole else window, exact_limit)
                 if kept[name] is not None:
-                    kept[name].append(acts.to("cpu"))  # LayerCapture's outputs are copies already
+                    kept[name].append(acts)  # on the device; LayerCapture's outputs are copies already
                 if settings.variant == "netdissect":  # raw values: the estimator takes them as they come
                     thresholds[name].add(acts.transpose(0, 1).reshape(acts.shape[1], -1))
                 else:
@@ -143,7 +143,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             columns = tallies[layers[0]].labels(batch["layers"], layer_category, batch["whole"], whole_category,
                                                 batch["annotated"])
             for name in layers:
-                acts = kept[name][position].to(device) if kept[name] is not None else capture.outputs[name].float()
+                acts = kept[name][position] if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
                 tally.add_truth(columns)
                 cells = Upsampler.of(acts, seg_size, settings.variant).cells(acts)
@@ -188,12 +188,14 @@ def _chunks(index: tuple[torch.Tensor, ...], device: torch.device):
 
 class _Window:
     """Pass 1's activations of a layer, buffered up to `size` bytes, then streamed into the layer's threshold
-    estimator (dissect variant) in rounds: each unit's cells from the highest bound down, each round's values
-    raising the estimator's floor, until no cell left can exceed it. Most cells are never upsampled: with the
-    values of a whole window at hand the floor gets close to T_u within the first rounds."""
+    estimator (dissect variant): first each unit's cells of highest bound, in rounds of about 4 * keep values (at
+    most `round_values` in all), until every unit has a floor (the keep-th largest value so far, a lower bound of
+    T_u); then, unit by unit, only the values of the other cells that exceed it. Most cells are never upsampled:
+    with the values of a whole window at hand the first round puts the floor close to T_u (3% below it on the
+    median unit of a random resnet18, where a round of 2 * keep values left it 18% below)."""
 
-    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int):
-        self.estimator, self.seg_size, self.size = estimator, seg_size, size
+    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int, round_values: int):
+        self.estimator, self.seg_size, self.size, self.round_values = estimator, seg_size, size, round_values
         self.batches: list[torch.Tensor] = []
         self.bytes = 0
 
@@ -208,37 +210,34 @@ class _Window:
             return
         acts = torch.cat(self.batches)
         self.batches, self.bytes = [], 0
+        estimator = self.estimator
         cells = Upsampler.of(acts, self.seg_size, "dissect").cells(acts)
+        bounds = _unit_major(cells.bounds())  # a cell's bound becomes -inf once its values are in
         count = acts.shape[0] * self.seg_size**2  # values per unit in this window
-        step = -(-2 * self.estimator.keep // cells.sampler.samples_per_cell)  # cells of about 2 * keep values
-        for highest, cell in _by_bound(_unit_major(cells.bounds()), step):
-            open_ = highest > self.estimator.floor[:, None]  # cells that can still exceed the floor
-            width = int(open_.sum(dim=1).max())  # the open cells of each unit come first
-            if width == 0:
-                break  # every cell left is lower still
-            self.estimator.add(_values(cells, cell[:, :width], open_[:, :width]), count=count)
+        per_unit = min(4 * estimator.keep, self.round_values // len(bounds))
+        step = min(bounds.shape[1], max(1, per_unit // cells.sampler.samples_per_cell))
+        while not bool(torch.isfinite(estimator.floor).all()):
+            highest, cell = bounds.topk(step, dim=1)
+            if not bool(torch.isfinite(highest).any()):
+                break  # every value of the window is in, and some units still have fewer than keep
+            bounds.scatter_(1, cell, -math.inf)
+            estimator.add(_values(cells, cell, highest > estimator.floor[:, None]), count=count)
+            count = 0
+        cells_y, cells_x = cells.sampler.empty.shape
+        selected = (bounds > estimator.floor[:, None]).nonzero(as_tuple=True)  # (unit, cell)
+        for unit, cell in _chunks(selected, acts.device):
+            image, within = cell // (cells_y * cells_x), cell % (cells_y * cells_x)
+            values = cells.values(image, unit, within // cells_x, within % cells_x)
+            row, slot_y, slot_x = (values > estimator.floor[unit][:, None, None]).nonzero(as_tuple=True)
+            estimator.add_pairs(unit[row], values[row, slot_y, slot_x], count=count)
             count = 0
         if count:  # no cell could exceed the floor at all
-            self.estimator.add(acts.new_empty(acts.shape[1], 0), count=count)
+            estimator.add_pairs(bounds.new_empty(0, dtype=torch.int64), bounds.new_empty(0), count=count)
 
 
 def _unit_major(bounds: torch.Tensor) -> torch.Tensor:
     """(B, U, cells_y, cells_x) -> (U, B * cells_y * cells_x): each unit's cells in one row."""
     return bounds.transpose(0, 1).reshape(bounds.shape[1], -1)
-
-
-def _by_bound(bounds: torch.Tensor, step: int):
-    """Each unit's cells from the highest bound down, `step` a unit at a time: (bounds, cells), each (U, step) and
-    sorted. Cells are fetched by doubling counts, so a few top-k calls cover any number of steps."""
-    remaining, take = bounds.shape[1], step
-    while remaining:
-        take = min(take, remaining)
-        highest, cell = bounds.topk(take, dim=1)
-        bounds.scatter_(1, cell, -math.inf)
-        remaining -= take
-        for start in range(0, take, step):
-            yield highest[:, start:start + step], cell[:, start:start + step]
-        take *= 2
 
 
 def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@
 A concept is a (category, label number) pair, so the same label in two categories is two concepts; its column
 is category_index * (max_label + 1) + label. Only active pixels (a few in a thousand) are visited: their
 (unit, column) pairs are counted with index_add_ into int64 counters; whole-image labels (scene, texture) count
-as all S x S pixels of their image. `dissect` counts a unit's activation A[u] over every pixel; `netdissect` counts A[u, k]
-only over images that annotate category k.
+as all S x S pixels of their image, so they take each map's count of active pixels at once. `dissect` counts a
+unit's activation A[u] over every pixel; `netdissect` counts A[u, k] only over images that annotate category k.
 """
 
 from __future__ import annotations
@@ -81,14 +81,18 @@ class Tally:
             column = columns[pixel]
             hit = column >= 0
             self._count((cell + column)[hit])
-        for columns in labels.whole:  # a whole-image label covers every pixel of its image
-            column = columns[image]
-            hit = column >= 0
-            self._count((cell + column)[hit])
+        # A whole-image label covers every pixel of its image: it counts each map's active pixels at once.
+        images = labels.whole.shape[1]
+        per_map = torch.bincount(image * self.units + unit, minlength=images * self.units).view(images, self.units)
+        first_cell = torch.arange(self.units, device=self.device)[None, :] * self.columns
+        for columns in labels.whole:
+            hit = columns >= 0
+            self.intersection.index_add_(0, (first_cell + columns[hit, None]).flatten(), per_map[hit].flatten())
         if self.variant == "dissect":
-            self.activation += torch.bincount(unit, minlength=self.units)
+            self.activation += per_map.sum(dim=0)
         else:
-            self.activation.index_add_(0, unit, labels.annotated[image])
+            # (U, categories): active pixels in the images that annotate each category (no int64 matmul on CUDA)
+            self.activation += (per_map[:, :, None] * labels.annotated[:, None, :]).sum(dim=0)
 
     def _count(self, cells: torch.Tensor) -> None:
         self.intersection.index_add_(0, cells, torch.ones_like(cells))

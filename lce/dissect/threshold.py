@@ -7,7 +7,8 @@
 T_u is exactly torch.quantile(values_u, 1 - q) (linear interpolation) while the values it depends on fit
 `exact_limit`. With `expected` (the values per unit of the whole stream) known, that quantile reads only the top
 `keep` values of each unit (about q * expected), so the estimator keeps just those: a running top-`keep` per unit,
-and values at or below the current `floor` (the keep-th largest so far) can be left out by the caller (add).
+and values at or below the current `floor` (the keep-th largest so far) can be left out by the caller (add), who
+may then also give the few values left unit by unit (add_pairs).
 Beyond the limit, a per-unit histogram of `bins` bins whose range grows by doubling (merging bin pairs, so counts
 stay exact), with T_u interpolated inside the bin where the top-q count is crossed. The published tools use
 streaming sketches with ~0.1% rank error; the histogram keeps the fraction above T_u within 1% (relative) of q
@@ -37,8 +38,10 @@ class ThresholdEstimator:
         self.keep = _values_read_by_quantile(quantile, expected) if expected is not None else None
         self._buffer: list[torch.Tensor] | None = [] if self.keep is None else None
         self._top: torch.Tensor | None = None
-        self._pending: list[torch.Tensor] = []
+        self._pending: list[torch.Tensor] = []  # (units, n) values not yet in _top
         self._pending_width = 0
+        self._pending_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) pairs not yet in _top
+        self._pending_pair_count = 0  # pairs since the last compaction (histogram: since the floor last rose)
         self._counts: torch.Tensor | None = None  # histogram mode: (units, bins) int64
         self._low: torch.Tensor | None = None  # (units,) lower edge of bin 0
         self._width: torch.Tensor | None = None  # (units,) bin width
@@ -75,6 +78,29 @@ class ThresholdEstimator:
         else:
             self._histogram(values)
 
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+        """Add values unit by unit: values[k] (N,) is a value of unit[k]. Only with `expected` known, and for the
+        values above `floor` (those at or below it are left out): `count` says how many values each unit had in
+        the batch (0 for more values of a batch already counted)."""
+        if self.keep is None:
+            raise RuntimeError("values can be given unit by unit only when `expected` is known")
+        unit, values = unit.to(self.device), values.to(self.device, torch.float32)
+        if self._top is not None:
+            self.count += count
+            self._pending_pairs.append((unit, values))
+            self._pending_pair_count += len(unit)
+            if 4 * self._pending_pair_count >= self.keep * self.units:
+                self._compact()
+        elif self._counts is not None:
+            self.count += count
+            above = values > self._floor[unit]
+            self._count_pairs(unit[above], values[above])
+            self._pending_pair_count += len(unit)
+            if 4 * self._pending_pair_count >= self.keep * self.units:  # as often as the running top's
+                self._raise_floor_from_counts()
+        else:
+            self.add(_by_unit(unit, values, self.units), count=count)
+
     def thresholds(self) -> torch.Tensor:
         if self._buffer is not None:
             return _quantile(torch.cat(self._buffer, dim=1), self.quantile)
@@ -91,8 +117,13 @@ class ThresholdEstimator:
             self._compact()
 
     def _compact(self) -> None:
-        values = torch.cat([self._top, *self._pending], dim=1)
+        rows = [self._top, *self._pending]
+        if self._pending_pairs:
+            units, values = zip(*self._pending_pairs)
+            rows.append(_by_unit(torch.cat(units), torch.cat(values), self.units))
+        values = torch.cat(rows, dim=1)
         self._pending, self._pending_width = [], 0
+        self._pending_pairs, self._pending_pair_count = [], 0
         if values.shape[1] > self.keep:
             values = values.topk(self.keep, dim=1, sorted=False).values
         self._top = values
@@ -147,22 +178,27 @@ class ThresholdEstimator:
         for start in range(0, self.units, step):
             chunk = values[start:start + step]
             row, column = (chunk > self._floor[start:start + step][:, None]).nonzero(as_tuple=True)
-            kept, unit = chunk[row, column], row + start
-            kept, unit = kept[torch.isfinite(kept)], unit[torch.isfinite(kept)]
-            if kept.numel() == 0:
-                continue
-            infinity = torch.full((self.units,), torch.inf, device=self.device)
-            low = infinity.scatter_reduce(0, unit, kept, "amin")
-            high = (-infinity).scatter_reduce(0, unit, kept, "amax")
-            present = torch.isfinite(high)
-            self._grow(torch.where(present, low, self._low), torch.where(present, high, self._low))
-            index = ((kept - self._low[unit]) / self._width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
-            index += unit * self.bins
-            self._counts.view(-1).index_add_(0, index, torch.ones_like(index))
+            self._count_pairs(row + start, chunk[row, column])
         self._raise_floor_from_counts()
+
+    def _count_pairs(self, unit: torch.Tensor, values: torch.Tensor) -> None:
+        """Count values[k] in unit[k]'s histogram (non-finite values are left out)."""
+        finite = torch.isfinite(values)
+        values, unit = values[finite], unit[finite]
+        if values.numel() == 0:
+            return
+        infinity = torch.full((self.units,), torch.inf, device=self.device)
+        low = infinity.scatter_reduce(0, unit, values, "amin")
+        high = (-infinity).scatter_reduce(0, unit, values, "amax")
+        present = torch.isfinite(high)
+        self._grow(torch.where(present, low, self._low), torch.where(present, high, self._low))
+        index = ((values - self._low[unit]) / self._width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
+        index += unit * self.bins
+        self._counts.view(-1).index_add_(0, index, torch.ones_like(index))
 
     def _raise_floor_from_counts(self) -> None:
         """Once the values so far put `keep` of them above a bin edge, T_u cannot fall below that edge."""
+        self._pending_pair_count = 0
         if self.keep is None:
             return
         from_top = self._counts.flip(1).cumsum(1)
@@ -217,6 +253,17 @@ def _quantile(values: torch.Tensor, quantile: float) -> torch.Tensor:
     rows = max(1, _QUANTILE_MAX // max(1, values.shape[1]))
     return torch.cat([torch.quantile(values[start:start + rows], 1 - quantile, dim=1)
                       for start in range(0, values.shape[0], rows)])
+
+
+def _by_unit(unit: torch.Tensor, values: torch.Tensor, units: int) -> torch.Tensor:
+    """(units, n) values from (unit, value) pairs: each unit's values in a row, -inf where it has fewer."""
+    order = unit.argsort(stable=True)
+    unit, values = unit[order], values[order]
+    counts = torch.bincount(unit, minlength=units)
+    slot = torch.arange(len(unit), device=unit.device) - (counts.cumsum(0) - counts)[unit]
+    rows = values.new_full((units, int(counts.max()) if len(unit) else 0), -math.inf)
+    rows[unit, slot] = values
+    return rows
 
 
 def _just_below(values: torch.Tensor) -> torch.Tensor:

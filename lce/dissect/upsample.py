@@ -92,6 +92,8 @@ class Upsampler:
         self.samples_in_cells = self.y.valid.sum(1)[:, None] * self.x.valid.sum(1)[None, :]  # (h+1, w+1)
         # A cell with no target sample (the padding's side of a clamped edge) can never be active.
         self.empty = self.samples_in_cells == 0
+        # (h+1, w+1, my, mx): the slots of each cell beyond its samples.
+        self.invalid = ~(self.y.valid[:, None, :, None] & self.x.valid[None, :, None, :])
 
     @property
     def samples_per_cell(self) -> int:
@@ -136,15 +138,17 @@ class Cells:
         """(N, my, mx) upsampled values of N cells (cell k of map (image[k], unit[k])), -inf where a cell has
         fewer samples than the widest one; `positions` maps them back to target pixels."""
         padded, x, y = self.padded, self.sampler.x, self.sampler.y
-        top_left, top_right = padded[image, unit, cell_y, cell_x], padded[image, unit, cell_y, cell_x + 1]
-        bottom_left = padded[image, unit, cell_y + 1, cell_x]
-        bottom_right = padded[image, unit, cell_y + 1, cell_x + 1]
+        height, width = padded.shape[-2:]
+        corner = ((image * padded.shape[1] + unit) * height + cell_y) * width + cell_x  # top left, flat
+        flat = padded.view(-1)
         x_left, x_right = x.cell_w_left[cell_x], x.cell_w_right[cell_x]  # (N, mx)
-        top = top_left[:, None] * x_left + top_right[:, None] * x_right  # the rows of the whole map's upsample()
-        bottom = bottom_left[:, None] * x_left + bottom_right[:, None] * x_right
-        values = (top[:, None, :] * y.cell_w_left[cell_y][:, :, None]
-                  + bottom[:, None, :] * y.cell_w_right[cell_y][:, :, None])
-        return values.masked_fill(~(y.valid[cell_y][:, :, None] & x.valid[cell_x][:, None, :]), -math.inf)
+        top = flat[corner][:, None] * x_left  # the rows of the whole map's upsample(), in place where it can
+        top += flat[corner + 1][:, None] * x_right
+        bottom = flat[corner + width][:, None] * x_left
+        bottom += flat[corner + width + 1][:, None] * x_right
+        values = top[:, None, :] * y.cell_w_left[cell_y][:, :, None]
+        values += bottom[:, None, :] * y.cell_w_right[cell_y][:, :, None]
+        return values.masked_fill_(self.sampler.invalid[cell_y, cell_x], -math.inf)
 
     def positions(self, cell_y: torch.Tensor, cell_x: torch.Tensor, slot_y: torch.Tensor,
                   slot_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
