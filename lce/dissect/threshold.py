@@ -87,6 +87,10 @@ class ThresholdEstimator:
         unit, values = unit.to(self.device), values.to(self.device, torch.float32)
         if self._top is not None:
             self.count += count
+            if len(unit) == 0:
+                return
+            if self._pending_pairs and bool(unit[0] < self._pending_pairs[-1][0][-1]):
+                self._add_to_top(self._pairs_as_rows())  # the pairs so far ran in ascending units: one block
             self._pending_pairs.append((unit, values))
             self._pending_pair_count += len(unit)
             if 4 * self._pending_pair_count >= self.keep * self.units:
@@ -116,14 +120,17 @@ class ThresholdEstimator:
         if 4 * self._pending_width >= self.keep:  # often enough for the floor to keep up
             self._compact()
 
-    def _compact(self) -> None:
-        rows = [self._top, *self._pending]
-        if self._pending_pairs:
-            units, values = zip(*self._pending_pairs)
-            rows.append(_by_unit(torch.cat(units), torch.cat(values), self.units))
-        values = torch.cat(rows, dim=1)
-        self._pending, self._pending_width = [], 0
+    def _pairs_as_rows(self) -> torch.Tensor:
+        """The pending pairs as (units, n) rows, -inf where a unit has fewer; no pairs pending after."""
+        if not self._pending_pairs:
+            return self._floor.new_empty(self.units, 0)
+        units, values = zip(*self._pending_pairs)
         self._pending_pairs, self._pending_pair_count = [], 0
+        return _by_unit(torch.cat(units), torch.cat(values), self.units)
+
+    def _compact(self) -> None:
+        values = torch.cat([self._top, *self._pending, self._pairs_as_rows()], dim=1)
+        self._pending, self._pending_width = [], 0
         if values.shape[1] > self.keep:
             values = values.topk(self.keep, dim=1, sorted=False).values
         self._top = values
@@ -256,9 +263,11 @@ def _quantile(values: torch.Tensor, quantile: float) -> torch.Tensor:
 
 
 def _by_unit(unit: torch.Tensor, values: torch.Tensor, units: int) -> torch.Tensor:
-    """(units, n) values from (unit, value) pairs: each unit's values in a row, -inf where it has fewer."""
-    order = unit.argsort(stable=True)
-    unit, values = unit[order], values[order]
+    """(units, n) values from (unit, value) pairs: each unit's values in a row, -inf where it has fewer. Pairs in
+    ascending units (as nonzero gives them) need no sorting."""
+    if len(unit) > 1 and not bool((unit[1:] >= unit[:-1]).all()):
+        order = unit.argsort(stable=True)
+        unit, values = unit[order], values[order]
     counts = torch.bincount(unit, minlength=units)
     slot = torch.arange(len(unit), device=unit.device) - (counts.cumsum(0) - counts)[unit]
     rows = values.new_full((units, int(counts.max()) if len(unit) else 0), -math.inf)
