@@ -16,7 +16,8 @@ same batch size and workers), with a randomly initialised model (--seed 0):
                    embedded PostgreSQL
 
 With --repeat N the phases run round-robin N times (machines are noisy: drift hits every phase alike); the table
-gives median and min seconds and the ratio of medians to forward only. On CUDA the clock stops after
+gives median and min seconds, the ratio of medians to forward only, and the median of each repetition's ratio
+to its own forward pass (paired: drift between repetitions cancels out). On CUDA the clock stops after
 torch.cuda.synchronize(). Peak memory is the process's ru_maxrss after each phase (a high-water mark: it never
 goes down) and, on CUDA, torch.cuda.max_memory_allocated() of that phase. There is no pass/fail: the issue's
 targets are printed beside the figures.
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     forward = statistics.median(phases[0].seconds)
     print(f"load average after: {os.getloadavg()[0]:.2f} (1 min; a busy host skews the ratios, see bench/README.md)")
     print()
-    header = (f"{'phase':<18}{'median s':>9}{'min s':>8}{'images/s':>10}{'vs fwd':>8}{'fwd/s %':>8}"
+    header = (f"{'phase':<18}{'median s':>9}{'min s':>8}{'images/s':>10}{'vs fwd':>8}{'paired':>8}{'fwd/s %':>8}"
               f"{'peak RSS MiB':>13}" + (f"{'peak CUDA MiB':>14}" if cuda else "")
               + f"  {'thresholds':<10}  {'cache':<5}  target")
     print(header)
@@ -247,8 +248,10 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
         mode = "-" if result is None else ("exact" if result.threshold_exact else "histogram")
         used = "-" if result is None else ("yes" if result.cached else "no")
         target = "-" if result is None else (GPU_TARGET if cuda else CPU_TARGETS[phase.name])
+        # Each repetition's phase against that repetition's forward pass: drift between repetitions cancels out.
+        paired = statistics.median(mine / base for mine, base in zip(phase.seconds, phases[0].seconds))
         print(f"{phase.name:<18}{median:>9.2f}{min(phase.seconds):>8.2f}{count / median:>10,.0f}"
-              f"{median / forward:>7.2f}x{100 * forward / median:>7.0f}%{phase.rss_mib:>13,.0f}"
+              f"{median / forward:>7.2f}x{paired:>7.2f}x{100 * forward / median:>7.0f}%{phase.rss_mib:>13,.0f}"
               + (f"{phase.cuda_mib:>14,.0f}" if cuda else "") + f"  {mode:<10}  {used:<5}  {target}")
     units = phases[1].result.thresholds.numel()
     print(f"\n{units} units; the two dissections give identical results: "
