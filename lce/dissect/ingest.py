@@ -104,8 +104,9 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
         "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
         "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "device": str(device),
         # Absolute, so that lce report finds the file again from any directory.
-        "checkpoint": str(request.checkpoint.resolve()) if request.checkpoint else None, "random_init": request.random_init,
-        "seed": request.seed if request.random_init else None, "code": code_version(),
+        "checkpoint": str(request.checkpoint.resolve()) if request.checkpoint else None,
+        "random_init": request.random_init, "seed": request.seed if request.random_init else None,
+        "code": code_version(),
     }
     records = [_record(model, request.probe, results[layer], settings, concepts, run_settings)
                for layer in todo]
