@@ -191,3 +191,26 @@ def test_cells_give_the_whole_maps_values_bit_for_bit_within_their_bounds(varian
                                                                      torch.ones_like(y), accumulate=True)
     assert (covered == 1).all()
     assert (values <= bounds[image, unit, cell_y, cell_x][:, None, None]).all()
+
+
+def test_threshold_rounds_stay_within_their_budget_of_values(probe_dir, monkeypatch):
+    """Pass 1 upsamples a window's highest cells in rounds of at most `round_values` values (the exact limit), in
+    the histogram as in the running top: a full Broden's keep (about 2M values per unit) must not make them wider."""
+    from lce.dissect.threshold import ThresholdEstimator
+
+    widest = []
+    add = ThresholdEstimator.add
+
+    def recording_add(self, values, count=None):
+        widest.append(values.numel())
+        return add(self, values, count)
+
+    monkeypatch.setattr(ThresholdEstimator, "add", recording_add)
+    probe = Broden.open(probe_dir)
+    dataset = ProbeDataset(probe, seg_size=16)
+    settings = DissectSettings.for_variant("dissect", batch_size=5)
+    result = dissect(TinyNet(), ["features"], dataset, settings, torch.device("cpu"), exact_limit=600)["features"]
+    assert not result.threshold_exact
+    # keep is 63 values per unit: 4 x keep of each of 6 units would be 1,512 values in one round.
+    units, samples_per_cell = 6, 4  # 8 x 8 maps to 16 x 16: cells of 2 x 2 samples
+    assert len(widest) >= 3 and max(widest) <= 600 + units * samples_per_cell
