@@ -231,11 +231,10 @@ class _Window:
             bounds.scatter_(1, cell, -math.inf)
             estimator.add(_values(cells, cell, highest > estimator.floor[:, None]), count=count)
             count, seen = 0, seen + step * cells.sampler.samples_per_cell
-        cells_y, cells_x = cells.sampler.empty.shape
         selected = (bounds > estimator.floor[:, None]).nonzero(as_tuple=True)  # (unit, cell)
         for unit, cell in _chunks(selected, acts.device):
-            image, within = cell // (cells_y * cells_x), cell % (cells_y * cells_x)
-            values = cells.values(image, unit, within // cells_x, within % cells_x)
+            image, cell_y, cell_x = _from_unit_major(cells, cell)
+            values = cells.values(image, unit, cell_y, cell_x)
             row, slot_y, slot_x = (values > estimator.floor[unit][:, None, None]).nonzero(as_tuple=True)
             estimator.add_pairs(unit[row], values[row, slot_y, slot_x], count=count)
             count = 0
@@ -248,13 +247,19 @@ def _unit_major(bounds: torch.Tensor) -> torch.Tensor:
     return bounds.transpose(0, 1).reshape(bounds.shape[1], -1)
 
 
+def _from_unit_major(cells: Cells, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flat cell indices of a _unit_major row -> (image, cell_y, cell_x)."""
+    cells_y, cells_x = cells.sampler.empty.shape
+    image, within = cell // (cells_y * cells_x), cell % (cells_y * cells_x)
+    return image, within // cells_x, within % cells_x
+
+
 def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
     """(U, n) upsampled values of the open cells of each unit's row of flat cell indices (over images, cells_y,
     cells_x), -inf in the other slots."""
-    cells_y, cells_x = cells.sampler.empty.shape
     unit = torch.arange(len(cell), device=cell.device)[:, None].expand_as(cell)[open_]
-    image, within = cell[open_] // (cells_y * cells_x), cell[open_] % (cells_y * cells_x)
-    index = (image, unit, within // cells_x, within % cells_x)
+    image, cell_y, cell_x = _from_unit_major(cells, cell[open_])
+    index = (image, unit, cell_y, cell_x)
     dense = torch.full((*cell.shape, cells.sampler.samples_per_cell), -math.inf, device=cell.device)
     dense[open_] = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, cell.device)])
     return dense.flatten(1)

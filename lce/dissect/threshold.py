@@ -41,10 +41,11 @@ class ThresholdEstimator:
         self._pending: list[torch.Tensor] = []  # (units, n) values not yet in _top
         self._pending_width = 0
         self._pending_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) pairs not yet in _top
-        self._pending_pair_count = 0  # pairs since the last compaction (histogram: since the floor last rose)
+        self._pending_pair_count = 0
         self._counts: torch.Tensor | None = None  # histogram mode: (units, bins) int64
         self._low: torch.Tensor | None = None  # (units,) lower edge of bin 0
         self._width: torch.Tensor | None = None  # (units,) bin width
+        self._pairs_since_floor = 0  # histogram: pairs counted since the floor last rose
         # Values at or below _floor can no longer change T_u: they may be left out.
         self._floor = torch.full((units,), -torch.inf, device=self.device)
         if self.keep is not None and 2 * units * self.keep <= exact_limit:  # the top values and as many pending
@@ -99,8 +100,8 @@ class ThresholdEstimator:
             self.count += count
             above = values > self._floor[unit]
             self._count_pairs(unit[above], values[above])
-            self._pending_pair_count += len(unit)
-            if 4 * self._pending_pair_count >= self.keep * self.units:  # as often as the running top's
+            self._pairs_since_floor += len(unit)
+            if 4 * self._pairs_since_floor >= self.keep * self.units:  # as often as the running top compacts
                 self._raise_floor_from_counts()
         else:
             self.add(_by_unit(unit, values, self.units), count=count)
@@ -205,7 +206,7 @@ class ThresholdEstimator:
 
     def _raise_floor_from_counts(self) -> None:
         """Once the values so far put `keep` of them above a bin edge, T_u cannot fall below that edge."""
-        self._pending_pair_count = 0
+        self._pairs_since_floor = 0
         if self.keep is None:
             return
         from_top = self._counts.flip(1).cumsum(1)
