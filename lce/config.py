@@ -1,7 +1,8 @@
 """Where lce keeps its data and which database it talks to.
 
     LCE_HOME            data directory (embedded Postgres under $LCE_HOME/postgres); default: per-user data dir
-    LCE_DATABASE_URL    an external PostgreSQL server instead of the embedded one
+    LCE_DATABASE_URL            an external PostgreSQL server instead of the embedded one (the owner's login)
+    LCE_DATABASE_READONLY_URL   the same server's read-only login, for `lce sql` (the embedded server has its own)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import lce
 
 HOME_ENV = "LCE_HOME"
 DATABASE_URL_ENV = "LCE_DATABASE_URL"
+READONLY_URL_ENV = "LCE_DATABASE_READONLY_URL"
 
 
 def lce_home() -> Path:
@@ -30,6 +32,11 @@ def lce_home() -> Path:
 def external_database_url() -> str | None:
     """$LCE_DATABASE_URL when set (an external server), else None (the embedded server)."""
     return os.environ.get(DATABASE_URL_ENV) or None
+
+
+def external_readonly_url() -> str | None:
+    """$LCE_DATABASE_READONLY_URL when set (the external server's read-only login), else None."""
+    return os.environ.get(READONLY_URL_ENV) or None
 
 
 @functools.cache

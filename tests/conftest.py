@@ -1,8 +1,9 @@
 """Test fixtures: a real PostgreSQL server for the session, and a fresh database for each test.
 
 The server is lce's own embedded one (started in a temporary LCE_HOME) unless LCE_TEST_ADMIN_URL names an external
-server where the tests may create databases. Each test gets a database copied from a migrated template, and
-LCE_DATABASE_URL pointing at it, so tests never see each other's rows.
+server where the tests may create databases and roles. Each test gets a database owned by lce_owner, copied from
+a migrated template, with LCE_DATABASE_URL (the owner) and LCE_DATABASE_READONLY_URL (lce_reader) pointing at it,
+so tests never see each other's rows and run with the roles that users get.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from lce.db import connection, migrate
-from lce.db.server import EmbeddedServer
+from lce.db import connection, migrate, roles
+from lce.db.server import SUPERUSER, EmbeddedServer
 
 # Wide terminal for rich, so that messages the tests look for are not wrapped mid-phrase.
 os.environ["COLUMNS"] = "200"
@@ -38,20 +39,25 @@ def shared_file(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def admin_url(tmp_path_factory) -> str:
-    """A libpq URL of a server where the tests may create and drop databases."""
+    """A libpq URL of a server where the tests may create and drop databases (a superuser's), with the roles
+    lce_owner and lce_reader."""
     external = os.environ.get("LCE_TEST_ADMIN_URL")
     if external:
+        with psycopg.connect(external, autocommit=True) as conn:
+            roles.provision_embedded(conn, TEMPLATE)
         yield external
         return
     home = tmp_path_factory.mktemp("lce-home")
-    saved = os.environ.pop("LCE_DATABASE_URL", None)
+    saved = {name: os.environ.pop(name, None) for name in ("LCE_DATABASE_URL", "LCE_DATABASE_READONLY_URL")}
     server = EmbeddedServer(home)
-    url = server.start()
-    yield make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    server.start()
+    url = server.url(SUPERUSER, "postgres")
+    yield make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     connection.dispose_all()
     server.stop()
-    if saved is not None:
-        os.environ["LCE_DATABASE_URL"] = saved
+    for name, value in saved.items():
+        if value is not None:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -59,22 +65,25 @@ def template(admin_url) -> str:
     """A database migrated to head, copied for every test."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
-        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    engine = connection.create(_sqlalchemy_url(admin_url, TEMPLATE))
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}" OWNER {roles.OWNER}')
+    engine = connection.create(_sqlalchemy_url(admin_url, TEMPLATE, roles.OWNER))
     migrate.upgrade(engine)
+    migrate.grant_reader(engine, roles.READER)
     engine.dispose()
     return TEMPLATE
 
 
 @contextmanager
 def scratch_database(admin_url: str, monkeypatch, template: str | None = None):
-    """A new database (copied from `template`, or empty) that LCE_DATABASE_URL points at; dropped afterwards."""
+    """A new database (copied from `template`, or empty) owned by lce_owner, that LCE_DATABASE_URL (as the owner)
+    and LCE_DATABASE_READONLY_URL (as the reader) point at; dropped afterwards. Yields the owner's URL."""
     name = f"lce_test_{uuid.uuid4().hex[:12]}"
     copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"{copy}')
-    url = _sqlalchemy_url(admin_url, name)
+        conn.execute(f'CREATE DATABASE "{name}"{copy} OWNER {roles.OWNER}')
+    url = _sqlalchemy_url(admin_url, name, roles.OWNER)
     monkeypatch.setenv("LCE_DATABASE_URL", url)
+    monkeypatch.setenv("LCE_DATABASE_READONLY_URL", _sqlalchemy_url(admin_url, name, roles.READER))
     connection.dispose_all()
     try:
         yield url
@@ -103,8 +112,10 @@ def empty_database(admin_url, monkeypatch) -> str:
         yield url
 
 
-def _sqlalchemy_url(admin_url: str, database: str) -> str:
+def _sqlalchemy_url(admin_url: str, database: str, role: str | None = None) -> str:
     url = make_url(connection.normalise_url(admin_url)).set(database=database)
+    if role is not None:
+        url = url.set(username=role)
     return url.render_as_string(hide_password=False)
 
 

@@ -65,6 +65,7 @@ def test_user_errors_exit_non_zero_in_a_real_process(database, tmp_path):
 def test_embedded_server_starts_on_first_use_and_stops(tmp_path, monkeypatch):
     """With no LCE_DATABASE_URL, lce runs its own server under $LCE_HOME, on a unix socket only."""
     monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
     connection.dispose_all()
     cli = Cli()
@@ -73,8 +74,9 @@ def test_embedded_server_starts_on_first_use_and_stops(tmp_path, monkeypatch):
         assert status.exit_code == 0 and "not running" in status.stdout
         models = cli("models")
         assert models.exit_code == 0 and "No models yet" in models.stdout
-        url = cli("db", "url").stdout.strip()
-        assert url.startswith("postgresql://postgres@/lce?host=") and "home" in url and ":5432" not in url
+        url = cli("db", "url").stdout.strip()  # the read-only login unless --write
+        assert url.startswith("postgresql://lce_reader@/lce?host=") and "home" in url and ":5432" not in url
+        assert cli("db", "url", "--write").stdout.startswith("postgresql://lce_owner@/lce?host=")
         status = cli("db", "status")
         assert f"revision {migrate.head()}, up to date" in status.stdout
         assert (tmp_path / "home" / "postgres" / "PG_VERSION").exists()

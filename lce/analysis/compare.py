@@ -21,7 +21,7 @@ from typing import TextIO
 
 from sqlalchemy import text
 
-from lce.db.connection import connect
+from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.resources import read_sql
 
@@ -157,7 +157,7 @@ def compare(model_a: str, model_b: str, min_iou: float | None = 0.04, layer: str
     embedding `embedding_id`, else from the newest stored embedding that holds both runs."""
     if min_iou is not None and not 0.0 <= min_iou < 1.0:
         raise LceError(f"--min-iou must lie in [0, 1), not {min_iou}.")
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         known = conn.execute(text("SELECT name FROM model")).scalars().all()
         runs = [_choose_run(conn, name, known, layer, probe, variant) for name in (model_a, model_b)]
         if runs[0]["run_id"] == runs[1]["run_id"]:

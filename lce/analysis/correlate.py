@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from lce.db.connection import connect
+from lce.db.connection import connect_reader
 from lce.db.schema import CATEGORIES
 from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
@@ -86,7 +86,7 @@ def correlate(embedding_id: int | None = None, method: str = "pearson") -> Corre
     """Correlate a stored embedding (default: the newest) with the stored task results of its models."""
     if method not in METHODS:
         raise LceError(f"--method must be one of {', '.join(METHODS)}, not {method!r}.")
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         embedding = conn.execute(text(read_sql("queries/stored_embedding")), {"embedding": embedding_id}).first()
         if embedding is None:
             if embedding_id is None:

@@ -3,6 +3,10 @@
     con = duckdb_connection(read_only=True)
     con.sql("SELECT model, count(*) FROM unit_label GROUP BY model").show()
 
+A read-only connection attaches Postgres READ_ONLY through the read-only login (lce/db/roles.py), so that no
+query, not even `CALL postgres_execute(...)`, can write; `require_reader=False` lets lce's own queries fall back
+to the owner on an external server that has no LCE_DATABASE_READONLY_URL.
+
 The postgres_scanner extension is loaded from its PyPI wheel (duckdb-extension-postgres-scanner, the same
 version as DuckDB), by file path: nothing is downloaded at run time. The Postgres database is attached as `pg`
 and made the default, so its tables and views are reachable by name, while local files stay reachable too
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from lce.db.connection import connect, libpq_dsn
+from lce.db.connection import connect, connect_reader, libpq_dsn
 from lce.errors import LceError
 
 ATTACHED = "pg"
@@ -35,9 +39,11 @@ def scanner_extension() -> Path:
     return expected
 
 
-def duckdb_connection(read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the (migrated) Postgres database attached as `pg` and in use."""
-    url = connect().url.render_as_string(hide_password=False)
+def duckdb_connection(read_only: bool = True, require_reader: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the (migrated) Postgres database attached as `pg` and in use: through the
+    read-only login when `read_only`, else the owner's."""
+    engine = connect_reader(required=require_reader) if read_only else connect()
+    url = engine.url.render_as_string(hide_password=False)
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     con.execute(f"LOAD '{scanner_extension()}'")
     mode = ", READ_ONLY" if read_only else ""

@@ -5,7 +5,11 @@
 
 DuckDB is the default engine: Postgres's tables and views are reachable by name and local CSV/Parquet files can
 be joined in. `engine="postgres"` runs the query in Postgres (its dialect and functions such as
-unit_label_at(0.08)) inside a READ ONLY transaction. A query that writes is refused unless `write=True`.
+unit_label_at(0.08)), one statement, through the extended protocol.
+
+Whatever its text, a query without `write=True` cannot write: both engines log in as the read-only role
+(lce/db/roles.py), which may only SELECT, inside READ ONLY transactions; statements that DuckDB knows to write
+are refused before they run. `write=True` logs in as the owner.
 """
 
 from __future__ import annotations
@@ -17,10 +21,9 @@ import duckdb
 import psycopg
 from psycopg.types.string import TextLoader
 import pyarrow
-from sqlalchemy.exc import DBAPIError
 
 from lce.analysis.duck import duckdb_connection
-from lce.db.connection import connect
+from lce.db.connection import connect, connect_reader, libpq_dsn
 from lce.errors import LceError
 
 ENGINES = ("duckdb", "postgres")
@@ -45,12 +48,14 @@ def _run_duckdb(query: str, write: bool) -> duckdb.DuckDBPyRelation:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as error:
         raise LceError(f"DuckDB cannot parse the query: {_first_line(error)}") from None
+    if not statements:
+        raise LceError("The query holds no statement.")
     writing = sorted({s.type.name for s in statements if s.type.name not in READING})
     if writing and not write:
         raise LceError(
             f"The query writes ({', '.join(writing)}); lce sql is read-only unless you pass --write."
         )
-    con = duckdb_connection(read_only=not write)
+    con = duckdb_connection(read_only=not write, require_reader=not write)
     try:
         for statement in statements[:-1]:
             con.execute(statement)
@@ -75,24 +80,39 @@ def _executed(con: duckdb.DuckDBPyConnection, statement) -> duckdb.DuckDBPyRelat
 
 
 def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
-    engine = connect()
-    with engine.connect() as conn:
-        raw = conn.connection.driver_connection
+    engine = connect() if write else connect_reader(required=True)
+    dsn = libpq_dsn(engine.url.render_as_string(hide_password=False))
+    try:
+        conn = psycopg.connect(dsn)
+    except psycopg.OperationalError as error:
+        raise LceError(f"Cannot reach the database: {_first_line(error)}") from None
+    with conn:
         try:
             if not write:
-                raw.execute("SET TRANSACTION READ ONLY")
-            cursor = raw.cursor()
+                conn.execute("SET TRANSACTION READ ONLY")
+            cursor = conn.cursor()
             for json_type in ("json", "jsonb"):  # as text: JSON values vary in shape from row to row
                 cursor.adapters.register_loader(json_type, TextLoader)
-            cursor.execute(query)
+            # prepare=True: the extended protocol, where a string holding several statements is an error
+            # (so `COMMIT; ...` cannot end the read-only transaction).
+            cursor.execute(query, prepare=True)
+            if cursor.pgresult is not None and cursor.pgresult.status == psycopg.pq.ExecStatus.EMPTY_QUERY:
+                raise LceError("The query holds no statement.")
             columns = [column.name for column in cursor.description] if cursor.description else ["result"]
             rows = cursor.fetchall() if cursor.description else [(cursor.statusmessage,)]
-            raw.commit() if write else raw.rollback()
+            conn.commit() if write else conn.rollback()
         except psycopg.errors.ReadOnlySqlTransaction:
-            raw.rollback()
+            conn.rollback()
             raise LceError("The query writes; lce sql is read-only unless you pass --write.") from None
-        except (psycopg.Error, DBAPIError) as error:
-            raw.rollback()
+        except psycopg.errors.InsufficientPrivilege as error:
+            conn.rollback()
+            hint = "" if write else " (lce sql without --write logs in as the read-only role)"
+            raise LceError(f"PostgreSQL refused the query: {_first_line(error)}{hint}.") from None
+        except psycopg.Error as error:
+            conn.rollback()
+            if "cannot insert multiple commands" in str(error):
+                raise LceError("The query holds several statements; lce sql --engine postgres runs one at a "
+                               "time.") from None
             raise LceError(f"PostgreSQL could not run the query: {_first_line(error)}") from None
     return _relation(columns, rows)
 

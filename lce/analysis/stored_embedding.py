@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from lce.analysis.embed import EmbeddingResult, EmbedSettings, Projection
 from lce.analysis.matrix import ConceptMatrix, RunChoice, Selection, concept_matrix
-from lce.db.connection import connect
+from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.resources import read_sql
 
@@ -35,7 +35,7 @@ class StoredEmbedding:
 def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
     """Embedding `embedding_id` (LceError when there is none with that id), or the newest (None when the store
     holds none)."""
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         row = conn.execute(text(read_sql("queries/stored_embedding")), {"embedding": embedding_id}).mappings().first()
         if row is None:
             if embedding_id is None:

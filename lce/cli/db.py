@@ -42,18 +42,32 @@ def status() -> None:
 @db_app.command("upgrade")
 @user_errors
 def upgrade() -> None:
-    """Migrate the schema to the newest revision (every command also does this on first use).
+    """Migrate the schema to the newest revision (every command also does this on first use), and give the
+    read-only role SELECT on every table and view. On an external server, create that role (lce_reader, or the
+    user of LCE_DATABASE_READONLY_URL) when the connecting user may create roles.
 
     Example: LCE_DATABASE_URL=postgresql://me@dbhost/lce lce db upgrade
     """
     from lce.db import migrate
-    from lce.db.connection import connect
+    from lce.db.connection import connect, reader_role
+    from lce.db.roles import READER, create_reader
 
     engine = connect(upgrade=False)
     before = migrate.current(engine)
     migrate.upgrade(engine)
     after = migrate.current(engine)
     console.print(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    reader = reader_role() or READER
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        if reader == READER:
+            console.print(create_reader(raw, reader))
+        exists = raw.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone() is not None
+        conn.commit()
+    if exists:
+        granted = migrate.grant_reader(engine, reader)
+        console.print(f"read-only role {reader}: " + ("SELECT granted on every table and view" if granted
+                                                      else "has SELECT on every table and view"))
 
 
 @db_app.command("url")
@@ -61,14 +75,17 @@ def upgrade() -> None:
 def url(
     sqlalchemy: bool = typer.Option(False, "--sqlalchemy", help="Print the SQLAlchemy URL (with driver)."),
     show_password: bool = typer.Option(False, "--show-password", help="Do not mask the password."),
+    write: bool = typer.Option(False, "--write", help="The owner's login (can write) instead of the read-only "
+                                                      "one."),
 ) -> None:
-    """Print the connection URL, for psql or any Postgres client (starts the embedded server if needed).
+    """Print the connection URL, for psql or any Postgres client (starts the embedded server if needed): the
+    read-only login unless --write.
 
     Example: psql "$(lce db url)" -c 'SELECT * FROM unit_label LIMIT 5'
     """
-    from lce.db.connection import connect
+    from lce.db.connection import connect, connect_reader
 
-    found = connect(upgrade=False).url
+    found = (connect() if write else connect_reader(required=True)).url
     if not sqlalchemy:
         found = found.set(drivername="postgresql")
     typer.echo(found.render_as_string(hide_password=not show_password))

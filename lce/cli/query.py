@@ -84,10 +84,10 @@ def models() -> None:
     """
     from sqlalchemy import text
 
-    from lce.db.connection import connect
+    from lce.db.connection import connect_reader
     from lce.resources import read_sql
 
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         result = conn.execute(text(read_sql("queries/models")))
         columns, rows = list(result.keys()), result.fetchall()
     if not rows:

@@ -1,37 +1,73 @@
-"""Which PostgreSQL lce talks to, and a ready (reachable, migrated) SQLAlchemy engine for it.
+"""Which PostgreSQL lce talks to, as which role, and ready (reachable, migrated) SQLAlchemy engines for it.
 
-    engine = connect()          # LCE_DATABASE_URL, else the embedded server; schema upgraded to head
+    engine = connect()              # the owner: LCE_DATABASE_URL, else the embedded server; schema at head
+    reader = connect_reader()       # the read-only login: LCE_DATABASE_READONLY_URL, else the embedded server's
     with engine.begin() as conn: ...
 
-A database that cannot be reached is one LceError naming the URL with its password masked.
+Commands that write use the owner; `lce sql` without --write logs in as the reader, which can only SELECT
+(lce/db/roles.py). A database that cannot be reached is one LceError naming the URL with its password masked.
 """
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from lce.config import external_database_url, lce_home
+from lce.config import DATABASE_URL_ENV, READONLY_URL_ENV, external_database_url, external_readonly_url, lce_home
+from lce.db import roles
 from lce.db.server import EmbeddedServer
 from lce.errors import LceError
 
 
-def database_url(start_embedded: bool = True) -> str:
-    """The SQLAlchemy URL (psycopg 3 driver): $LCE_DATABASE_URL, else the embedded server's (started if needed)."""
+def database_url(role: str = roles.OWNER) -> str:
+    """The SQLAlchemy URL (psycopg 3 driver) for `role`: the external server's when LCE_DATABASE_URL is set
+    (the reader's from LCE_DATABASE_READONLY_URL), else the embedded server's (started if needed)."""
     external = external_database_url()
     if external:
-        return normalise_url(external)
-    if not start_embedded:
-        raise LceError("The embedded server is not running and was not asked to start.")
-    return EmbeddedServer(lce_home()).start()
+        if role == roles.OWNER:
+            return normalise_url(external, DATABASE_URL_ENV)
+        readonly = external_readonly_url()
+        if readonly is None:
+            raise LceError(
+                f"lce sql reads through a read-only login, and {DATABASE_URL_ENV} has none beside it: set "
+                f"{READONLY_URL_ENV} to a role that may only SELECT (`lce db upgrade` creates one named "
+                f"{roles.READER} when your user may create roles), or pass --write to run as {DATABASE_URL_ENV}'s "
+                "user."
+            )
+        return normalise_url(readonly, READONLY_URL_ENV)
+    server = EmbeddedServer(lce_home())
+    owner = server.start()
+    return owner if role == roles.OWNER else server.url(role)
 
 
-def normalise_url(url: str) -> str:
-    """Accept libpq-style `postgresql://` and `postgres://` URLs and use the psycopg 3 driver for them."""
+def reader_role() -> str | None:
+    """The name of the read-only role that migrations grant SELECT to: the embedded server's, or the user of
+    LCE_DATABASE_READONLY_URL (None when an external server has none configured)."""
+    if not external_database_url():
+        return roles.READER
+    readonly = external_readonly_url()
+    return make_url(normalise_url(readonly, READONLY_URL_ENV)).username if readonly else None
+
+
+def normalise_url(url: str, source: str = DATABASE_URL_ENV) -> str:
+    """Accept libpq-style `postgresql://` and `postgres://` URLs, use the psycopg 3 driver for them, and refuse
+    anything that is not a PostgreSQL URL with one message naming `source` (the variable it came from)."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            url = "postgresql+psycopg://" + url[len(prefix):]
+            break
+    try:
+        parsed = make_url(url)
+        parsed.port  # a port that is not a number raises here  # noqa: B018
+    except (ArgumentError, ValueError) as error:
+        raise LceError(f"{source} ({_without_password(url)}) is not a URL lce can read ({_first_line(error)}); it "
+                       "should look like postgresql://user:password@host:5432/database.") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise LceError(f"{source} ({masked(url)}) names a {parsed.get_backend_name()!r} database; lce needs "
+                       "PostgreSQL (postgresql://user:password@host:5432/database).")
     return url
 
 
@@ -41,6 +77,11 @@ def masked(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def _without_password(url: str) -> str:
+    """A URL that may not parse, its password (user:password@) hidden all the same."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def libpq_dsn(url: str) -> str:
@@ -66,10 +107,10 @@ def _quote_libpq(value: str) -> str:
 
 
 def create(url: str) -> Engine:
-    """An engine for `url`, checked to be reachable."""
+    """An engine for `url`, checked to be reachable; pooled connections are checked before each use."""
     try:
-        engine = create_engine(url, pool_pre_ping=False)
-    except (ArgumentError, ModuleNotFoundError) as error:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ModuleNotFoundError, ValueError) as error:
         raise LceError(f"The database URL {masked(url)} is not a PostgreSQL URL lce can use: {error}") from error
     try:
         with engine.connect() as conn:
@@ -80,25 +121,53 @@ def create(url: str) -> Engine:
     return engine
 
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, str], Engine] = {}
 _migrated: set[str] = set()
 
 
-def connect(upgrade: bool = True) -> Engine:
-    """The engine for the configured database, its schema upgraded to the newest migration on first use.
+def _configuration() -> str:
+    return external_database_url() or f"embedded:{lce_home()}"
 
-    Engines are kept per configuration (external URL, or embedded server's home), so a process that changes
-    LCE_DATABASE_URL or LCE_HOME (the tests do) gets the right one.
+
+def connect(upgrade: bool = True) -> Engine:
+    """The owner's engine for the configured database, its schema upgraded to the newest migration (and SELECT
+    granted to the reader) on first use.
+
+    Engines are kept per configuration (external URL, or embedded server's home) and role, so a process that
+    changes LCE_DATABASE_URL or LCE_HOME (the tests do) gets the right one.
     """
-    key = external_database_url() or f"embedded:{lce_home()}"
-    if key not in _engines:
-        _engines[key] = create(database_url())
+    key = _configuration()
+    if (key, roles.OWNER) not in _engines:
+        _engines[(key, roles.OWNER)] = create(database_url(roles.OWNER))
     if upgrade and key not in _migrated:
         from lce.db import migrate
 
-        migrate.ensure_head(_engines[key])
+        migrate.ensure_head(_engines[(key, roles.OWNER)], reader_role())
         _migrated.add(key)
-    return _engines[key]
+    return _engines[(key, roles.OWNER)]
+
+
+def connect_reader(required: bool = True) -> Engine:
+    """The read-only login's engine (the schema is brought to head through the owner first). An external
+    server without LCE_DATABASE_READONLY_URL is an LceError when `required`, else the owner's engine (for lce's
+    own read-only queries). A login that could write is refused: it would make `lce sql` unsafe."""
+    owner = connect()
+    key = _configuration()
+    if external_database_url() and not external_readonly_url() and not required:
+        return owner
+    if (key, roles.READER) not in _engines:
+        engine = create(database_url(roles.READER))
+        with engine.connect() as conn:
+            powers = roles.write_powers(conn.connection.driver_connection)
+            conn.rollback()
+        if powers:
+            engine.dispose()
+            user = engine.url.username
+            raise LceError(f"The read-only login ({READONLY_URL_ENV if external_database_url() else 'embedded'}, "
+                           f"user {user}) is not read-only: it {'; it '.join(powers)}. Give lce a role that may "
+                           f"only SELECT (`lce db upgrade` creates {roles.READER} when your user may create roles).")
+        _engines[(key, roles.READER)] = engine
+    return _engines[(key, roles.READER)]
 
 
 def dispose_all() -> None:
@@ -107,3 +176,7 @@ def dispose_all() -> None:
         engine.dispose()
     _engines.clear()
     _migrated.clear()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,7 +1,10 @@
 """Schema versions: Alembic under migrations/, driven from code.
 
-    ensure_head(engine)        # upgrade to the newest revision if needed (every command does this first)
+    ensure_head(engine, "lce_reader")  # upgrade to the newest revision if needed, SELECT granted to the reader
     upgrade(engine, "head"); downgrade(engine, "base"); current(engine); head()
+
+Every command does ensure_head first, as the owner. The reader's grants are checked each time (a data directory
+upgraded from lce 0.1.0 is at head already but has none), and given under the same advisory lock as migrations.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
+from lce.db import roles
 from lce.resources import alembic_ini, migrations_dir
 
 # Held while migrating, so that two lce processes starting at once do not both upgrade.
@@ -51,6 +55,21 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     command.downgrade(config(engine), revision)
 
 
-def ensure_head(engine: Engine) -> None:
+def ensure_head(engine: Engine, reader: str | None = None) -> None:
     if current(engine) != head():
         upgrade(engine)
+    if reader is not None:
+        grant_reader(engine, reader)
+
+
+def grant_reader(engine: Engine, reader: str) -> bool:
+    """SELECT on every table and view for `reader`, given once (concurrent commands wait on the lock)."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        if not roles.reader_grants_missing(raw, reader):
+            conn.rollback()
+            return False
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
+        granted = roles.grant_reader(raw, reader)
+        conn.commit()
+        return granted

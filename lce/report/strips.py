@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import text
 
 from lce.config import lce_home
-from lce.db.connection import connect
+from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.resources import read_sql
 
@@ -130,7 +130,7 @@ def run_strips(run: DissectedRun, units: int | None = None, style: StripStyle = 
 
 
 def _top_images(run_id: int) -> list[_TopImage]:
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         rows = conn.execute(text(read_sql("queries/run_top_images")), {"run": run_id}).mappings().all()
     return [_TopImage(r["unit"], r["rank"], r["image"], r["activation"], r["threshold"], r["iou"]) for r in rows
             if r["threshold"] is not None]

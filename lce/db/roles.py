@@ -1,0 +1,156 @@
+"""The two database roles: an owner that commands use, and a read-only login for `lce sql`.
+
+    provision_embedded(superuser_conn, "lce")      # the embedded server: roles, database, revocations
+    grant_reader(owner_conn, "lce_reader")          # after migrations: SELECT on every table and view
+    powers = write_powers(reader_conn)              # [] when the login can only read
+
+`lce_owner` owns the schema (no superuser, no CREATEROLE, no CREATEDB). `lce_reader` can connect and SELECT,
+nothing else: no membership in the owner, no server-file roles, no CREATE anywhere, no temporary tables, no large
+objects, and `default_transaction_read_only` on. On an external server the reader is whatever role
+LCE_DATABASE_READONLY_URL logs in as; `lce db upgrade` creates `lce_reader` there when the connecting user may.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+OWNER = "lce_owner"
+READER = "lce_reader"
+# Large-object constructors are granted to PUBLIC: a SELECT-only role could still write through them.
+LARGE_OBJECT_WRITERS = ("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)")
+# Default roles that reach outside the database (files, programs).
+SERVER_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+
+
+def provision_embedded(conn, database: str) -> None:
+    """As the embedded server's superuser (connected to any database): the two roles, and `database` owned by
+    the owner. Idempotent; lce/db/server.py runs it at every start, under its lock."""
+    existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)",
+                                               (OWNER, READER))}
+    for role in (OWNER, READER):
+        if role not in existing:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT")
+                         .format(sql.Identifier(role)))
+    owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)).fetchone()
+    if owner is None:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(OWNER)))
+    elif owner[0] != OWNER:  # a database made by lce 0.1.0, owned by the superuser
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), sql.Identifier(OWNER)))
+    conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(READER)))
+    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(READER)))
+
+
+def secure_database(conn, database: str) -> None:
+    """As the superuser, connected to `database`: every object of the schema owned by the owner (lce 0.1.0 made
+    them as the superuser), nothing granted to PUBLIC that writes, the reader allowed to connect only."""
+    for statement in _ownership_transfers(conn):
+        conn.execute(statement)
+    ident = {"db": sql.Identifier(database), "owner": sql.Identifier(OWNER), "reader": sql.Identifier(READER)}
+    for text in ("REVOKE ALL ON DATABASE {db} FROM PUBLIC",
+                 "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {owner}",
+                 "GRANT CONNECT ON DATABASE {db} TO {reader}",
+                 "REVOKE CREATE ON SCHEMA public FROM PUBLIC"):
+        conn.execute(sql.SQL(text).format(**ident))
+    for function in LARGE_OBJECT_WRITERS:
+        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION pg_catalog.{} FROM PUBLIC").format(sql.SQL(function)))
+
+
+def _ownership_transfers(conn) -> list:
+    """ALTER ... OWNER TO lce_owner for every table, view, sequence and function in `public` it does not own.
+    Sequences that belong to a table follow it, so they are altered only when free-standing."""
+    rows = conn.execute(
+        """
+        SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+               ELSE 'TABLE' END, c.oid::regclass::text
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+          AND c.relowner <> %s::regrole
+          AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                   AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+        UNION ALL
+        SELECT 'FUNCTION', p.oid::regprocedure::text
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' AND p.proowner <> %s::regrole
+        """,
+        (OWNER, OWNER),
+    ).fetchall()
+    return [sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), sql.SQL(name), sql.Identifier(OWNER))
+            for kind, name in rows]
+
+
+def reader_grants_missing(conn, reader: str) -> bool:
+    """Whether `reader` exists and lacks USAGE on `public` or SELECT on one of its tables or views."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone() is None:
+        return False
+    missing = conn.execute(
+        """
+        SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+          AND NOT has_table_privilege(%s, c.oid, 'SELECT')
+        """,
+        (reader,),
+    ).fetchone()[0]
+    usage = conn.execute("SELECT has_schema_privilege(%s, 'public', 'USAGE')", (reader,)).fetchone()[0]
+    return bool(missing) or not usage
+
+
+def grant_reader(conn, reader: str) -> bool:
+    """As the schema's owner: SELECT for `reader` on every table and view of `public`, now and for tables made
+    later. Does nothing (and returns False) when the reader has them already or does not exist."""
+    if not reader_grants_missing(conn, reader):
+        return False
+    role = sql.Identifier(reader)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(role))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(role))
+    return True
+
+
+def create_reader(conn, reader: str = READER) -> str:
+    """On an external server, as the connecting user: create the reader role if it is missing and this user may.
+    Returns what was done, for `lce db upgrade` to say."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone():
+        return f"read-only role {reader} exists"
+    may = conn.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    if not may:
+        return (f"read-only role {reader} is missing and {_current_user(conn)} may not create roles: ask an "
+                f"administrator for `CREATE ROLE {reader} LOGIN PASSWORD '...'`, then run lce db upgrade again")
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
+        sql.Identifier(reader)))
+    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(reader)))
+    return (f"created read-only role {reader}; give it a password (ALTER ROLE {reader} PASSWORD '...') and set "
+            f"LCE_DATABASE_READONLY_URL to its login")
+
+
+def write_powers(conn) -> list[str]:
+    """What the current login could do beyond reading the store, in words ([] for a proper read-only login)."""
+    row = conn.execute(
+        """
+        SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb,
+               has_database_privilege(current_database(), 'CREATE'),
+               has_schema_privilege('public', 'CREATE'),
+               (SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                  AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')),
+               (SELECT string_agg(g.rolname, ', ' ORDER BY g.rolname) FROM pg_roles g
+                WHERE g.rolname <> current_user AND pg_has_role(current_user, g.oid, 'USAGE')
+                  AND g.rolname NOT IN ('pg_read_all_data', 'pg_read_all_settings', 'pg_read_all_stats',
+                                        'pg_stat_scan_tables', 'pg_monitor'))
+        FROM pg_roles r WHERE r.rolname = current_user
+        """
+    ).fetchone()
+    superuser, createrole, createdb, create_db, create_schema, writable, member_of = row
+    powers = [name for flag, name in ((superuser, "is a superuser"), (createrole, "may create roles"),
+                                      (createdb, "may create databases"),
+                                      (create_db, "may create schemas"),
+                                      (create_schema, "may create objects in schema public")) if flag]
+    if writable:
+        powers.append(f"may write tables {writable}")
+    if member_of:
+        powers.append(f"acts as role(s) {member_of}")
+    return powers
+
+
+def _current_user(conn) -> str:
+    return conn.execute("SELECT current_user").fetchone()[0]
