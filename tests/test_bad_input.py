@@ -2,12 +2,15 @@
 written: huge cells, NUL bytes, line separators, over-long names, deep JSON, out-of-range counts and NaN in the
 importers, and output paths that are directories, links or under a file."""
 
-import json
+import os
 import random
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from lce.errors import LceError
+from lce.output_paths import check_output, check_output_dir
 
 DISSECT = ",name,unit,iou,label,category\n"
 TALLY = "unit,category,label,score,object-label,object-truth,object-activation,object-intersect,object-iou\n"
@@ -139,3 +142,146 @@ def test_an_empty_iou_is_still_a_missing_value(cli, engine, tmp_path):
     assert cli("import", "dissect-csv", path).exit_code == 0
     with engine.connect() as conn:
         assert conn.execute(text("SELECT iou FROM unit")).scalar() is None
+
+
+# ---- names drawn in plots --------------------------------------------------------------------------------------
+
+MATH_NAME = "a$\\foo$"  # two dollar signs: mathtext, and \foo is no symbol it knows
+
+
+def four_models(tmp_path, first: str = MATH_NAME):
+    """A dissect CSV of four models with six units each, the first named `first`."""
+    labels = [("sky", "object"), ("tree", "object"), ("wood", "material"), ("red-c", "color"), ("grass", "object"),
+              ("road", "object")]
+    rows = []
+    for number, model in enumerate([first, "b", "c", "d"]):
+        for unit in range(6):
+            label, category = labels[(unit + number) % 6 if number % 2 else (unit * (number + 1)) % 6]
+            rows.append(f"0,{model},{unit},0.{2 + (unit + number) % 5},{label},{category}\n")
+    path = tmp_path / "units.csv"
+    path.write_text(DISSECT + "".join(rows))
+    return path
+
+
+EMBED = ["embed", "--components", "2", "--clusters", "2"]
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(cli, engine, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    saved = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: (saved.append(figure),
+                                                                           savefig(figure, *args, **kwargs)))
+    assert cli("import", "dissect-csv", four_models(tmp_path)).exit_code == 0
+    result = cli(*EMBED, "--out", tmp_path / "lce.csv", "--plot", tmp_path / "lce.png")
+    assert result.exit_code == 0, result.output
+    texts = [t for t in saved[0].findobj(Text) if t.get_text() == MATH_NAME]
+    assert texts and not any(t.get_parse_math() for t in texts)
+    assert (tmp_path / "lce.png").stat().st_size > 0
+
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("model,dt_$\\bar$\n" + "".join(f"{m},{v}\n" for m, v in [(MATH_NAME, 1), ("b", 3), ("c", 2)]))
+    assert cli("tasks", "import", tasks).exit_code == 0
+    result = cli("correlate", "--plot", tmp_path / "correlation.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "correlation.png").stat().st_size > 0
+    result = cli("report", "--out", tmp_path / "report", "--no-images")
+    assert result.exit_code == 0, result.output
+    for image in ("embedding", "loadings", "elbow", "correlation", "profiles"):
+        assert (tmp_path / "report" / "img" / f"{image}.png").stat().st_size > 0, image
+    assert MATH_NAME in (tmp_path / "report" / "index.html").read_text()
+
+
+# ---- output paths ----------------------------------------------------------------------------------------------
+
+def bad_outputs(tmp_path) -> dict[str, tuple]:
+    """Each kind of bad output path, made in tmp_path: (path, words of the message)."""
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "a-file").write_text("precious")
+    os.symlink(tmp_path / "nowhere.csv", tmp_path / "dangling.csv")
+    os.symlink(tmp_path / "a-file", tmp_path / "link.csv")
+    return {
+        "directory": (tmp_path / "a-dir", "is a directory; give the path of a file to write."),
+        "dangling_link": (tmp_path / "dangling.csv", f"is a symbolic link (to {tmp_path / 'nowhere.csv'}, which "
+                                                     "does not exist); lce does not write through links"),
+        "parent_is_a_file": (tmp_path / "a-file" / "sub" / "x.csv",
+                             f"{tmp_path / 'a-file'} is a file, not a directory, so nothing can be written under it"),
+        "link_to_a_file": (tmp_path / "link.csv", f"is a symbolic link (to {tmp_path / 'a-file'});"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling_link", "parent_is_a_file", "link_to_a_file"])
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_embed_refuses_a_bad_output_path_before_storing(cli, engine, tmp_path, kind, option):
+    assert cli("import", "dissect-csv", four_models(tmp_path, "a")).exit_code == 0
+    before = stored(engine)
+    path, words = bad_outputs(tmp_path)[kind]
+    paths = {"--out": tmp_path / "lce.csv", "--plot": tmp_path / "lce.png", option: path}
+    result = cli(*EMBED, *[item for pair in paths.items() for item in pair])
+    assert_refused(result, f"{option} {path}", words)
+    assert stored(engine) == before and before["embedding"] == 0
+    assert (tmp_path / "a-file").read_text() == "precious"
+    assert not (tmp_path / "lce.csv").exists() and not (tmp_path / "lce.png").exists()
+
+
+def test_embed_refuses_one_file_for_both_outputs(cli, engine, tmp_path):
+    assert cli("import", "dissect-csv", four_models(tmp_path, "a")).exit_code == 0
+    result = cli(*EMBED, "--out", tmp_path / "x", "--plot", tmp_path / "." / "x")
+    assert_refused(result, "--out and --plot name the same file")
+    assert stored(engine)["embedding"] == 0
+
+
+def test_a_plot_that_fails_leaves_no_embedding(cli, engine, tmp_path, monkeypatch):
+    import lce.report.plots
+
+    def fail(result, path):
+        raise LceError(f"cannot draw {path}")
+
+    monkeypatch.setattr(lce.report.plots, "plot_embedding", fail)
+    assert cli("import", "dissect-csv", four_models(tmp_path, "a")).exit_code == 0
+    assert_refused(cli(*EMBED, "--out", tmp_path / "lce.csv", "--plot", tmp_path / "lce.png"), "cannot draw")
+    assert stored(engine)["embedding"] == 0
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling_link", "parent_is_a_file", "link_to_a_file"])
+def test_correlate_refuses_a_bad_output_path(cli, tmp_path, kind):
+    path, words = bad_outputs(tmp_path)[kind]
+    assert_refused(cli("correlate", "--plot", path), f"--plot {path}", words)
+
+
+def test_report_out_must_be_a_directory_or_absent(cli, engine, tmp_path):
+    assert cli("import", "dissect-csv", four_models(tmp_path, "a")).exit_code == 0
+    bad_outputs(tmp_path)
+    os.symlink(tmp_path / "a-dir", tmp_path / "dir-link")
+    cases = {
+        tmp_path / "a-file": "is a file, not a directory",
+        tmp_path / "dir-link": f"is a symbolic link (to {tmp_path / 'a-dir'})",
+        tmp_path / "dangling.csv": "is a symbolic link",
+        tmp_path / "a-file" / "report": f"{tmp_path / 'a-file'} is a file, not a directory",
+    }
+    for path, words in cases.items():
+        result = cli("report", "--out", path, "--no-images")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"--out {path}" in result.stderr and words in result.stderr, result.stderr
+    assert list((tmp_path / "a-dir").iterdir()) == [] and (tmp_path / "a-file").read_text() == "precious"
+    (tmp_path / "report").mkdir()
+    os.symlink(tmp_path / "a-file", tmp_path / "report" / "index.html")
+    result = cli("report", "--out", tmp_path / "report", "--no-images")
+    assert result.exit_code == 1 and "index.html is a symbolic link" in result.stderr
+    assert (tmp_path / "a-file").read_text() == "precious"
+    result = cli("report", "--out", tmp_path / "new" / "report", "--no-images")
+    assert result.exit_code == 0, result.output
+
+
+def test_check_output_returns_the_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing.csv").write_text("")
+    assert check_output(Path("existing.csv"), "--out") == tmp_path.resolve() / "existing.csv"
+    assert check_output(Path("new/deeper/x.png"), "--plot") == tmp_path.resolve() / "new" / "deeper" / "x.png"
+    assert check_output_dir(Path("report"), "--out") == tmp_path.resolve() / "report"
+    with pytest.raises(LceError, match="--out existing.csv is a file, not a directory"):
+        check_output_dir(Path("existing.csv"), "--out")
+    with pytest.raises(LceError, match="--sql-out /dev/null exists and is not a regular file"):
+        check_output(Path("/dev/null"), "--sql-out")
