@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -229,6 +230,43 @@ def test_architecture_from_a_function_in_the_current_directory(tmp_path, monkeyp
         build_model("lce_test_nets.small:number", random_init=True, seed=0)
     with pytest.raises(LceError, match="module 'lce_test_nets.nowhere' is not importable"):
         build_model("lce_test_nets.nowhere:tiny", random_init=True, seed=0)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("os:system", "--arch 'os:system': os is a module of Python's standard library, not a package of models"),
+    ("subprocess:getoutput", "--arch 'subprocess:getoutput': subprocess is a module of Python's standard library"),
+    ("os.path:join", "--arch 'os.path:join': os is a module of Python's standard library"),
+    ("builtins:print", "--arch 'builtins:print': builtins is a module of Python's standard library"),
+    ("lce.db.server:stop", "--arch 'lce.db.server:stop': lce is this program's own package"),
+    ("torch:zeros", "--arch 'torch:zeros': torch holds a builtin_function_or_method, not a Python function or "
+                    "class, under 'zeros'."),
+    ("torch:load", "--arch 'torch:load': load cannot be called without arguments (missing a required argument: "
+                   "'f')"),
+    ("torch.nn:Conv2d", "--arch 'torch.nn:Conv2d': Conv2d cannot be called without arguments"),
+    ("lce_test_arch:make_number", "--arch 'lce_test_arch:make_number': make_number() returned a int, not a "
+                                  "torch.nn.Module."),
+    ("lce_test_arch:with_argument", "--arch 'lce_test_arch:with_argument': with_argument cannot be called without "
+                                    "arguments"),
+    ("lce_test_arch:NOT_A_MODEL", "--arch 'lce_test_arch:NOT_A_MODEL': lce_test_arch has no function 'NOT_A_MODEL'"),
+])
+def test_arch_runs_only_a_function_that_builds_a_module(tmp_path, monkeypatch, spec, message):
+    (tmp_path / "lce_test_arch.py").write_text(textwrap.dedent("""
+        import pathlib
+        from torch import nn
+
+        NOT_A_MODEL = 3
+        def make_number():
+            return 3
+        def with_argument(width):
+            return nn.Linear(width, width)
+        def tiny():
+            return nn.Sequential(nn.Conv2d(3, 4, 3))
+    """))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LceError, match="^" + re.escape(message)):
+        build_model(spec, random_init=True, seed=0)
+    assert isinstance(build_model("lce_test_arch:tiny", random_init=True, seed=0).module[0], torch.nn.Conv2d)
+    assert isinstance(build_model("torch.nn:Identity", random_init=True, seed=0).module, torch.nn.Identity)
 
 
 def test_layers_resolve_by_dotted_name(source):

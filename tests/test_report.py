@@ -272,7 +272,7 @@ def test_units_option_draws_the_best_units_only(cli, engine, dissected, tmp_path
     assert "Unit strips were not drawn for this report (--no-images)" in page and "<img" not in page
     (tmp_path / "a-file").write_text("")
     clash = cli("report", "--out", tmp_path / "a-file")
-    assert clash.exit_code == 1 and "is a file; the report is a directory" in clash.stderr
+    assert clash.exit_code == 1 and "is a file, not a directory" in clash.stderr
 
 
 def test_a_missing_checkpoint_is_said_in_the_report(cli, engine, dissected, tmp_path):

@@ -29,18 +29,30 @@ def embed(
 ) -> None:
     """Build the model x concept matrix in SQL, project the models (PCA by default), cluster them, store the
     embedding, and write it as CSV (and a plot). Defaults reproduce Mustapha et al.'s Learned Concepts Embedding.
+    --out and --plot are checked first: a directory, a symbolic link or a path under a file is refused.
 
     Example: lce embed --exclude 'Random(R)' --exclude 'SimCLRV1(R)' --out lce.csv --plot lce.png
     """
-    from lce.analysis.embed import EmbedSettings, write_csv
+    from lce.analysis.embed import EmbedSettings, store_embedding, write_csv
     from lce.analysis.embed import embed as run_embed
+    from lce.errors import LceError
+    from lce.output_paths import check_output
 
     settings = EmbedSettings(
         models=tuple(model), exclude=tuple(exclude), layer=layer, probe=probe, variant=variant, min_iou=min_iou,
         normalize=normalize, method=method, components=components, clusters=clusters, seed=seed,
     )
-    result = run_embed(settings)
+    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
+    if len(set(outputs)) < len(outputs):
+        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
+    # Files first, then the store: a failure while writing them leaves no embedding behind.
+    result = run_embed(settings, store=False)
     write_csv(result, out)
+    if plot is not None:
+        from lce.report.plots import plot_embedding
+
+        plot_embedding(result, plot)
+    result.embedding_id = store_embedding(result)
     selection = result.selection
     console.print(
         f"Embedding {result.embedding_id}: {len(selection.runs)} models x {len(result.matrix.concepts)} concepts "
@@ -57,7 +69,4 @@ def embed(
         console.print(f"cluster {cluster}: {', '.join(members)}", highlight=False)
     console.print(f"wrote {out}")
     if plot is not None:
-        from lce.report.plots import plot_embedding
-
-        plot_embedding(result, plot)
         console.print(f"wrote {plot}")

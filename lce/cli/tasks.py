@@ -94,7 +94,12 @@ def correlate(
     """
     from lce.analysis.correlate import correlate as run_correlate
     from lce.analysis.correlate import summary, write_csv
+    from lce.errors import LceError
+    from lce.output_paths import check_output
 
+    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
+    if len(set(outputs)) < len(outputs):
+        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
     result = run_correlate(embedding, method)
     for line in summary(result):
         console.print(line, highlight=False, soft_wrap=True)

@@ -1,9 +1,21 @@
-"""What every importer shares: reading a table file, and checks that name the file, row and value at fault."""
+"""What every importer shares: reading a table file, and checks that name the file, row and value at fault.
+
+    for where, row in read_csv(path, ["name", "unit"]):     # where: "results.csv, line 12"
+        model = check_name(row["name"].strip(), where, "model name")
+        unit = parse_int(row["unit"], where, "unit")
+
+Names and labels are one line of printable text: at most MAX_NAME characters for model, layer and probe names and
+MAX_LABEL for concept labels and metric, task, dataset and family names, with no control character (tab and
+newline included) and no line or paragraph separator (U+2028, U+2029). CSV files are read with csv's own newline
+handling, so a line number is a line as an editor counts them.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +24,15 @@ from pathlib import Path
 from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.db.schema import CATEGORIES
 from lce.errors import LceError
+
+# Names end up in unique btree indexes, whose rows PostgreSQL caps at 2704 bytes (a third of a page); at 4 bytes
+# a character at most, these stay below it, and far above any real name.
+MAX_NAME = 200  # model, layer and probe names, --arch
+MAX_LABEL = 500  # concept labels; metric, task, dataset and family names
+COUNT_LIMIT = 2**63  # counts are PostgreSQL bigints
+# Unicode categories a name may not hold: control characters (Cc: tab, newline, escape, ...), line and paragraph
+# separators (Zl, Zp): each would break the one-line tables, CSV files and messages that show names.
+NOT_IN_NAMES = ("Cc", "Zl", "Zp")
 
 
 @dataclass(frozen=True)
@@ -29,19 +50,28 @@ class Where:
 
 
 def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str, str]]]:
-    """Rows of a CSV file as dicts, each with its place (the header is line 1; quoted newlines are not expected)."""
+    """Rows of a CSV file as dicts, each with its place (the header is line 1; a row with a quoted newline is
+    placed at its last line)."""
     text = _read_text(path)
-    lines = text.splitlines()
-    if not lines or "," not in lines[0]:
+    if "," not in io.StringIO(text, newline="").readline():
         raise LceError(f"{path} is not a CSV file: its first line should be a header such as "
                        f"{','.join(required)}.")
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": only \n, \r\n and \r end a line
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as error:
+        raise _csv_error(path, reader.reader.line_num, error) from None
     missing = [column for column in required if column not in header]
     if missing:
         raise LceError(f"{path} lacks the column(s) {', '.join(missing)}; its header is "
                        f"{','.join(header)!r}, and {','.join(required)} are needed.")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise _csv_error(path, reader.reader.line_num, error) from None
         where = Where(path, reader.line_num)
         if None in row:  # more cells than header columns
             raise LceError(f"{where} has more cells than the header has columns.")
@@ -50,8 +80,19 @@ def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str,
 
 def csv_header(path: Path) -> list[str]:
     """The header line of a CSV file, every column as written (duplicates and empty names included)."""
-    lines = _read_text(path).splitlines()
-    return next(csv.reader(lines[:1]), [])
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return next(reader, [])
+    except csv.Error as error:
+        raise _csv_error(path, reader.line_num, error) from None
+
+
+def _csv_error(path: Path, line: int, error: csv.Error) -> LceError:
+    where = Where(path, max(line, 1))
+    if "field larger than field limit" in str(error):
+        return LceError(f"{where}: a cell is longer than {csv.field_size_limit():,} characters, more than any name, "
+                        "label or number lce reads; the file is damaged, or a quote is not closed.")
+    return LceError(f"{where}: not readable as CSV ({error}).")
 
 
 def _read_text(path: Path) -> str:
@@ -60,8 +101,13 @@ def _read_text(path: Path) -> str:
     if path.is_dir():
         raise LceError(f"{path} is a directory, not a file.")
     data = path.read_bytes()
-    if b"\0" in data[:4096]:
+    nul = data.find(b"\0")
+    if 0 <= nul < 4096:
         raise LceError(f"{path} is a binary file, not a CSV or JSON text file.")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise LceError(f"{Where(path, line)}: a NUL byte (byte {nul:,} of the file); a CSV "
+                       "or JSON text file holds none, so the file is damaged or not text.")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -72,9 +118,38 @@ def read_json_text(path: Path) -> str:
     return _read_text(path)
 
 
+def check_name(name: str, where: Where | str, what: str, limit: int = MAX_NAME) -> str:
+    """`name` as given, when it is not empty, at most `limit` characters long and one line of printable text;
+    `where` is a place in a file or an option ('--model')."""
+    if not name:
+        raise LceError(f"{where}: the {what} is empty.")
+    if len(name) > limit:
+        raise LceError(f"{where}: the {what} {name[:40]!r}... is {len(name):,} characters long; lce takes at most "
+                       f"{limit}.")
+    bad = next((char for char in name if unicodedata.category(char) in NOT_IN_NAMES), None)
+    if bad is not None:
+        raise LceError(f"{where}: the {what} {name[:80]!r} holds U+{ord(bad):04X} "
+                       f"({unicodedata.name(bad, 'a control character')}); names and labels are one line of "
+                       "printable text.")
+    return name
+
+
+def check_options(**names: str | None) -> None:
+    """Names given on the command line (model=, layer=, probe=, architecture=), each checked like a file's."""
+    options = {"model": "--model", "layer": "--layer", "probe": "--probe", "architecture": "--arch"}
+    for key, value in names.items():
+        if value is not None:
+            check_name(value, options[key], f"{key} name")
+
+
 def parse_int(value: str, where: Where, column: str) -> int:
+    text = str(value).strip()
     try:
-        number = float(value)
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)  # "3.0" and "1e3" are whole numbers too
     except (TypeError, ValueError):
         raise LceError(f"{where}: {column} {value!r} is not a whole number.") from None
     if not number.is_integer():
@@ -82,8 +157,17 @@ def parse_int(value: str, where: Where, column: str) -> int:
     return int(number)
 
 
+def parse_count(value: str, where: Where, column: str) -> int:
+    """A pixel count: a whole number from 0 to 2^63 - 1 (a PostgreSQL bigint)."""
+    count = parse_int(value, where, column)
+    if not 0 <= count < COUNT_LIMIT:
+        raise LceError(f"{where}: {column} {value!r} is not a pixel count: counts run from 0 to 2^63 - 1.")
+    return count
+
+
 def parse_iou(value: str | float | None, where: Where, column: str = "iou") -> float | None:
-    """An IoU in [0, 1]; an empty cell (or JSON null) is None, a missing value rather than an error."""
+    """An IoU in [0, 1]; an empty cell (or JSON null) is None, a missing value rather than an error, and NaN is
+    refused (it would be stored as a missing value without a word)."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     try:
@@ -91,7 +175,8 @@ def parse_iou(value: str | float | None, where: Where, column: str = "iou") -> f
     except (TypeError, ValueError):
         raise LceError(f"{where}: {column} {value!r} is not a number.") from None
     if math.isnan(iou):
-        return None
+        raise LceError(f"{where}: {column} {value!r} is not a number; leave the cell empty (null in JSON) for a "
+                       "unit without an IoU.")
     if not 0.0 <= iou <= 1.0:
         raise LceError(f"{where}: {column} {value!r} is outside [0, 1].")
     return iou

@@ -3,7 +3,8 @@
     records = read_dissect_csv(Path("models_dissect_profiles_raw.csv"), layer="layer4", probe="places365-upp")
 
 Each distinct `name` becomes a model with one run of the `dissect` variant (method.md section 1: top-1%
-quantile, IoU cut-off 0.04). Label `-` means the unit has no concept; an empty IoU is kept as NULL.
+quantile, IoU cut-off 0.04). Label `-` means the unit has no concept; an empty IoU is kept as NULL (a NaN is
+refused). Model names and labels follow lce.importers.common's rules (length, no control characters).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 from lce.db.runs import RunRecord, UnitRow
 from lce.errors import LceError
-from lce.importers.common import UnitIndex, imported_run, parse_category, parse_int, parse_iou, read_csv
+from lce.importers.common import (
+    MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_int, parse_iou, read_csv,
+)
 
 FORMAT = "dissect-csv"
 NO_LABEL = "-"
@@ -23,16 +26,16 @@ IOU_CUTOFF = 0.04
 
 
 def read_dissect_csv(path: Path, layer: str, probe: str, architecture: str | None = None) -> list[RunRecord]:
+    check_options(layer=layer, probe=probe, architecture=architecture)
     units_by_model: dict[str, list[UnitRow]] = defaultdict(list)
     index = UnitIndex(path)
     for where, row in read_csv(path, ["name", "unit", "iou", "label", "category"]):
-        model = row["name"].strip()
-        if not model:
-            raise LceError(f"{where}: the model name is empty.")
+        model = check_name(row["name"].strip(), where, "model name")
         unit = parse_int(row["unit"], where, "unit")
         index.add(model, unit, where)
         label = row["label"].strip()
-        concept = None if label in ("", NO_LABEL) else (parse_category(row["category"], where), label)
+        concept = None if label in ("", NO_LABEL) else (parse_category(row["category"], where),
+                                                         check_name(label, where, "label", MAX_LABEL))
         units_by_model[model].append(UnitRow(unit=unit, concept=concept, iou=parse_iou(row["iou"], where)))
     if not units_by_model:
         raise LceError(f"{path} has a header but no units.")

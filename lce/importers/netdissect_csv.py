@@ -5,7 +5,8 @@ for every category `<cat>-label, -truth, -activation, -intersect, -iou`.
 
 The unit's label and score become its best concept and IoU; each category's best label, with its truth,
 activation and intersection counts and IoU, becomes a unit x concept tally. A category column without a label
-(NetDissect-Lite leaves some texture labels empty) has no concept to attach the counts to and is skipped.
+(NetDissect-Lite leaves some texture labels empty) has no concept to attach the counts to and is skipped. Counts
+are whole numbers from 0 to 2^63 - 1; a NaN score or IoU is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 
 from lce.db.runs import RunRecord, TallyRow, UnitRow
 from lce.errors import LceError
-from lce.importers.common import UnitIndex, imported_run, parse_category, parse_int, parse_iou, read_csv
+from lce.importers.common import (
+    MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_count, parse_int, parse_iou,
+    read_csv,
+)
 
 FORMAT = "netdissect-csv"
 # Bau et al. CVPR 2017 (NetDissect, NetDissect-Lite): top 0.5% of raw activations, IoU > 0.04.
@@ -27,6 +31,7 @@ TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
 def read_netdissect_csv(
     path: Path, model: str, layer: str, probe: str, architecture: str | None = None
 ) -> list[RunRecord]:
+    check_options(model=model, layer=layer, probe=probe, architecture=architecture)
     rows = read_csv(path, ["unit", "category", "label", "score"])
     first = next(rows, None)
     if first is None:
@@ -44,7 +49,9 @@ def read_netdissect_csv(
         unit = parse_int(row["unit"], where, "unit") - 1  # tally.csv numbers units from 1
         index.add(model, unit, where)
         label = row["label"].strip()
-        concept = (parse_category(row["category"], where), label) if label else None
+        concept = None
+        if label:
+            concept = (parse_category(row["category"], where), check_name(label, where, "label", MAX_LABEL))
         units.append(UnitRow(unit=unit, concept=concept, iou=parse_iou(row["score"], where, "score")))
         for category in categories:
             cat_label = row[f"{category}-label"].strip()
@@ -52,8 +59,9 @@ def read_netdissect_csv(
                 skipped += 1
                 continue
             parse_category(category, where, f"column {category}-label's category")
+            check_name(cat_label, where, f"{category}-label", MAX_LABEL)
             counts = {
-                field: parse_int(row[f"{category}-{field}"], where, f"{category}-{field}")
+                field: parse_count(row[f"{category}-{field}"], where, f"{category}-{field}")
                 for field in ("truth", "activation", "intersect")
             }
             iou = parse_iou(row[f"{category}-iou"], where, f"{category}-iou")

@@ -9,7 +9,8 @@ Wide: the `model` column names the model; every other column is a metric, except
 `Unnamed: ...` (index columns that pandas writes). Long: `task` and `dataset` are optional columns; the family
 rules see the metric name first, then the task. Each metric gets a family and a direction from the rules
 (lce.importers.task_families); a metric no rule covers is an error that lists them all. An empty or NaN cell is a
-missing value, not an error; any other cell that is not a finite number is.
+missing value, not an error; any other cell that is not a finite number is. Model names (200 characters at most)
+and metric, task and dataset names (500) are one line of printable text (lce.importers.common.check_name).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from lce.db.task_performance import MetricInfo, TaskTable, TaskValue
 from lce.errors import LceError
-from lce.importers.common import Where, csv_header, read_csv
+from lce.importers.common import MAX_LABEL, Where, check_name, csv_header, read_csv
 from lce.importers.task_families import BUILT_IN_RULES, IGNORE, FamilyRule, classify
 
 LONG_COLUMNS = ("model", "task", "dataset", "metric", "value")
@@ -46,6 +47,8 @@ def _read_wide(path: Path, header: list[str], rules: list[FamilyRule]) -> TaskTa
                        "model column and one column per metric; a long one has the columns "
                        f"{','.join(LONG_COLUMNS)}.")
     columns = [c for c in header if c != "model" and c.strip() and not c.startswith("Unnamed:")]
+    for column in columns:
+        check_name(column, Where(path, 1), "metric name", MAX_LABEL)
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise LceError(f"{path}: the header names the column(s) {', '.join(repeated)} more than once.")
@@ -73,11 +76,12 @@ def _read_long(path: Path, rules: list[FamilyRule]) -> TaskTable:
     models: dict[str, None] = {}
     for where, row in read_csv(path, ["model", "metric", "value"]):
         model = _model_name(row, where)
-        metric = (row["metric"] or "").strip()
-        if not metric:
-            raise LceError(f"{where}: the metric name is empty.")
+        metric = check_name((row["metric"] or "").strip(), where, "metric name", MAX_LABEL)
         task = (row.get("task") or "").strip() or None
         dataset = (row.get("dataset") or "").strip() or None
+        for name, what in ((task, "task name"), (dataset, "dataset name")):
+            if name is not None:
+                check_name(name, where, what, MAX_LABEL)
         first = described.setdefault(metric, (task, dataset, where))
         if first[:2] != (task, dataset):
             raise LceError(
@@ -130,10 +134,7 @@ def _classify(
 
 
 def _model_name(row: dict[str, str], where: Where) -> str:
-    model = (row["model"] or "").strip()
-    if not model:
-        raise LceError(f"{where}: the model name is empty.")
-    return model
+    return check_name((row["model"] or "").strip(), where, "model name")
 
 
 def parse_value(cell: str | None, where: Where, column: str) -> float | None:

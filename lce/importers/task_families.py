@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
-from lce.importers.common import read_csv
+from lce.importers.common import MAX_LABEL, check_name, read_csv
 
 DIRECTIONS = ("higher", "lower")
 IGNORE = "ignore"
@@ -95,8 +95,12 @@ def read_families(path: Path) -> list[FamilyRule]:
         if direction not in DIRECTIONS:
             raise LceError(f"{where}: direction {row.get('direction')!r} must be 'higher' or 'lower' (which values "
                            "are better).")
-        rules.append(FamilyRule(pattern, family, direction, (row.get("task") or "").strip() or None,
-                                (row.get("dataset") or "").strip() or None))
+        check_name(family, where, "family", MAX_LABEL)
+        task, dataset = ((row.get(column) or "").strip() or None for column in ("task", "dataset"))
+        for name, what in ((task, "task name"), (dataset, "dataset name")):
+            if name is not None:
+                check_name(name, where, what, MAX_LABEL)
+        rules.append(FamilyRule(pattern, family, direction, task, dataset))
     if not rules:
         raise LceError(f"{path} has a header but no rules.")
     return rules

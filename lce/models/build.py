@@ -6,13 +6,17 @@
     model = build_zoo_model(zoo_entry("swav"), Path("swav_800ep_pretrain.pth.tar"))
 
 Architectures come from torchvision (always with weights=None: lce never downloads) or from
-`package.module:function`, imported from the current directory or PYTHONPATH.
+`package.module:function`, imported from the current directory or PYTHONPATH. The function must be a Python
+function or class callable with no arguments that returns a torch.nn.Module; modules of the standard library and
+built-in modules (os:system), lce's own and __main__ are refused before anything is imported, so --arch cannot be
+made to run a command.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -116,7 +120,14 @@ def construct(arch: str) -> nn.Module:
 def _from_function(spec: str) -> nn.Module:
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
-        raise LceError(f"Architecture {spec!r} should read package.module:function.")
+        raise LceError(f"--arch {spec!r} should read package.module:function.")
+    top = module_name.split(".")[0]
+    refused = {"lce": "this program's own package", "__main__": "the running program"}.get(top)
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        refused = "a module of Python's standard library"
+    if refused:
+        raise LceError(f"--arch {spec!r}: {top} is {refused}, not a package of models; give package.module:function "
+                       "from your own code or an installed package, a function that returns a torch.nn.Module.")
     cwd = os.getcwd()
     added = cwd not in sys.path
     if added:  # the user's own code sits in the current directory more often than on PYTHONPATH
@@ -128,16 +139,29 @@ def _from_function(spec: str) -> nn.Module:
         except ModuleNotFoundError as error:
             if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
                 raise  # the user's module itself failed an import: its traceback is the useful message
-            raise LceError(f"Architecture {spec!r}: module {module_name!r} is not importable from the current "
+            raise LceError(f"--arch {spec!r}: module {module_name!r} is not importable from the current "
                            f"directory ({cwd}) or PYTHONPATH.") from None
         function = getattr(module, function_name, None)
-        if not callable(function):
-            raise LceError(f"Architecture {spec!r}: {module_name} has no function {function_name!r}.")
+        if not (inspect.isfunction(function) or inspect.isclass(function)):
+            what = "has no function" if function is None or not callable(function) else \
+                f"holds a {type(function).__name__}, not a Python function or class, under"
+            raise LceError(f"--arch {spec!r}: {module_name} {what} {function_name!r}.")
+        _check_no_arguments(spec, function, function_name)
         built = function()
     finally:
         if added:
             sys.path.remove(cwd)
     if not isinstance(built, nn.Module):
-        raise LceError(f"Architecture {spec!r}: {function_name}() returned a {type(built).__name__}, not a "
+        raise LceError(f"--arch {spec!r}: {function_name}() returned a {type(built).__name__}, not a "
                        f"torch.nn.Module.")
     return built
+
+
+def _check_no_arguments(spec: str, function, function_name: str) -> None:
+    try:
+        inspect.signature(function).bind()
+    except TypeError as error:
+        raise LceError(f"--arch {spec!r}: {function_name} cannot be called without arguments ({error}); lce calls "
+                       "it with none.") from None
+    except ValueError:  # no signature to read (some classes written in C): calling it will tell
+        pass

@@ -31,6 +31,7 @@ from lce.analysis.stored_embedding import StoredEmbedding, load_embedding
 from lce.config import code_version
 from lce.db.connection import connect
 from lce.errors import LceError
+from lce.output_paths import check_output, check_output_dir
 from lce.report.markup import Raw, Section, figure, link, navigation, page, paragraph, section, table
 from lce.report.plots import CATEGORY_COLOURS
 from lce.report.strips import DissectedRun, Progress, RunStrips, StripStyle, run_strips
@@ -75,6 +76,11 @@ class ReportOutcome:
 
 def write_report(settings: ReportSettings, progress: Progress | None = None) -> ReportOutcome:
     started = time.perf_counter()
+    out = Path(settings.out)
+    check_output_dir(out, "--out")  # a directory or nothing yet; not a file, not a symbolic link
+    for name in ("img", "runs", "strips"):
+        check_output_dir(out / name, "--out")
+    check_output(out / "index.html", "--out")
     if settings.min_iou is not None and not 0.0 <= settings.min_iou < 1.0:
         raise LceError(f"--min-iou must lie in [0, 1), not {settings.min_iou}.")
     if settings.strip_units is not None and settings.strip_units < 0:
@@ -87,9 +93,6 @@ def write_report(settings: ReportSettings, progress: Progress | None = None) -> 
     stored = load_embedding(settings.embedding_id)
     min_iou = settings.min_iou if settings.min_iou is not None else (
         stored.result.settings.min_iou if stored else None)
-    out = Path(settings.out)
-    if out.exists() and not out.is_dir():
-        raise LceError(f"--out {out} is a file; the report is a directory (DIR/index.html and its pages).")
     (out / "img").mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
     store = _StoreRows.read(min_iou)

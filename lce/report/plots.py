@@ -7,11 +7,16 @@ elbow curve, the loadings per component and the models' category profiles.
     plot_elbow(result.inertia, chosen=3, path=Path("elbow.png"))
     plot_loadings(result.loadings, result.matrix.concepts, result.columns, Path("loadings.png"))
     plot_profiles({"MoCoV1(R)": {"object": 454, "part": 371}, ...}, Path("profiles.png"))
+
+Every text is drawn as written: model, concept and metric names are the user's, and one with two dollar signs
+(`a$\\foo$`) would otherwise be parsed as mathtext and fail.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +26,21 @@ if TYPE_CHECKING:
     from lce.analysis.correlate import Correlation
 
 
+def literal_text(plot: Callable) -> Callable:
+    """Run a plotting function with matplotlib's mathtext off (text.parse_math), for every text it creates and
+    draws, tick labels included (they are made when the figure is saved, inside the function)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        from matplotlib import rc_context
+
+        with rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+@literal_text
 def plot_embedding(result: EmbeddingResult, path: Path) -> None:
     # The Figure API without pyplot: files only, no display, no global state (and a faster import).
     from matplotlib import colormaps
@@ -66,6 +86,7 @@ def _axis_label(result: EmbeddingResult, index: int) -> str:
     return name
 
 
+@literal_text
 def plot_correlation(correlation: Correlation, path: Path) -> None:
     """A heatmap of r: metrics (each family's mean first, in bold) by components and profile columns, and below
     it the components against the profile columns. Lower-is-better metrics are marked with a down arrow."""
@@ -132,6 +153,7 @@ CATEGORY_COLOURS = {"object": "#4e79a7", "part": "#f28e2b", "material": "#59a14f
                     "scene": "#b07aa1", "texture": "#9c755f"}
 
 
+@literal_text
 def plot_elbow(inertia: list[float], chosen: int, path: Path) -> None:
     """KMeans inertia for k = 1, 2, ... with the chosen k marked."""
     from matplotlib.figure import Figure
@@ -153,6 +175,7 @@ def plot_elbow(inertia: list[float], chosen: int, path: Path) -> None:
     _save(figure, path)
 
 
+@literal_text
 def plot_loadings(loadings, concepts: list[str], columns: list[str], path: Path, top: int = 12) -> None:
     """One panel per component: its `top` concepts by absolute loading, bars coloured by the concept's category
     (the prefix of the matrix column: o_, p_, m_, c_, s_, t_), hatched when negative."""
@@ -185,6 +208,7 @@ def plot_loadings(loadings, concepts: list[str], columns: list[str], path: Path,
     _save(figure, path)
 
 
+@literal_text
 def plot_profiles(profiles: dict[str, dict[str, int]], path: Path) -> None:
     """Interpretable units per category, one stacked horizontal bar per model (or run), in the given order."""
     from matplotlib.figure import Figure
