@@ -1,5 +1,6 @@
 """Registering probes (lce probe add|list|show|check), the decode cache, and the torch Dataset."""
 
+import hashlib
 import multiprocessing
 import os
 
@@ -11,6 +12,7 @@ from sqlalchemy import text
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, resize_nearest
+from lce.probe.manifest import FileEntry, Manifest
 from tests.test_probe_broden import write_tiny
 
 
@@ -46,7 +48,17 @@ def test_add_stores_the_probe_and_its_concepts(cli, engine, tiny, home):
             "SELECT category, number, primary_category, frequency FROM concept WHERE name = 'striped'"
             " ORDER BY category")).all()
         assert striped == [("part", 5, "texture", 1), ("texture", 5, "texture", 2)]
-    assert (home / "cache" / probe["content_sha256"] / "index.npz").exists()
+    # The cache is keyed by the manifest of its files (CSVs and label PNGs), not by the probe's CSV hash.
+    [index] = (home / "cache").glob("*/index.npz")
+    manifest = Manifest.read(index.parent / "manifest.json")
+    assert index.parent.name == manifest.key != probe["content_sha256"]
+    assert [entry.path for entry in manifest.entries] == [
+        "index.csv", "label.csv", "category.csv", "c_part.csv", "images/0_color.png", "images/0_object.png",
+        "images/0_part_1.png", "images/0_part_2.png", "images/1_color.png", "images/1_object.png",
+        "images/2_object.png"]
+    png = root / "images" / "0_object.png"
+    assert manifest.entries[5] == FileEntry("images/0_object.png", png.stat().st_size, png.stat().st_mtime_ns,
+                                            hashlib.sha256(png.read_bytes()).hexdigest())
 
 
 def test_adding_again_is_a_no_op_and_other_content_needs_replace(cli, engine, tiny, home):
@@ -143,7 +155,8 @@ def test_two_processes_building_the_same_cache_agree(tiny, tmp_path):
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         directories = pool.map(_build, [(root, tmp_path / "cache")] * 2)
     assert directories[0] == directories[1]
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()) == [os.path.basename(directories[0])]
+    caches = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.is_dir() and p.name != "probes")
+    assert caches == [os.path.basename(directories[0])]  # no staging directory left behind
     cache = DecodeCache.load(tmp_path / "cache" / os.path.basename(directories[0]))
     assert all(cache.labels_of(i).same_as(labels) for i, labels in enumerate(truth))
 

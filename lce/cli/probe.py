@@ -17,6 +17,9 @@ probe_app = typer.Typer(
 )
 app.add_typer(probe_app, name="probe")
 
+FAST_SKIPS = ("decoding the images (a truncated JPEG is then found by lce ingest) and re-hashing label files whose "
+              "size and modification time match the decode cache's manifest")
+
 
 @probe_app.command("check")
 @user_errors
@@ -49,10 +52,11 @@ def add(
     name: str = typer.Argument(..., help="Name to register the probe under (used by lce ingest --probe)."),
     directory: Path = typer.Argument(..., help="The dataset directory."),
     replace: bool = typer.Option(False, "--replace", help="Store other content under a name already taken."),
-    workers: int = typer.Option(0, "--workers", help="Processes decoding label PNGs for the cache (0: this one)."),
+    workers: int = typer.Option(0, "--workers", help="Processes decoding images and label PNGs (0: this one)."),
+    fast: bool = typer.Option(False, "--fast", help=f"Skip {FAST_SKIPS}."),
 ) -> None:
-    """Check a dataset, decode its labels into the cache, and store it and its concepts (one transaction).
-    Adding the same content again is a no-op.
+    """Check a dataset, decode every image and label PNG (a truncated file stops it, naming the file), build the
+    decode cache, and store the probe and its concepts (one transaction). Adding the same content again is a no-op.
 
     Example: lce probe add broden1_224 /data/broden1_224 --workers 4
     """
@@ -60,11 +64,14 @@ def add(
 
     started = time.perf_counter()
     with progress_bars() as update:
-        added = add_probe(name, directory, replace=replace, workers=workers,
-                          progress=lambda done, total: update("decoding labels", done, total))
+        added = add_probe(name, directory, replace=replace, workers=workers, progress=update, fast=fast)
     verb = {"created": "Stored", "replaced": "Replaced", "unchanged": "Already stored, unchanged:"}[added.outcome]
+    cache = "built" if added.cache_built else "reused (same files)"
     console.print(f"{verb} probe {added.name!r} (id {added.probe_id}): {added.images:,} images, "
-                  f"{added.concepts:,} concepts; decode cache {added.cache} ({time.perf_counter() - started:.1f} s)")
+                  f"{added.concepts:,} concepts; decode cache {added.cache} {cache} "
+                  f"({time.perf_counter() - started:.1f} s)", highlight=False)
+    if fast:
+        console.print(f"--fast: skipped {FAST_SKIPS}; `lce probe check --deep` decodes everything.", highlight=False)
 
 
 @probe_app.command("list")

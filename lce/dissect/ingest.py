@@ -24,7 +24,7 @@ from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
 from lce.errors import LceError
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
-from lce.probe.dataset import ProbeDataset
+from lce.probe.dataset import ProbeDataset, UnreadableImage
 
 SOURCE = "dissected"
 DEFAULT_LAYER = "layer4"  # ResNets' last block, the layer of every published comparison
@@ -92,10 +92,14 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
 
     for layer in todo:
         resolve_layer(loaded.module, layer)
-    cache = DecodeCache.build(probe, lce_home() / "cache", workers=settings.workers)
+    # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read stale.
+    cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
                            cache=cache, uint8=True)
-    results = dissect(loaded.module, todo, dataset, settings, device, progress)
+    try:
+        results = dissect(loaded.module, todo, dataset, settings, device, progress)
+    except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
+        raise LceError(error.user_message()) from None
     concepts = _concepts(engine, probe_row.id)
     model = ModelInfo(name=request.model, architecture=loaded.architecture,
                       checkpoint_sha256=loaded.checkpoint_sha256, family=family,

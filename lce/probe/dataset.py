@@ -9,7 +9,9 @@
 
 Every item has the same shapes (slots are fixed per dataset: data.layer_categories and data.whole_categories
 say which category each slot belongs to), so the default collate batches them and DataLoader workers can load
-them in parallel. Labels come from the decode cache when one is given, else from the PNGs.
+them in parallel. Labels come from the decode cache when one is given, else from the PNGs. An image that cannot
+be read is an UnreadableImage naming it and its index.csv line; DataLoader workers re-raise it with their
+traceback in the message, and `user_message()` gives back the one paragraph.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lce.errors import LceError
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.labels import ImageLabels
@@ -24,6 +27,15 @@ from lce.probe.labels import ImageLabels
 # torchvision's ImageNet statistics, the normalisation of most of the paper's models (method.md section 4).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class UnreadableImage(LceError):
+    """An image of the probe that cannot be read during a pass."""
+
+    def user_message(self) -> str:
+        """The message without what DataLoader adds when a worker raised it ("Caught ... Original Traceback ...",
+        ending with "...UnreadableImage: <message>")."""
+        return str(self).rsplit(f"{type(self).__name__}: ", 1)[-1].strip()
 
 
 class ProbeDataset(torch.utils.data.Dataset):
@@ -69,11 +81,16 @@ class ProbeDataset(torch.utils.data.Dataset):
     def image(self, index: int) -> torch.Tensor:
         from PIL import Image
 
-        with Image.open(self.probe.image_path(index)) as picture:
-            picture = picture.convert("RGB")
-            if picture.size != (self.image_size, self.image_size):
-                picture = picture.resize((self.image_size, self.image_size), Image.BILINEAR)
-            pixels = torch.from_numpy(np.array(picture, dtype=np.uint8)).permute(2, 0, 1)
+        path = self.probe.image_path(index)
+        try:
+            with Image.open(path) as picture:
+                picture = picture.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as error:
+            raise UnreadableImage(f"{path} (index.csv line {self.probe.rows[index].line}) cannot be read ({error}). "
+                                  "`lce probe check --deep` lists every such file; nothing was written.") from None
+        if picture.size != (self.image_size, self.image_size):
+            picture = picture.resize((self.image_size, self.image_size), Image.BILINEAR)
+        pixels = torch.from_numpy(np.array(picture, dtype=np.uint8)).permute(2, 0, 1)
         return pixels.contiguous() if self.uint8 else self.normalize(pixels)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@
 
 A probe row records where the dataset is, its size and a hash of its CSV files; its concepts are one row per
 (label, category) with the label's global number, primary category, frequency and coverage. Adding the same
-content again changes nothing; other content under a stored name needs `replace`.
+content again changes nothing in the database (the decode cache follows the label PNGs, lce/probe/cache.py);
+other content under a stored name needs `replace`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class AddedProbe:
     images: int
     concepts: int
     cache: Path
+    cache_built: bool  # False: a cache of the same content (manifest) was there
+    images_decoded: bool  # False with --fast
 
 
 def problems_summary(problems: list, shown: int = SHOWN_PROBLEMS) -> str:
@@ -44,7 +47,10 @@ def problems_summary(problems: list, shown: int = SHOWN_PROBLEMS) -> str:
 
 
 def add_probe(name: str, root: Path, replace: bool = False, workers: int = 0,
-              progress: Callable[[int, int], None] | None = None) -> AddedProbe:
+              progress: Callable[[str, int, int], None] | None = None, fast: bool = False) -> AddedProbe:
+    """Check the dataset, decode every image and label PNG (`fast`: no images, and label files whose size and
+    mtime match the last check are not hashed again), build or reuse the decode cache, then store the probe.
+    Two adds of one name at once are serialised in the database: the second finds the first's row."""
     root = Path(root).resolve()
     problems = check_probe(root)
     if problems:
@@ -54,21 +60,34 @@ def add_probe(name: str, root: Path, replace: bool = False, workers: int = 0,
     content = probe.content_sha256()
     engine = connect()
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT id, content_sha256, source FROM probe WHERE name = :n"), {"n": name}).first()
+        _refusal(_stored(conn, name), name, content, replace)  # before the long part; checked again below
+    # Decoding every file (and the label PNGs into the cache) proves they are readable before anything is stored.
+    cache = DecodeCache.build(probe, lce_home() / "cache", workers, progress, images=not fast, trust_stat=fast)
+    with engine.begin() as conn:
+        # One add per name at a time (released at commit): a concurrent add of the same name waits here, then
+        # sees this one's row, instead of failing on the unique name.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"lce probe {name}"})
+        stored = _stored(conn, name)
+        _refusal(stored, name, content, replace)
+        if stored is not None and stored.content_sha256 == content and not replace:
+            outcome, probe_id = "unchanged", stored.id
+        else:
+            outcome = "replaced" if stored else "created"
+            probe_id = _store(conn, name, probe, content, stored.id if stored else None)
+    return AddedProbe(name, probe_id, outcome, len(probe), _concept_count(engine, probe_id), cache.directory,
+                      cache.built, not fast)
+
+
+def _stored(conn, name: str):
+    return conn.execute(text("SELECT id, content_sha256, source FROM probe WHERE name = :n"), {"n": name}).first()
+
+
+def _refusal(stored, name: str, content: str, replace: bool) -> None:
     if stored is not None and stored.source != "broden":
         raise LceError(f"Probe name {name!r} is taken by the vocabulary of imported results; choose another name.")
-    if stored is not None and stored.content_sha256 == content and not replace:
-        cache = DecodeCache.build(probe, lce_home() / "cache", workers, progress)
-        return AddedProbe(name, stored.id, "unchanged", len(probe), _concept_count(engine, stored.id), cache.directory)
-    if stored is not None and not replace:
+    if stored is not None and stored.content_sha256 != content and not replace:
         raise LceError(f"A probe named {name!r} is already stored with other content (another CSV hash); pass "
                        "--replace to store this dataset under that name instead. Nothing was written.")
-    # Decoding every label PNG (the cache) also proves they are all readable before anything is stored.
-    cache = DecodeCache.build(probe, lce_home() / "cache", workers, progress)
-    with engine.begin() as conn:
-        probe_id = _store(conn, name, probe, content, stored.id if stored else None)
-    return AddedProbe(name, probe_id, "replaced" if stored else "created", len(probe),
-                      _concept_count(engine, probe_id), cache.directory)
 
 
 def _store(conn, name: str, probe: Broden, content: str, probe_id: int | None) -> int:
