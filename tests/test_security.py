@@ -283,3 +283,19 @@ def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, stopped_se
     _refused(Cli()("sql", "--engine", "postgres", "DELETE FROM unit"), "read-only")
     assert _rows(owner, "SELECT count(*) FROM unit") == [(5,)]
     assert make_url(owner_url).username == roles.OWNER
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling link", "parent is a file", "link to a file"])
+def test_sql_out_refuses_a_bad_path_before_running(cli, owner_dsn, tmp_path, kind):
+    target = tmp_path / "target.csv"
+    target.write_text("keep me\n")
+    out = {"directory": tmp_path, "dangling link": tmp_path / "dangling.csv",
+           "parent is a file": target / "x.csv", "link to a file": tmp_path / "link.csv"}[kind]
+    if kind == "dangling link":
+        out.symlink_to(tmp_path / "nowhere.csv")
+    if kind == "link to a file":
+        out.symlink_to(target)
+    result = cli("sql", "SELECT 1 AS one", "--out", out, "--format", "csv")
+    _refused(result, "--out")
+    assert target.read_text() == "keep me\n"
+    assert not (tmp_path / "nowhere.csv").exists()

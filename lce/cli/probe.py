@@ -97,11 +97,11 @@ def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
     """
     from sqlalchemy import text
 
-    from lce.db.connection import connect
+    from lce.db.connection import connect_reader
     from lce.errors import LceError
     from lce.resources import read_sql
 
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         probe = conn.execute(text("SELECT * FROM probe WHERE name = :n"), {"n": name}).mappings().first()
         if probe is None:
             known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM probe")).scalar()

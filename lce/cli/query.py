@@ -31,6 +31,7 @@ def sql(
     Example: lce sql "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model"
     """
     from lce.analysis.query import FORMATS, export, run_query
+    from lce.output_paths import check_output
 
     if fmt not in FORMATS:
         raise LceError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
@@ -40,6 +41,8 @@ def sql(
         fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(out.suffix.lower(), "")
         if not fmt:
             raise LceError(f"--out {out}: say which format with --format csv|json|parquet.")
+    if out is not None:
+        out = check_output(out, "--out")  # before the query runs: a bad path should cost nothing
     text = sys.stdin.read() if query == "-" else query
     relation = run_query(text, engine=engine, write=write)
     if out is not None:

@@ -29,7 +29,7 @@ from sqlalchemy import text
 
 from lce.analysis.stored_embedding import StoredEmbedding, load_embedding
 from lce.config import code_version
-from lce.db.connection import connect
+from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.output_paths import check_output, check_output_dir
 from lce.report.markup import Raw, Section, figure, link, navigation, page, paragraph, section, table
@@ -85,7 +85,7 @@ def write_report(settings: ReportSettings, progress: Progress | None = None) -> 
         raise LceError(f"--min-iou must lie in [0, 1), not {settings.min_iou}.")
     if settings.strip_units is not None and settings.strip_units < 0:
         raise LceError(f"--units must be 0 or more, not {settings.strip_units}.")
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         runs = [dict(row) for row in conn.execute(text(read_sql("queries/report_runs"))).mappings()]
     if not runs:
         raise LceError("The database holds no runs yet: import results (lce import ...) or dissect a model "
@@ -130,7 +130,7 @@ class _StoreRows:
     @classmethod
     def read(cls, min_iou: float | None) -> _StoreRows:
         grouped = []
-        with connect().connect() as conn:
+        with connect_reader(required=False).connect() as conn:
             for query in ("report_units", "report_concepts", "report_profiles"):
                 rows: dict[int, list[dict]] = defaultdict(list)
                 for row in conn.execute(text(read_sql(f"queries/{query}")), {"min_iou": min_iou}).mappings():
@@ -254,7 +254,7 @@ def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Sectio
 
     if stored is None:
         return None
-    with connect().connect() as conn:
+    with connect_reader(required=False).connect() as conn:
         if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM task_performance)")).scalar():
             return None
     try:
