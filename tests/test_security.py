@@ -299,3 +299,23 @@ def test_sql_out_refuses_a_bad_path_before_running(cli, owner_dsn, tmp_path, kin
     _refused(result, "--out")
     assert target.read_text() == "keep me\n"
     assert not (tmp_path / "nowhere.csv").exists()
+
+
+def test_the_next_command_after_a_server_crash_restarts_it(tmp_path, stopped_servers, monkeypatch):
+    import signal
+
+    home = tmp_path / "home"
+    server = EmbeddedServer(home)
+    stopped_servers.append(server)
+    monkeypatch.setenv("LCE_HOME", str(home))
+    monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
+    connection.dispose_all()
+    server.start()
+    from tests.conftest import Cli
+
+    for _ in range(2):  # at once: the killed postmaster may not even be reaped yet
+        os.kill(int((server.data_dir / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+        connection.dispose_all()
+        result = Cli()("models")
+        assert result.exit_code == 0 and "No models yet" in result.output, result.output

@@ -32,6 +32,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,7 +143,13 @@ class EmbeddedServer:
     def _superuser(self, socket_dir: Path, database: str = "postgres"):
         import psycopg
 
-        with psycopg.connect(host=str(socket_dir), user=SUPERUSER, dbname=database, autocommit=True) as conn:
+        try:
+            conn = psycopg.connect(host=str(socket_dir), user=SUPERUSER, dbname=database, autocommit=True)
+        except psycopg.OperationalError as error:
+            reason = str(error).strip().splitlines()[0]
+            raise LceError(f"The embedded PostgreSQL server in {self.data_dir} does not answer ({reason}). Its log "
+                           f"is {self.log}; `lce db stop` and a new command restart it.") from None
+        with conn:
             yield conn
 
     def _initdb(self, user) -> None:
@@ -154,6 +161,7 @@ class EmbeddedServer:
         _write_authentication(self.data_dir, user)
 
     def _start(self, user) -> Path:
+        _wait_for_exit(self.data_dir / "postmaster.pid")
         socket_dir = _choose_socket_dir(self.data_dir, user)
         # -h '': no TCP address at all; -k: the one socket directory.
         options = f"-h '' -k {shlex.quote(str(socket_dir))}"
@@ -292,10 +300,33 @@ def _private(socket_dir: Path, user) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (killed, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill's answer is all there is
+    return state not in ("Z", "X")
+
+
+def _wait_for_exit(pidfile: Path, seconds: float = 15.0) -> None:
+    """After a crash the old postmaster may linger as a zombie for a moment, and PostgreSQL, which asks kill(),
+    would take it for a running server and refuse to start: wait until it is reaped."""
+    try:
+        pid = int(pidfile.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        time.sleep(0.1)
