@@ -319,3 +319,31 @@ def test_the_next_command_after_a_server_crash_restarts_it(tmp_path, stopped_ser
         connection.dispose_all()
         result = Cli()("models")
         assert result.exit_code == 0 and "No models yet" in result.output, result.output
+
+
+def test_db_upgrade_creates_the_reader_on_an_external_server_when_allowed(cli, database, admin_url, monkeypatch):
+    import uuid
+
+    reader = f"lce_test_reader_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LCE_DATABASE_READONLY_URL", str(make_url(database).set(username=reader)))
+    connection.dispose_all()
+    refused = cli("db", "upgrade")  # as lce_owner, who may not create roles
+    assert refused.exit_code == 0 and f"{reader} is missing" in refused.output, refused.output
+    superuser = make_url(database).set(username=make_url(admin_url).username)
+    monkeypatch.setenv("LCE_DATABASE_URL", superuser.render_as_string(hide_password=False))
+    connection.dispose_all()
+    try:
+        created = cli("db", "upgrade")
+        assert created.exit_code == 0 and f"created read-only role {reader}" in created.output, created.output
+        assert f"read-only role {reader}: SELECT granted" in created.output
+        dsn = connection.libpq_dsn(superuser.render_as_string(hide_password=False))
+        assert _rows(dsn, f"""SELECT bool_and(has_table_privilege('{reader}', c.oid, 'SELECT')),
+                                     bool_or(has_table_privilege('{reader}', c.oid, 'INSERT'))
+                              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v')""") == [(True, False)]
+    finally:
+        connection.dispose_all()
+        with psycopg.connect(connection.libpq_dsn(superuser.render_as_string(hide_password=False)),
+                             autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{reader}"')
+            conn.execute(f'DROP ROLE "{reader}"')

@@ -49,6 +49,7 @@ def upgrade() -> None:
     Example: LCE_DATABASE_URL=postgresql://me@dbhost/lce lce db upgrade
     """
     from lce.db import migrate
+    from lce.config import external_database_url
     from lce.db.connection import connect, reader_role
     from lce.db.roles import READER, create_reader
 
@@ -60,10 +61,10 @@ def upgrade() -> None:
     reader = reader_role() or READER
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
-        if reader == READER:
+        if external_database_url():
             console.print(create_reader(raw, reader))
         exists = raw.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone() is not None
-        conn.commit()
+        raw.commit()  # on the driver's connection: SQLAlchemy's own commit knows of no transaction here
     if exists:
         granted = migrate.grant_reader(engine, reader)
         console.print(f"read-only role {reader}: " + ("SELECT granted on every table and view" if granted
