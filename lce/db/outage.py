@@ -28,7 +28,20 @@ _LONGEST_PAUSE_S = 5.0
 
 
 class DatabaseLost(LceError):
-    """The database went away, and did not come back within the retry window (if any)."""
+    """The database went away, and did not come back within the retry window (if any). `str()` tells the user to
+    run the command again; `gone()` is only what happened, for callers that say what else to do."""
+
+    def __init__(self, reason: str, window_s: float = 0.0):
+        self.reason, self.window_s = reason, window_s
+        super().__init__(f"{self.gone()} {_AGAIN}")
+
+    def gone(self) -> str:
+        within = f" and did not come back within {self.window_s:g} s" if self.window_s > 0 else ""
+        return f"The database ({database_description()}) went away{within}: {self.reason}."
+
+
+_AGAIN = ("Its transaction was rolled back, so nothing was written; run the same command again once the database "
+          "is back (`lce db status` says whether it is).")
 
 
 def connection_lost(error: BaseException) -> bool:
@@ -57,9 +70,8 @@ def database_description() -> str:
 
 
 def lost_message(error: BaseException) -> str:
-    return (f"The database ({database_description()}) went away while this command ran: {reason(error)}. Its "
-            "transaction was rolled back, so nothing was written; run the same command again once the database "
-            "is back (`lce db status` says whether it is).")
+    """The message for a command whose connection was lost (the CLI's user_errors)."""
+    return str(DatabaseLost(reason(error)))
 
 
 def retrying(attempt: Callable[[Engine, bool], T], engine: Engine, window_s: float,
@@ -91,8 +103,7 @@ def retrying(attempt: Callable[[Engine, bool], T], engine: Engine, window_s: flo
                 last, last_reason = error, reason(error)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise DatabaseLost(f"The database ({database_description()}) went away and did not come back within "
-                               f"{window_s:g} s: {last_reason}.") from last
+            raise DatabaseLost(last_reason, window_s) from last
         sleep(0 if not retried else min(pause, remaining))
         if retried:
             pause = min(pause * 2, _LONGEST_PAUSE_S)
