@@ -7,8 +7,9 @@ The model comes from the zoo (its name) or from --arch with --checkpoint or --ra
 ingested with the same checkpoint, probe and settings is skipped; with another checkpoint it needs --replace,
 which swaps the run inside the transaction that writes the new one.
 
-A database that goes away during the write is retried for $LCE_WRITE_RETRY_S seconds (the embedded server is
-started again); after that the runs are saved under $LCE_HOME/pending/ for `lce ingest --resume FILE`.
+A database that goes away during the write is retried for $LCE_WRITE_RETRY_S seconds, each time on a new
+connection (which starts the embedded server again); after that the runs are saved under $LCE_HOME/pending/ for
+`lce ingest --resume FILE` (lce.db.pending).
 """
 
 from __future__ import annotations
