@@ -52,7 +52,8 @@ def ingest(
     replace: bool = typer.Option(False, "--replace", help="Swap an existing run for the same model and layer."),
     resume: Path | None = typer.Option(None, "--resume", help="Store the runs that an ingest saved under "
                                                               "$LCE_HOME/pending/ when its database went away "
-                                                              "(its message names the file); nothing is dissected."),
+                                                              "(its message names the file); nothing is dissected. The saved "
+                                                              "command's --replace applies (or pass it here)."),
 ) -> None:
     """Dissect a model's layer(s) over a registered probe and store every unit (threshold, best concept and IoU),
     the unit x concept tallies and each unit's top images, in one transaction.
@@ -69,10 +70,14 @@ def ingest(
     from lce.dissect.ingest import ingest as run_ingest
 
     if resume is not None:
-        if model is not None:
-            raise LceError(f"Give MODEL or --resume, not both: --resume {resume} stores runs already dissected "
-                           f"(drop {model!r}).")
-        _resume(resume)
+        dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
+                                               ("--layer", bool(layer)), ("--arch", arch is not None),
+                                               ("--checkpoint", checkpoint is not None),
+                                               ("--random-init", random_init)] if given]
+        if dissecting:
+            raise LceError(f"Give MODEL or --resume, not both: --resume {resume} stores runs already dissected, "
+                           f"so {', '.join(dissecting)} would be ignored; drop them.")
+        _resume(resume, replace)
         return
     if model is None:
         raise LceError("Missing MODEL: name the model to dissect (lce zoo lists the known ones), or pass --resume "
@@ -107,10 +112,10 @@ def ingest(
                       f"{outcome.seconds:.1f} s", highlight=False)
 
 
-def _resume(path: Path) -> None:
+def _resume(path: Path, replace: bool) -> None:
     from lce.db.pending import resume
 
-    for item in resume(path):
+    for item in resume(path, replace=replace or None):
         record = item.record
         interpretable = sum(1 for row in record.units if row.concept and row.iou is not None
                             and row.iou > record.iou_threshold)

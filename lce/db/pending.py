@@ -81,13 +81,14 @@ def load(path: Path) -> tuple[list[RunRecord], bool]:
     return records, replace
 
 
-def resume(path: Path, retry_s: float | None = None) -> list[WrittenRun]:
+def resume(path: Path, replace: bool | None = None, retry_s: float | None = None) -> list[WrittenRun]:
     """Write the file's runs in one transaction (the same replace / unchanged rules as the command that saved
-    them), then delete the file. When the database is still away the file stays."""
+    them, or `replace` when given), then delete the file. When the database is still away the file stays."""
     from lce.db.connection import connect
     from lce.db.outage import DatabaseLost
 
-    records, replace = load(path)
+    records, saved_replace = load(path)
+    replace = saved_replace if replace is None else replace
     try:
         written = write_runs(connect(), records, replace=replace,
                              retry_s=write_retry_s() if retry_s is None else retry_s)
