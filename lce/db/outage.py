@@ -1,7 +1,7 @@
 """A database that went away mid-command: recognising it, naming it, and retrying a write until it is back.
 
     if connection_lost(error): raise DatabaseLost(reason(error))
-    written = retrying(lambda engine: write(engine), engine, window_s=60)   # reconnects between tries
+    written = retrying(lambda engine, retried: write(engine), engine, window_s=60)   # reconnects between tries
 
 A lost connection is a server stopped (`lce db stop`), crashed or restarted, or a network gone: the driver's
 OperationalError or InterfaceError. A transaction that saw one was rolled back by the server (or never reached
