@@ -5,6 +5,8 @@ import random
 
 from sqlalchemy import text
 
+from lce.resources import read_sql
+
 CONCEPTS = [("sky", "object"), ("grass", "object"), ("wood", "material"), ("red-c", "color"), ("dotted", "texture"),
             ("street-s", "scene"), ("leg", "part"), ("metal", "material")]
 
@@ -34,6 +36,7 @@ def test_replacing_a_run_an_embedding_uses_keeps_it_superseded(cli, engine, tmp_
     points = rows(engine, "SELECT m.name, p.run_id, p.coordinates, p.cluster FROM embedding_point p"
                           " JOIN model m ON m.id = p.model_id ORDER BY m.name")
     old_a = dict((name, run) for name, run, _, _ in points)["A"]
+    profile = rows(engine, read_sql("queries/embedding_category_profile"), embedding=1)
 
     again = write_csv(tmp_path / "again.csv", ["A"], seed=2)
     result = cli("import", "dissect-csv", again, "--replace")
@@ -42,6 +45,7 @@ def test_replacing_a_run_an_embedding_uses_keeps_it_superseded(cli, engine, tmp_
     # The embedding still has every point, with the same coordinates and the run it was made from.
     assert rows(engine, "SELECT m.name, p.run_id, p.coordinates, p.cluster FROM embedding_point p"
                         " JOIN model m ON m.id = p.model_id ORDER BY m.name") == points
+    assert rows(engine, read_sql("queries/embedding_category_profile"), embedding=1) == profile  # lce correlate's
     (new_a,) = rows(engine, "SELECT superseded_by FROM run WHERE id = :id AND superseded_at IS NOT NULL", id=old_a)[0]
     assert new_a is not None and new_a != old_a
     # Views and the run-choosing queries see only the new run.
