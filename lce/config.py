@@ -1,8 +1,9 @@
 """Where lce keeps its data and which database it talks to.
 
-    LCE_HOME            data directory (embedded Postgres under $LCE_HOME/postgres); default: per-user data dir
+    LCE_HOME                    data directory (embedded Postgres under $LCE_HOME/postgres); default: per-user data dir
     LCE_DATABASE_URL            an external PostgreSQL server instead of the embedded one (the owner's login)
     LCE_DATABASE_READONLY_URL   the same server's read-only login, for `lce sql` (the embedded server has its own)
+    LCE_WRITE_RETRY_S           seconds an ingest keeps retrying its write when the database goes away (default 60)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import lce
 HOME_ENV = "LCE_HOME"
 DATABASE_URL_ENV = "LCE_DATABASE_URL"
 READONLY_URL_ENV = "LCE_DATABASE_READONLY_URL"
+WRITE_RETRY_ENV = "LCE_WRITE_RETRY_S"
+DEFAULT_WRITE_RETRY_S = 60.0  # long enough for `lce db stop` + restart, or a server's crash recovery
 
 
 def lce_home() -> Path:
@@ -37,6 +40,22 @@ def external_database_url() -> str | None:
 def external_readonly_url() -> str | None:
     """$LCE_DATABASE_READONLY_URL when set (the external server's read-only login), else None."""
     return os.environ.get(READONLY_URL_ENV) or None
+
+
+def write_retry_s() -> float:
+    """$LCE_WRITE_RETRY_S: how long an ingest retries its write against a database that went away (0: once)."""
+    configured = os.environ.get(WRITE_RETRY_ENV)
+    if not configured:
+        return DEFAULT_WRITE_RETRY_S
+    try:
+        seconds = float(configured)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        from lce.errors import LceError
+
+        raise LceError(f"{WRITE_RETRY_ENV}={configured!r} is not a number of seconds (0 or more).")
+    return seconds
 
 
 @functools.cache

@@ -1,4 +1,4 @@
--- unit_label: one row per unit of every run, with its best concept. The first thing to query.
+-- unit_label: one row per unit of every current run, with its best concept. The first thing to query.
 --
 --   SELECT model, count(*) FILTER (WHERE interpretable) FROM unit_label GROUP BY model;
 --
@@ -7,6 +7,9 @@
 -- (NULL = each run's own), so the cut-off changes without a migration:
 --
 --   SELECT * FROM unit_label_at(0.08) WHERE interpretable;
+--
+-- A run that --replace superseded (kept only because a stored embedding uses it) is left out, here and so in
+-- every view built on this one.
 
 CREATE FUNCTION unit_label_at(min_iou double precision)
 RETURNS TABLE (
@@ -23,6 +26,7 @@ AS $$
     JOIN model m ON m.id = r.model_id
     JOIN probe p ON p.id = r.probe_id
     LEFT JOIN concept c ON c.id = u.concept_id
+    WHERE r.superseded_at IS NULL
 $$;
 
 CREATE VIEW unit_label AS SELECT * FROM unit_label_at(NULL);

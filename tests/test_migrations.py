@@ -85,3 +85,31 @@ def test_constraints_reject_bad_rows(engine):
         except Exception as error:  # noqa: BLE001
             duplicate_ok = "duplicate key" in str(error)
         assert duplicate_ok, "a second row for the same run and unit was accepted"
+
+
+def test_superseded_runs_migration_keeps_data_and_downgrades_to_the_old_views(empty_database):
+    """0005 -> 0006 on a database with a run, and back: the views work at both revisions (each from its own
+    definition), and the downgrade drops superseded runs, which the old unique constraint would not admit."""
+    engine = connection.connect(upgrade=False)
+    migrate.upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO probe (name, source) VALUES ('p', 'imported')"))
+        conn.execute(text("INSERT INTO model (name) VALUES ('m')"))
+        conn.execute(text(
+            "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, source, code_version,"
+            " unit_count) SELECT m.id, p.id, 'l', 'dissect', 0.01, 0.04, 'dissected', 'v', 1 FROM model m, probe p"))
+        conn.execute(text("INSERT INTO unit (run_id, unit, iou) SELECT id, 0, 0.5 FROM run"))
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM unit_label")).scalar() == 1
+        conn.execute(text("UPDATE run SET superseded_at = now()"))
+        assert conn.execute(text("SELECT count(*) FROM unit_label")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM unit_category_label")).scalar() == 0
+    migrate.downgrade(engine, "0005")
+    engine.dispose()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM run")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM unit_label")).scalar() == 0
+        assert "superseded_at" not in {c["name"] for c in inspect(engine).get_columns("run")}
+        view = conn.execute(text("SELECT pg_get_functiondef('unit_label_at(double precision)'::regprocedure)")).scalar()
+        assert "superseded" not in view

@@ -45,7 +45,8 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
         points = conn.execute(text(read_sql("queries/stored_embedding_points")),
                               {"embedding": row["id"]}).mappings().all()
         population = conn.execute(
-            text("SELECT id FROM run WHERE probe_id = :probe AND layer = :layer AND variant = :variant ORDER BY id"),
+            text("SELECT id FROM run WHERE probe_id = :probe AND layer = :layer AND variant = :variant"
+                 " AND superseded_at IS NULL ORDER BY id"),
             {"probe": row["probe_id"], "layer": row["layer"], "variant": row["variant"]}).scalars().all()
     known = {field.name for field in fields(EmbedSettings)}
     settings = EmbedSettings(**{key: tuple(value) if isinstance(value, list) else value

@@ -28,13 +28,24 @@ errors = Console(stderr=True)
 
 
 def user_errors(function: Callable) -> Callable:
-    """Print an LceError as one paragraph on stderr and exit non-zero, instead of a traceback."""
+    """Print an LceError as one paragraph on stderr and exit non-zero, instead of a traceback. A database that
+    goes away mid-command (a stopped or crashed server) is one too, for every command: its transaction was
+    rolled back, and the message says to run the command again."""
     from lce.errors import LceError
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
-            return function(*args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                if isinstance(error, LceError):
+                    raise
+                from lce.db import outage  # here: commands that need no database do not import its driver
+
+                if not outage.connection_lost(error):
+                    raise
+                raise LceError(outage.lost_message(error)) from error
         except LceError as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None

@@ -24,8 +24,10 @@ def parse_bytes(text: str) -> int:
 @app.command("ingest")
 @user_errors
 def ingest(
-    model: str = typer.Argument(..., help="Model name: a zoo entry (lce zoo), or any name with --arch."),
-    probe: str = typer.Option(..., "--probe", help="Registered probe dataset (lce probe add / lce probe list)."),
+    model: str | None = typer.Argument(None, help="Model name: a zoo entry (lce zoo), or any name with --arch "
+                                                   "(not with --resume)."),
+    probe: str | None = typer.Option(None, "--probe", help="Registered probe dataset (lce probe add / lce probe "
+                                                           "list); required unless --resume."),
     layer: list[str] = typer.Option([], "--layer", help="Layer by dotted module name (repeatable; default: the "
                                                         "zoo entry's, else layer4)."),
     variant: str = typer.Option("dissect", "--variant", help="dissect (Bau et al. 2020, the LCE paper) or "
@@ -48,16 +50,41 @@ def ingest(
                                                                   "pass (0 disables)."),
     split: str = typer.Option("all", "--split", help="Probe split: train, val or all."),
     replace: bool = typer.Option(False, "--replace", help="Swap an existing run for the same model and layer."),
+    resume: Path | None = typer.Option(None, "--resume", help="Store the runs that an ingest saved under "
+                                                              "$LCE_HOME/pending/ when its database went away "
+                                                              "(its message names the file); nothing is dissected. The saved "
+                                                              "command's --replace applies (or pass it here)."),
 ) -> None:
     """Dissect a model's layer(s) over a registered probe and store every unit (threshold, best concept and IoU),
     the unit x concept tallies and each unit's top images, in one transaction.
 
+    When the database goes away during the write, the write is retried for $LCE_WRITE_RETRY_S seconds (default
+    60; the embedded server is started again), then the dissection is saved under $LCE_HOME/pending/ and
+    `lce ingest --resume FILE` stores it later.
+
     Example: lce ingest r18-seed1 --probe synth --arch resnet18 --random-init --seed 1
     """
+    from lce.config import write_retry_s
     from lce.dissect.engine import VARIANT_QUANTILE, DissectSettings
     from lce.dissect.ingest import IngestRequest
     from lce.dissect.ingest import ingest as run_ingest
 
+    if resume is not None:
+        dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
+                                               ("--layer", bool(layer)), ("--arch", arch is not None),
+                                               ("--checkpoint", checkpoint is not None),
+                                               ("--random-init", random_init)] if given]
+        if dissecting:
+            raise LceError(f"Give MODEL or --resume, not both: --resume {resume} stores runs already dissected, "
+                           f"so {', '.join(dissecting)} would be ignored; drop them.")
+        _resume(resume, replace)
+        return
+    if model is None:
+        raise LceError("Missing MODEL: name the model to dissect (lce zoo lists the known ones), or pass --resume "
+                       "FILE to store a dissection saved when the database went away.")
+    if probe is None:
+        raise LceError("Missing --probe NAME: the registered probe dataset to dissect over (lce probe list).")
+    write_retry_s()  # a bad LCE_WRITE_RETRY_S is said now, not after the dissection
     if variant not in VARIANT_QUANTILE:
         raise LceError(f"--variant must be one of {', '.join(VARIANT_QUANTILE)}, not {variant!r}.")
     if quantile is not None and not 0 < quantile < 1:
@@ -83,6 +110,19 @@ def ingest(
         console.print(f"{model} {outcome.layer}: {outcome.status} run {outcome.run_id}: {outcome.units} units, "
                       f"{outcome.interpretable} interpretable (IoU > {iou_threshold}); top concepts: {top}; "
                       f"{outcome.seconds:.1f} s", highlight=False)
+
+
+def _resume(path: Path, replace: bool) -> None:
+    from lce.db.pending import resume
+
+    for item in resume(path, replace=replace or None):
+        record = item.record
+        interpretable = sum(1 for row in record.units if row.concept and row.iou is not None
+                            and row.iou > record.iou_threshold)
+        console.print(f"{record.model.name} {record.layer}: {item.outcome.value} run {item.run_id}: "
+                      f"{len(record.units)} units, {interpretable} interpretable (IoU > {record.iou_threshold}); "
+                      f"from {path}", highlight=False)
+    console.print(f"Stored; {path} is deleted.", highlight=False)
 
 
 @app.command("zoo")

@@ -1,11 +1,20 @@
 """Writing dissection runs (imported or dissected) to Postgres: one transaction, bulk COPY.
 
-    outcomes = write_runs(engine, [RunRecord(...), ...], replace=False)
+    outcomes = write_runs(engine, [RunRecord(...), ...], replace=False, retry_s=60)
 
 A run is identified by (model, layer, probe, variant, quantile, segmentation size, source). Writing a run that
 exists with the same content changes nothing ("unchanged"); with other content it is refused unless `replace`,
 which swaps the old run for the new one inside the same transaction. Either every run of the call is written,
 or none is.
+
+Stored embeddings are immutable: a replaced run that an embedding_point uses is kept, marked superseded
+(`superseded_at`, `superseded_by`), and every view and run-choosing query leaves it out; a replaced run no
+embedding uses is deleted. Only current runs are unique per identity.
+
+Writers of the same probe take a transaction-scoped advisory lock first, so two identical imports at once
+give "created" and "unchanged" rather than a duplicate key. With `retry_s`, a database that goes away during
+the write is retried on a fresh connection for that long (outage.retrying); a retry that finds the run already
+stored with this content (the commit went through, its acknowledgement did not) reports it as written.
 """
 
 from __future__ import annotations
@@ -20,9 +29,11 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from lce.config import code_version
+from lce.db.outage import retrying
 from lce.errors import LceError
 
 ConceptKey = tuple[str, str]  # (category, name)
+_PROBE_LOCK = 7_425_002  # advisory lock space of run writers, keyed by hashtext(probe name); migrate.py uses 7_425_001
 
 
 @dataclass(frozen=True)
@@ -100,19 +111,28 @@ class WrittenRun:
     run_id: int
 
 
-def write_runs(engine: Engine, records: list[RunRecord], replace: bool = False) -> list[WrittenRun]:
-    """Write every record in one transaction; see the module docstring for the rules."""
-    try:
+def write_runs(engine: Engine, records: list[RunRecord], replace: bool = False,
+               retry_s: float = 0.0) -> list[WrittenRun]:
+    """Write every record in one transaction; see the module docstring for the rules. With `retry_s` > 0 a lost
+    connection is retried for that many seconds before outage.DatabaseLost."""
+
+    def attempt(engine: Engine, retried: bool) -> list[WrittenRun]:
         with engine.begin() as conn:
-            return [_write_run(conn, record, replace) for record in records]
+            for probe in sorted({record.probe for record in records}):  # sorted: two writers never deadlock
+                conn.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:probe))"),
+                             {"space": _PROBE_LOCK, "probe": probe})
+            return [_write_run(conn, record, replace, retried) for record in records]
+
+    try:
+        return retrying(attempt, engine, retry_s)
     except (IntegrityError, psycopg.IntegrityError) as error:
-        # Parsers check what they can; this catches the rest (and a concurrent writer of the same run).
+        # Parsers check what they can; this catches the rest.
         # COPY runs on the raw psycopg cursor, so its errors arrive unwrapped.
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise LceError(f"The database refused the data: {reason}. Nothing was written.") from error
 
 
-def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun:
+def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool = False) -> WrittenRun:
     content = record.content_sha256()
     probe_id, probe_source = _probe(conn, record.probe)
     model_id = _model(conn, record.model)
@@ -120,13 +140,16 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun
         text(
             "SELECT id, source_sha256 FROM run WHERE model_id = :model AND layer = :layer AND probe_id = :probe"
             " AND variant = :variant AND quantile = :quantile AND seg_size IS NOT DISTINCT FROM :seg"
-            " AND source = :source FOR UPDATE"
+            " AND source = :source AND superseded_at IS NULL FOR UPDATE"
         ),
         dict(model=model_id, layer=record.layer, probe=probe_id, variant=record.variant,
              quantile=record.quantile, seg=record.seg_size, source=record.source),
     ).first()
     outcome = Outcome.CREATED
     if existing is not None:
+        if retried and existing.source_sha256 == content:
+            # An earlier try committed this very run and lost only the acknowledgement: it is stored, once.
+            return WrittenRun(record, Outcome.REPLACED if replace else Outcome.CREATED, existing.id)
         if not replace and existing.source_sha256 == content:
             return WrittenRun(record, Outcome.UNCHANGED, existing.id)
         if not replace:
@@ -134,7 +157,7 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun
                 f"The database already holds a run for {record.describe()} (run {existing.id}) with different "
                 "content. Pass --replace to swap it for this one; nothing was written."
             )
-        conn.execute(text("DELETE FROM run WHERE id = :id"), {"id": existing.id})
+        _retire(conn, existing.id)
         outcome = Outcome.REPLACED
 
     concept_ids = _concepts(conn, probe_id, probe_source, record)
@@ -167,19 +190,33 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool) -> WrittenRun
         with cursor.copy("COPY unit_top_image (run_id, unit, rank, image, activation) FROM STDIN") as copy:
             for unit, rank, image, activation in record.top_images:
                 copy.write_row((run_id, unit, rank, image, activation))
+    if outcome is Outcome.REPLACED:
+        conn.execute(text("UPDATE run SET superseded_by = :new WHERE id = :old"),
+                     {"new": run_id, "old": existing.id})
     return WrittenRun(record, outcome, run_id)
+
+
+def _retire(conn: Connection, run_id: int) -> None:
+    """Take a replaced run out of the current ones: deleted, unless an embedding uses it (embeddings are
+    immutable), then kept and marked superseded (its successor is filled in once it has an id)."""
+    used = conn.execute(text("SELECT EXISTS (SELECT 1 FROM embedding_point WHERE run_id = :id)"),
+                        {"id": run_id}).scalar()
+    if used:
+        conn.execute(text("UPDATE run SET superseded_at = now() WHERE id = :id"), {"id": run_id})
+    else:
+        conn.execute(text("DELETE FROM run WHERE id = :id"), {"id": run_id})
 
 
 def find_run(engine: Engine, model: str, layer: str, probe: str, variant: str, quantile: float,
              seg_size: int | None, source: str):
-    """The stored run with this identity (id, checkpoint_sha256, source_sha256), or None."""
+    """The current run with this identity (id, checkpoint_sha256, source_sha256), or None."""
     with engine.connect() as conn:
         return conn.execute(
             text(
                 "SELECT r.id, r.checkpoint_sha256, r.source_sha256 FROM run r JOIN model m ON m.id = r.model_id"
                 " JOIN probe p ON p.id = r.probe_id WHERE m.name = :model AND r.layer = :layer AND p.name = :probe"
                 " AND r.variant = :variant AND r.quantile = :quantile AND r.seg_size IS NOT DISTINCT FROM :seg"
-                " AND r.source = :source"
+                " AND r.source = :source AND r.superseded_at IS NULL"
             ),
             dict(model=model, layer=layer, probe=probe, variant=variant, quantile=quantile, seg=seg_size,
                  source=source),

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -135,12 +136,20 @@ class Run(Base):
     code_version: Mapped[str] = mapped_column(Text)
     unit_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
+    superseded_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="when --replace swapped this run out; kept only because an embedding uses it. NULL: current",
+    )
+    superseded_by: Mapped[int | None] = mapped_column(
+        ForeignKey("run.id", ondelete="SET NULL"), comment="the run that replaced this one"
+    )
 
     __table_args__ = (
-        # One run per model, layer, probe and method: a second one is a --replace.
-        UniqueConstraint(
-            "model_id", "layer", "probe_id", "variant", "quantile", "seg_size", "source",
-            postgresql_nulls_not_distinct=True,
+        # One current run per model, layer, probe and method: a second one is a --replace. Superseded runs
+        # (kept for the embeddings that use them) are outside it.
+        Index(
+            "uq_run_current_identity", "model_id", "layer", "probe_id", "variant", "quantile", "seg_size", "source",
+            unique=True, postgresql_nulls_not_distinct=True, postgresql_where=text("superseded_at IS NULL"),
         ),
         CheckConstraint(f"variant IN {VARIANTS}", name="variant"),
         CheckConstraint("quantile > 0 AND quantile < 1", name="quantile"),

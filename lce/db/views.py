@@ -4,6 +4,10 @@ Each file sql/<name>.sql creates a view <name> (and, for views that depend on th
 <name>_at(min_iou double precision) under it). Each migration names the views it creates, so that upgrading an
 empty database replays history; a migration that changes a view (or a table under one) drops and creates it
 again from its file, so the files are the single definition.
+
+A view's earlier definition stays as sql/previous/<name>.<revision>.sql (the last revision that held it), so
+that a migration replayed on an empty database, or a downgrade, creates the view as it was at its revision:
+`create(op.execute, VIEWS, revision)`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,22 @@ VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_c
          "unit_category_label", "model_task_performance")
 
 
-def create(execute, names: tuple[str, ...]) -> None:
-    """Create the views; `execute` runs one SQL string (alembic's op.execute)."""
+# Views a migration redefined: name -> the last revisions of each earlier definition, ascending.
+PREVIOUS = {"unit_label": ("0005",), "unit_category_label": ("0005",)}
+
+
+def definition(name: str, revision: str | None = None) -> str:
+    """The SQL of view `name` as it was at `revision` (None: the newest, sql/<name>.sql)."""
+    for last in PREVIOUS.get(name, ()):
+        if revision is not None and revision <= last:  # revisions are zero-padded numbers: text order works
+            return read_sql(f"previous/{name}.{last}")
+    return read_sql(name)
+
+
+def create(execute, names: tuple[str, ...], revision: str | None = None) -> None:
+    """Create the views as at `revision` (None: the newest); `execute` runs one SQL string (op.execute)."""
     for name in names:
-        execute(read_sql(name))
+        execute(definition(name, revision))
 
 
 def drop(execute, names: tuple[str, ...]) -> None:

@@ -6,6 +6,10 @@
 The model comes from the zoo (its name) or from --arch with --checkpoint or --random-init. A layer already
 ingested with the same checkpoint, probe and settings is skipped; with another checkpoint it needs --replace,
 which swaps the run inside the transaction that writes the new one.
+
+A database that goes away during the write is retried for $LCE_WRITE_RETRY_S seconds, each time on a new
+connection (which starts the embedded server again); after that the runs are saved under $LCE_HOME/pending/ for
+`lce ingest --resume FILE` (lce.db.pending).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from lce.config import code_version, lce_home, pick_device
+from lce.config import code_version, lce_home, pick_device, write_retry_s
+from lce.db import pending
 from lce.db.connection import connect
+from lce.db.outage import DatabaseLost
 from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, find_run, write_runs
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
 from lce.errors import LceError
@@ -96,11 +102,11 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
     cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
                            cache=cache, uint8=True)
+    concepts = _concepts(engine, probe_row.id)  # before the dissection: afterwards, only the write needs the database
     try:
         results = dissect(loaded.module, todo, dataset, settings, device, progress)
     except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
         raise LceError(error.user_message()) from None
-    concepts = _concepts(engine, probe_row.id)
     model = ModelInfo(name=request.model, architecture=loaded.architecture,
                       checkpoint_sha256=loaded.checkpoint_sha256, family=family,
                       notes=loaded.description)
@@ -114,7 +120,13 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
     }
     records = [_record(model, request.probe, results[layer], settings, concepts, run_settings)
                for layer in todo]
-    written = write_runs(engine, records, replace=request.replace)
+    try:
+        written = write_runs(engine, records, replace=request.replace, retry_s=write_retry_s())
+    except DatabaseLost as error:
+        # Minutes of dissection are not thrown away: the runs wait in a file for `lce ingest --resume`.
+        path = pending.save(records, replace=request.replace)
+        raise LceError(f"{error.gone()} The dissection is kept in {path}; store it with `lce ingest --resume "
+                       f"{path}` once the database is back.") from None
     seconds = time.perf_counter() - started
     for item, layer in zip(written, todo):
         result = results[layer]

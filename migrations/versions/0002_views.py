@@ -19,7 +19,7 @@ VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_c
 
 
 def upgrade() -> None:
-    views.create(op.execute, VIEWS)
+    views.create(op.execute, VIEWS, revision)
 
 
 def downgrade() -> None:

@@ -31,7 +31,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['run_id', 'unit'], ['unit.run_id', 'unit.unit'], name=op.f('fk_unit_top_image_run_id_unit_unit'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('run_id', 'unit', 'rank', name=op.f('pk_unit_top_image'))
     )
-    views.create(op.execute, VIEWS)
+    views.create(op.execute, VIEWS, revision)
 
 
 def downgrade() -> None:

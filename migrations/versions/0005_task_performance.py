@@ -45,7 +45,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('model_id', 'metric_id', name=op.f('pk_task_performance'))
     )
     op.create_index(op.f('ix_task_performance_metric_id'), 'task_performance', ['metric_id'], unique=False)
-    views.create(op.execute, VIEWS)
+    views.create(op.execute, VIEWS, revision)
 
 
 def downgrade() -> None:

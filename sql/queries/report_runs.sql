@@ -1,5 +1,5 @@
--- Every run, by model, with what the report shows about it and what drawing its unit strips needs (how the model
--- was made, where the probe is) and whether it stores top images.
+-- Every current run, by model, with what the report shows about it and what drawing its unit strips needs (how the
+-- model was made, where the probe is) and whether it stores top images.
 SELECT r.id AS run_id, m.name AS model, m.architecture, m.family, m.notes, r.layer, p.name AS probe, r.variant,
        r.source, r.quantile, r.iou_threshold, r.seg_size, r.unit_count, r.checkpoint_sha256, r.settings,
        r.code_version, r.created_at, p.path AS probe_path, p.content_sha256 AS probe_sha256,
@@ -7,4 +7,5 @@ SELECT r.id AS run_id, m.name AS model, m.architecture, m.family, m.notes, r.lay
 FROM run r
 JOIN model m ON m.id = r.model_id
 JOIN probe p ON p.id = r.probe_id
+WHERE r.superseded_at IS NULL
 ORDER BY m.name, r.layer, p.name, r.variant, r.id

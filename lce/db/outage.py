@@ -1,0 +1,110 @@
+"""A database that went away mid-command: recognising it, naming it, and retrying a write until it is back.
+
+    if connection_lost(error): raise DatabaseLost(reason(error))
+    written = retrying(lambda engine, retried: write(engine), engine, window_s=60)   # reconnects between tries
+
+A lost connection is a server stopped (`lce db stop`), crashed or restarted, or a network gone: the driver's
+OperationalError or InterfaceError. A transaction that saw one was rolled back by the server (or never reached
+it), so what it was writing is not stored, except where the commit itself went through and only its
+acknowledgement was lost; a retried write recognises that case by its content (runs.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from lce.errors import LceError
+
+T = TypeVar("T")
+
+_FIRST_PAUSE_S = 0.25  # the first retry comes at once (a pool's stale connection); then the pause doubles
+_LONGEST_PAUSE_S = 5.0
+
+
+class DatabaseLost(LceError):
+    """The database went away, and did not come back within the retry window (if any). `str()` tells the user to
+    run the command again; `gone()` is only what happened, for callers that say what else to do."""
+
+    def __init__(self, reason: str, window_s: float = 0.0):
+        self.reason, self.window_s = reason, window_s
+        super().__init__(f"{self.gone()} {_AGAIN}")
+
+    def gone(self) -> str:
+        within = f" and did not come back within {self.window_s:g} s" if self.window_s > 0 else ""
+        return f"The database ({database_description()}) went away{within}: {self.reason}."
+
+
+_AGAIN = ("Its transaction was rolled back, so nothing was written; run the same command again once the database "
+          "is back (`lce db status` says whether it is).")
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` says the connection to the server was lost (rather than that the SQL or data was bad)."""
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def reason(error: BaseException) -> str:
+    """The driver's first line, without SQLAlchemy's wrapping."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def database_description() -> str:
+    """Which database this process talks to, for messages (password hidden)."""
+    from lce.config import external_database_url, lce_home
+    from lce.db.connection import masked
+
+    external = external_database_url()
+    return masked(external) if external else f"the embedded server in {lce_home() / 'postgres'}"
+
+
+def lost_message(error: BaseException) -> str:
+    """The message for a command whose connection was lost (the CLI's user_errors)."""
+    return str(DatabaseLost(reason(error)))
+
+
+def retrying(attempt: Callable[[Engine, bool], T], engine: Engine, window_s: float,
+             sleep: Callable[[float], None] = time.sleep) -> T:
+    """attempt(engine, retried) until it returns; a lost connection is retried for `window_s` seconds, each time
+    on a fresh engine (`connect()` starts the embedded server again when it is not running). Raises DatabaseLost
+    when the window closes; any other error at once."""
+    from lce.db import connection
+
+    deadline = time.monotonic() + window_s
+    pause, retried = _FIRST_PAUSE_S, False
+    while True:
+        try:
+            if retried:
+                connection.dispose_all()
+                engine = connection.connect()
+        except Exception as error:  # noqa: BLE001
+            # connect() says "Cannot reach ..." (or "Could not start the embedded server") as an LceError; the
+            # URL worked before, so that is the outage going on.
+            if not (isinstance(error, LceError) or connection_lost(error)):
+                raise
+            last, last_reason = error, str(error) if isinstance(error, LceError) else reason(error)
+        else:
+            try:
+                return attempt(engine, retried)
+            except Exception as error:  # noqa: BLE001 - sorted into lost connections and everything else
+                if not connection_lost(error):
+                    raise
+                last, last_reason = error, reason(error)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DatabaseLost(last_reason, window_s) from last
+        sleep(0 if not retried else min(pause, remaining))
+        if retried:
+            pause = min(pause * 2, _LONGEST_PAUSE_S)
+        retried = True

@@ -1,0 +1,119 @@
+"""Runs that could not be written because the database went away, kept in a file until they can be.
+
+    path = save(records, replace=False)      # $LCE_HOME/pending/<time>-<model>.runs.json.gz, mode 0600
+    written = resume(path)                    # `lce ingest --resume PATH`: one transaction, then the file goes
+
+The file is gzip'd JSON: a format name and version, the `--replace` of the command that made it, and every
+RunRecord field. JSON writes floats with repr, which Python reads back to the same double, so the resumed run is
+stored bit for bit as the direct write would have stored it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import time
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+
+from lce.config import lce_home, write_retry_s
+from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, WrittenRun, write_runs
+from lce.errors import LceError
+
+FORMAT = "lce-pending-runs"
+VERSION = 1
+
+
+def pending_dir() -> Path:
+    return lce_home() / "pending"
+
+
+def save(records: list[RunRecord], replace: bool) -> Path:
+    """Write the records to a new file under $LCE_HOME/pending/ (directory 0700, file 0600) and return its path."""
+    folder = pending_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask, and the folder may exist already
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", records[0].model.name)[:60] if records else "none"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    document = {"format": FORMAT, "version": VERSION, "replace": replace, "saved": stamp,
+                "runs": [asdict(record) for record in records]}
+    payload = gzip.compress(json.dumps(document, allow_nan=True).encode(), compresslevel=6, mtime=0)
+    for suffix in range(1000):
+        path = folder / f"{stamp}-{model}{f'-{suffix}' if suffix else ''}.runs.json.gz"
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        return path
+    raise LceError(f"Could not create a new file in {folder} for the pending runs.")
+
+
+def load(path: Path) -> tuple[list[RunRecord], bool]:
+    """(records, replace) from a file that save() wrote; one LceError naming the file for anything else."""
+    try:
+        document = json.loads(gzip.decompress(Path(path).read_bytes()))
+    except FileNotFoundError:
+        raise LceError(f"--resume {path}: no such file.") from None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as error:
+        raise LceError(f"--resume {path}: not a file of pending runs that lce saved (it is not gzip'd JSON: "
+                       f"{error}). Nothing was written.") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise LceError(f"--resume {path}: not a file of pending runs that lce saved (no format {FORMAT!r}). "
+                       "Nothing was written.")
+    if document.get("version") != VERSION:
+        raise LceError(f"--resume {path}: pending-runs format version {document.get('version')!r}; this lce reads "
+                       f"version {VERSION}. Nothing was written.")
+    try:
+        records = [_record(run) for run in document["runs"]]
+        replace = bool(document["replace"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise LceError(f"--resume {path}: a run in it is damaged or incomplete ({type(error).__name__}: {error}). "
+                       "Nothing was written.") from None
+    if not records:
+        raise LceError(f"--resume {path}: the file holds no runs. Nothing was written.")
+    return records, replace
+
+
+def resume(path: Path, replace: bool | None = None, retry_s: float | None = None) -> list[WrittenRun]:
+    """Write the file's runs in one transaction (the same replace / unchanged rules as the command that saved
+    them, or `replace` when given), then delete the file. When the database is still away the file stays."""
+    from lce.db.connection import connect
+    from lce.db.outage import DatabaseLost
+
+    records, saved_replace = load(path)
+    replace = saved_replace if replace is None else replace
+    try:
+        written = write_runs(connect(), records, replace=replace,
+                             retry_s=write_retry_s() if retry_s is None else retry_s)
+    except DatabaseLost as error:
+        raise LceError(f"{error.gone()} Nothing was written; the runs stay in {path} for `lce ingest --resume {path}` "
+                       "once the database is back.") from None
+    Path(path).unlink()
+    return written
+
+
+def _record(run: dict) -> RunRecord:
+    def concept(value) -> tuple[str, str] | None:
+        if value is None:
+            return None
+        category, name = value
+        return str(category), str(name)
+
+    return RunRecord(
+        model=ModelInfo(**run["model"]),
+        probe=run["probe"], layer=run["layer"], variant=run["variant"], quantile=run["quantile"],
+        iou_threshold=run["iou_threshold"], source=run["source"],
+        units=[UnitRow(unit=u["unit"], concept=concept(u["concept"]), iou=u["iou"], threshold=u["threshold"])
+               for u in run["units"]],
+        tallies=[TallyRow(unit=t["unit"], concept=concept(t["concept"]), intersection=t["intersection"],
+                          activation=t["activation"], truth=t["truth"], iou=t["iou"]) for t in run["tallies"]],
+        seg_size=run["seg_size"], settings=run["settings"],
+        top_images=[tuple(row) for row in run["top_images"]],
+    )
