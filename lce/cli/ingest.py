@@ -68,6 +68,7 @@ def ingest(
     from lce.dissect.engine import VARIANT_QUANTILE, DissectSettings
     from lce.dissect.ingest import IngestRequest
     from lce.dissect.ingest import ingest as run_ingest
+    from lce.importers.common import check_options
 
     if resume is not None:
         dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
@@ -84,6 +85,9 @@ def ingest(
                        "FILE to store a dissection saved when the database went away.")
     if probe is None:
         raise LceError("Missing --probe NAME: the registered probe dataset to dissect over (lce probe list).")
+    check_options(model=model, probe=probe, architecture=arch)
+    for name in layer:
+        check_options(layer=name)
     write_retry_s()  # a bad LCE_WRITE_RETRY_S is said now, not after the dissection
     if variant not in VARIANT_QUANTILE:
         raise LceError(f"--variant must be one of {', '.join(VARIANT_QUANTILE)}, not {variant!r}.")
