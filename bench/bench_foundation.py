@@ -75,7 +75,7 @@ def bench_import(bench: Bench) -> None:
     """Figure 1: `lce import dissect-csv --replace` of the 40,960-row CSV vs psycopg COPY of the raw file."""
     args = ("import", "dissect-csv", str(bench.data), "--layer", "layer4", "--replace")
     bench.lce(*args)  # warm-up, not counted: starts and migrates the server, first write
-    url = bench.lce("db", "url").strip()
+    url = bench.lce("db", "url", "--write").strip()
 
     def copy_floor() -> None:
         with psycopg.connect(url) as conn, conn.cursor() as cur:

