@@ -79,6 +79,8 @@ def test_embedded_server_starts_on_first_use_and_stops(tmp_path, monkeypatch):
         assert cli("db", "url", "--write").stdout.startswith("postgresql://lce_owner@/lce?host=")
         status = cli("db", "status")
         assert f"revision {migrate.head()}, up to date" in status.stdout
+        assert "read-only: postgresql+psycopg://lce_reader@/lce?host=" in status.stdout
+        assert "unix socket only, peer authentication" in status.stdout
         assert (tmp_path / "home" / "postgres" / "PG_VERSION").exists()
         # postmaster.pid: pid, data dir, start time, port, socket dir, listen addresses (empty: no TCP), ...
         pid_lines = (tmp_path / "home" / "postgres" / "postmaster.pid").read_text().splitlines()

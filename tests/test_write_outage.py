@@ -179,6 +179,7 @@ def test_a_database_away_past_the_window_saves_the_run_for_resume(cli, engine, d
     connection.dispose_all()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM run")).scalar() == 0
+    assert f"pending:   {saved[0]}" in cli("db", "status").stdout
     result = cli("ingest", "--resume", saved[0])
     assert result.exit_code == 0, result.output
     assert "victim layer4: created run" in result.stdout and not saved[0].exists()

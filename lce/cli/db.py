@@ -28,10 +28,17 @@ def status() -> None:
     console.print(f"database:  {kind}")
     if found.data_dir:
         console.print(f"data dir:  {found.data_dir}")
+    for path in found.pending:
+        console.print(f"pending:   {path} (runs saved when the database was away: lce ingest --resume FILE)",
+                      soft_wrap=True, highlight=False)
     if not found.running:
         console.print("state:     not running (any lce command starts it)")
         return
     console.print(f"url:       {found.url}")
+    console.print(f"read-only: {found.reader_url or 'none (set LCE_DATABASE_READONLY_URL for lce sql)'}",
+                  soft_wrap=True, highlight=False)
+    if found.embedded:
+        console.print("access:    unix socket only, peer authentication for this OS user", soft_wrap=True)
     console.print(f"server:    PostgreSQL {found.server_version}")
     state = "up to date" if found.revision == found.head else f"behind (head is {found.head}; run lce db upgrade)"
     console.print(f"schema:    revision {found.revision or 'none'}, {state}")

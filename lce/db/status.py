@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
-from lce.config import external_database_url, lce_home
-from lce.db import migrate
+from lce.config import external_database_url, external_readonly_url, lce_home
+from lce.db import migrate, roles
 from lce.db.connection import connect, masked, normalise_url
+from lce.db.pending import pending_dir
 from lce.db.server import EmbeddedServer
 
 
@@ -17,11 +18,13 @@ class DatabaseStatus:
     url: str  # password masked
     embedded: bool
     running: bool
+    reader_url: str | None = None  # the read-only login (lce sql), password masked; None when none is set
     data_dir: str | None = None
     server_version: str | None = None
     revision: str | None = None
     head: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # runs saved for `lce ingest --resume` when the database was away
 
 
 TABLES = ("model", "run", "unit", "unit_concept", "probe", "concept", "embedding")
@@ -30,15 +33,22 @@ TABLES = ("model", "run", "unit", "unit_concept", "probe", "concept", "embedding
 def database_status() -> DatabaseStatus:
     """Describe the configured database; the embedded server is inspected, not started."""
     external = external_database_url()
+    pending = sorted(str(path) for path in pending_dir().glob("*.runs.json.gz"))
     if external:
-        status = DatabaseStatus(url=masked(normalise_url(external)), embedded=False, running=True)
+        readonly = external_readonly_url()
+        status = DatabaseStatus(url=masked(normalise_url(external)), embedded=False, running=True, pending=pending,
+                                reader_url=masked(normalise_url(readonly, "LCE_DATABASE_READONLY_URL"))
+                                if readonly else None)
     else:
         server = EmbeddedServer(lce_home())
-        status = DatabaseStatus(url="", embedded=True, running=server.is_running(), data_dir=str(server.data_dir))
+        status = DatabaseStatus(url="", embedded=True, running=server.is_running(), data_dir=str(server.data_dir),
+                                pending=pending)
         if not status.running:
             return status
     engine = connect(upgrade=False)
     status.url = masked(engine.url.render_as_string(hide_password=False))
+    if status.embedded:
+        status.reader_url = masked(EmbeddedServer(lce_home()).url(roles.READER))
     status.head = migrate.head()
     status.revision = migrate.current(engine)
     with engine.connect() as conn:
