@@ -162,3 +162,35 @@ def test_planted_detectors_get_their_own_concepts_by_a_margin(synth, cache, vari
             f"{variant}: {concept} IoU {best_iou:.3f} is not {MARGIN}x its runner-up {runner_up} ({runner_iou:.3f})"
     for name in DISTRACTORS:  # neither the constant nor the noise unit passes for interpretable
         assert report[name][0][1] < IOU_CUTOFF, f"{variant}: the {name} unit scores {report[name][0]}"
+
+
+class PermutedDetectors(Detectors):
+    """The same maps, returned as a view that is not contiguous: channels last (as a ConvNeXt block's output), or
+    a permuted view of NHWC storage."""
+
+    def __init__(self, fingerprints: torch.Tensor, maps: torch.Tensor, memory: str):
+        super().__init__(fingerprints, maps)
+        self.memory = memory
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = super().forward(images)
+        if self.memory == "channels_last":
+            return maps.contiguous(memory_format=torch.channels_last)
+        return maps.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("memory", ["channels_last", "permuted view"])
+@pytest.mark.parametrize("variant", ["netdissect", "dissect"])
+def test_maps_that_are_not_contiguous_give_the_same_results(synth, cache, variant, memory):
+    probe = Broden.open(synth.path)
+    settings = DissectSettings.for_variant(variant)
+    dataset = ProbeDataset(probe, seg_size=settings.seg_size_for(SIZE, probe.rows[0].sh), cache=cache)
+    model = planted_model(synth, dataset)
+    plain = dissect(model, ["detectors"], dataset, settings, torch.device("cpu"))["detectors"]
+    model.detectors = PermutedDetectors(model.detectors.fingerprints, model.detectors.maps, memory)
+    assert not model.detectors(dataset.image(0)[None]).is_contiguous()
+    permuted = dissect(model, ["detectors"], dataset, settings, torch.device("cpu"))["detectors"]
+    assert torch.equal(plain.thresholds, permuted.thresholds)
+    for mine, theirs in zip(plain.tally.counts(), permuted.tally.counts()):
+        assert torch.equal(mine, theirs)
+    assert torch.equal(plain.top_images, permuted.top_images)

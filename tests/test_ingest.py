@@ -144,3 +144,27 @@ def test_a_process_killed_during_ingest_leaves_no_rows(cli, engine, synth, datab
         units = one(engine, "SELECT count(*) FROM unit")[0]
         tops = one(engine, "SELECT count(*) FROM unit_top_image")[0]
         assert (runs, units, tops) in ((0, 0, 0), (1, 512, 5120)), (fraction, runs, units, tops)
+
+
+def test_a_block_whose_output_is_a_permuted_view_is_dissected(cli, engine, synth):
+    """ConvNeXt's blocks return their NHWC computation permuted back to NCHW, a view that is not contiguous
+    (lce 0.1.0 failed on it in the upsampling); the units are its 768 channels."""
+    result = ingest(cli, "convnext", "--arch", "convnext_tiny", "--random-init", "--layer", "features.7")
+    assert result.exit_code == 0, result.output
+    assert "convnext features.7: created run" in result.stdout and "768 units" in result.stdout
+    assert one(engine, "SELECT count(*) FROM unit")[0] == 768
+
+
+def tiny_vit_64() -> torch.nn.Module:
+    """A two-block ViT for the 64-px probe (a 4 x 4 patch grid); built by `--arch tests.test_ingest:tiny_vit_64`."""
+    return torchvision.models.VisionTransformer(image_size=64, patch_size=16, num_layers=2, num_heads=2,
+                                                hidden_dim=32, mlp_dim=64)
+
+
+def test_a_vit_block_is_dissected_end_to_end(cli, engine, synth):
+    """Its patch tokens, laid out on their grid (lce 0.1.0 failed on them in the upsampling)."""
+    result = ingest(cli, "vit", "--arch", "tests.test_ingest:tiny_vit_64", "--random-init",
+                    "--layer", "encoder.layers.encoder_layer_1")
+    assert result.exit_code == 0, result.output
+    assert "vit encoder.layers.encoder_layer_1: created run" in result.stdout and "32 units" in result.stdout
+    assert one(engine, "SELECT count(*) FROM unit")[0] == 32

@@ -316,6 +316,7 @@ def test_capture_of_a_vit_block_drops_the_class_token():
     for i, j in [(0, 0), (0, 3), (2, 1), (3, 3)]:
         assert torch.equal(units[:, :, i, j], tokens["raw"][:, 1 + 4 * i + j, :])
     assert torch.equal(units, tokens["raw"][:, 1:, :].reshape(3, 4, 4, 16).permute(0, 3, 1, 2))
+    assert units.is_contiguous()  # the engine indexes maps by flat offsets
 
 
 def test_vit_layers_resolve_and_report_their_shapes():

@@ -140,7 +140,7 @@ class Cells:
         padded, x, y = self.padded, self.sampler.x, self.sampler.y
         height, width = padded.shape[-2:]
         corner = ((image * padded.shape[1] + unit) * height + cell_y) * width + cell_x  # top left, flat
-        flat = padded.view(-1)
+        flat = padded.reshape(-1)  # a view of contiguous maps; row-major indices stay right for any other
         x_left, x_right = x.cell_w_left[cell_x], x.cell_w_right[cell_x]  # (N, mx)
         top = flat[corner][:, None] * x_left  # the rows of the whole map's upsample(), in place where it can
         top += flat[corner + 1][:, None] * x_right

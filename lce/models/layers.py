@@ -39,24 +39,26 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
 
 def feature_map(output: object, name: str) -> torch.Tensor:
     """A layer's output as a (B, C, H, W) float tensor: conv maps as they are, ViT tokens (B, 1 + L, D) without
-    the class token on a sqrt(L) x sqrt(L) grid, the first element of a tuple; always a copy of the output."""
+    the class token on a sqrt(L) x sqrt(L) grid, the first element of a tuple; always a contiguous copy."""
     if isinstance(output, (tuple, list)) and output:
         output = output[0]
     if not isinstance(output, torch.Tensor):
         raise LceError(f"Layer {name!r} returns a {type(output).__name__}, not a tensor; choose a layer that "
                        f"returns a feature map.")
     if output.dim() == 4:
-        # A copy: the rest of the forward pass may change the output in place (a ReLU(inplace=True) after it).
-        return output.detach().to(torch.float32, copy=True)
+        # A copy: the rest of the forward pass may change the output in place (a ReLU(inplace=True) after it),
+        # and a contiguous one: a block may return a permuted view (ConvNeXt) or channels-last memory.
+        return output.detach().to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     if output.dim() == 3:
         batch, tokens, width = output.shape
         side = math.isqrt(tokens - 1) if tokens > 1 else 0
         if side * side != tokens - 1 or side == 0:
             raise LceError(f"Layer {name!r} returns {tokens} tokens: after the class token, {tokens - 1} patch "
                            f"tokens do not make a square grid, so they cannot be laid out as units' maps.")
-        # Patch tokens are in row-major order (torchvision's ViT flattens its (h, w) patch grid).
+        # Patch tokens are in row-major order (torchvision's ViT flattens its (h, w) patch grid). The transposed
+        # tokens would reshape into a view with a channel stride of 1: copied into contiguous maps instead.
         grid = output[:, 1:, :].detach().float().transpose(1, 2)
-        return grid.reshape(batch, width, side, side)  # reshape copies the transposed tokens
+        return grid.reshape(batch, width, side, side).contiguous()
     raise LceError(f"Layer {name!r} returns a tensor of shape {list(output.shape)}; dissection needs a spatial "
                    f"map (B, C, H, W) or vision-transformer tokens (B, 1 + L, D). Choose an earlier layer.")
 
