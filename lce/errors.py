@@ -12,3 +12,9 @@ class LceError(Exception):
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (drivers append hints and context), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -24,7 +24,7 @@ import pyarrow
 
 from lce.analysis.duck import duckdb_connection
 from lce.db.connection import connect, connect_reader, libpq_dsn
-from lce.errors import LceError
+from lce.errors import LceError, first_line
 
 ENGINES = ("duckdb", "postgres")
 FORMATS = ("table", "csv", "json", "parquet")
@@ -47,7 +47,7 @@ def _run_duckdb(query: str, write: bool) -> duckdb.DuckDBPyRelation:
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as error:
-        raise LceError(f"DuckDB cannot parse the query: {_first_line(error)}") from None
+        raise LceError(f"DuckDB cannot parse the query: {first_line(error)}") from None
     if not statements:
         raise LceError("The query holds no statement.")
     writing = sorted({s.type.name for s in statements if s.type.name not in READING})
@@ -66,7 +66,7 @@ def _run_duckdb(query: str, write: bool) -> duckdb.DuckDBPyRelation:
             return con.table("lce_result")
         return con.sql(last.query) if last.type.name in READING else _executed(con, last)
     except duckdb.Error as error:
-        raise LceError(f"DuckDB could not run the query: {_first_line(error)}") from None
+        raise LceError(f"DuckDB could not run the query: {first_line(error)}") from None
 
 
 def _executed(con: duckdb.DuckDBPyConnection, statement) -> duckdb.DuckDBPyRelation:
@@ -85,7 +85,7 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
     try:
         conn = psycopg.connect(dsn)
     except psycopg.OperationalError as error:
-        raise LceError(f"Cannot reach the database: {_first_line(error)}") from None
+        raise LceError(f"Cannot reach the database: {first_line(error)}") from None
     with conn:
         try:
             if not write:
@@ -107,13 +107,13 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
         except psycopg.errors.InsufficientPrivilege as error:
             conn.rollback()
             hint = "" if write else " (lce sql without --write logs in as the read-only role)"
-            raise LceError(f"PostgreSQL refused the query: {_first_line(error)}{hint}.") from None
+            raise LceError(f"PostgreSQL refused the query: {first_line(error)}{hint}.") from None
         except psycopg.Error as error:
             conn.rollback()
             if "cannot insert multiple commands" in str(error):
                 raise LceError("The query holds several statements; lce sql --engine postgres runs one at a "
                                "time.") from None
-            raise LceError(f"PostgreSQL could not run the query: {_first_line(error)}") from None
+            raise LceError(f"PostgreSQL could not run the query: {first_line(error)}") from None
     return _relation(columns, rows)
 
 
@@ -156,7 +156,3 @@ def export(relation: duckdb.DuckDBPyRelation, fmt: str, out: Path) -> int:
     else:
         raise LceError(f"--format must be one of {', '.join(FORMATS[1:])} with --out, not {fmt!r}.")
     return count
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -58,7 +58,7 @@ def upgrade() -> None:
     from lce.db import migrate
     from lce.config import external_database_url
     from lce.db.connection import connect, reader_role
-    from lce.db.roles import READER, create_reader
+    from lce.db.roles import READER, create_reader, role_exists
 
     engine = connect(upgrade=False)
     before = migrate.current(engine)
@@ -70,7 +70,7 @@ def upgrade() -> None:
         raw = conn.connection.driver_connection
         if external_database_url():
             console.print(create_reader(raw, reader))
-        exists = raw.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone() is not None
+        exists = role_exists(raw, reader)
         raw.commit()  # on the driver's connection: SQLAlchemy's own commit knows of no transaction here
     if exists:
         granted = migrate.grant_reader(engine, reader)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from lce.config import DATABASE_URL_ENV, READONLY_URL_ENV, external_database_url, external_readonly_url, lce_home
 from lce.db import roles
 from lce.db.server import EmbeddedServer
-from lce.errors import LceError
+from lce.errors import LceError, first_line
 
 
 def database_url(role: str = roles.OWNER) -> str:
@@ -39,8 +39,9 @@ def database_url(role: str = roles.OWNER) -> str:
             )
         return normalise_url(readonly, READONLY_URL_ENV)
     server = EmbeddedServer(lce_home())
-    owner = server.start()
-    return owner if role == roles.OWNER else server.url(role)
+    if role == roles.OWNER or not server.is_running():  # the reader follows the owner's start (connect_reader)
+        server.start()
+    return server.url(role)
 
 
 def reader_role() -> str | None:
@@ -63,7 +64,7 @@ def normalise_url(url: str, source: str = DATABASE_URL_ENV) -> str:
         parsed = make_url(url)
         parsed.port  # a port that is not a number raises here  # noqa: B018
     except (ArgumentError, ValueError) as error:
-        raise LceError(f"{source} ({_without_password(url)}) is not a URL lce can read ({_first_line(error)}); it "
+        raise LceError(f"{source} ({_without_password(url)}) is not a URL lce can read ({first_line(error)}); it "
                        "should look like postgresql://user:password@host:5432/database.") from None
     if parsed.get_backend_name() != "postgresql":
         raise LceError(f"{source} ({masked(url)}) names a {parsed.get_backend_name()!r} database; lce needs "
@@ -177,6 +178,3 @@ def dispose_all() -> None:
     _engines.clear()
     _migrated.clear()
 
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from lce.errors import LceError
+from lce.errors import LceError, first_line
 
 T = TypeVar("T")
 
@@ -55,9 +55,7 @@ def connection_lost(error: BaseException) -> bool:
 
 def reason(error: BaseException) -> str:
     """The driver's first line, without SQLAlchemy's wrapping."""
-    original = getattr(error, "orig", None) or error
-    lines = str(original).strip().splitlines()
-    return lines[0] if lines else type(original).__name__
+    return first_line(getattr(error, "orig", None) or error)
 
 
 def database_description() -> str:

@@ -25,19 +25,16 @@ SERVER_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_ser
 def provision_embedded(conn, database: str) -> None:
     """As the embedded server's superuser (connected to any database): the two roles, and `database` owned by
     the owner. Idempotent; lce/db/server.py runs it at every start, under its lock."""
-    existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)",
-                                               (OWNER, READER))}
     for role in (OWNER, READER):
-        if role not in existing:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT")
-                         .format(sql.Identifier(role)))
+        if not role_exists(conn, role):
+            _create_login(conn, role)
     owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)).fetchone()
     if owner is None:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(OWNER)))
     elif owner[0] != OWNER:  # a database made by lce 0.1.0, owned by the superuser
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), sql.Identifier(OWNER)))
     conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(READER)))
-    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(READER)))
+    _read_only_by_default(conn, READER)
 
 
 def secure_database(conn, database: str) -> None:
@@ -80,7 +77,7 @@ def _ownership_transfers(conn) -> list:
 
 def reader_grants_missing(conn, reader: str) -> bool:
     """Whether `reader` exists and lacks USAGE on `public` or SELECT on one of its tables or views."""
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone() is None:
+    if not role_exists(conn, reader):
         return False
     missing = conn.execute(
         """
@@ -109,15 +106,14 @@ def grant_reader(conn, reader: str) -> bool:
 def create_reader(conn, reader: str = READER) -> str:
     """On an external server, as the connecting user: create the reader role if it is missing and this user may.
     Returns what was done, for `lce db upgrade` to say."""
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (reader,)).fetchone():
+    if role_exists(conn, reader):
         return f"read-only role {reader} exists"
     may = conn.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()[0]
     if not may:
         return (f"read-only role {reader} is missing and {_current_user(conn)} may not create roles: ask an "
                 f"administrator for `CREATE ROLE {reader} LOGIN PASSWORD '...'`, then run lce db upgrade again")
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
-        sql.Identifier(reader)))
-    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(reader)))
+    _create_login(conn, reader)
+    _read_only_by_default(conn, reader)
     return (f"created read-only role {reader}; give it a password (ALTER ROLE {reader} PASSWORD '...') and set "
             f"LCE_DATABASE_READONLY_URL to its login")
 
@@ -150,6 +146,20 @@ def write_powers(conn) -> list[str]:
     if member_of:
         powers.append(f"acts as role(s) {member_of}")
     return powers
+
+
+def role_exists(conn, role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def _create_login(conn, role: str) -> None:
+    """A login with no power beyond what is granted to it (nor inherited from roles it may join)."""
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
+        sql.Identifier(role)))
+
+
+def _read_only_by_default(conn, role: str) -> None:
+    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(role)))
 
 
 def _current_user(conn) -> str:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lce.db import roles
-from lce.errors import LceError
+from lce.errors import LceError, first_line
 
 DATABASE = "lce"
 SUPERUSER = "postgres"
@@ -146,9 +146,9 @@ class EmbeddedServer:
         try:
             conn = psycopg.connect(host=str(socket_dir), user=SUPERUSER, dbname=database, autocommit=True)
         except psycopg.OperationalError as error:
-            reason = str(error).strip().splitlines()[0]
-            raise LceError(f"The embedded PostgreSQL server in {self.data_dir} does not answer ({reason}). Its log "
-                           f"is {self.log}; `lce db stop` and a new command restart it.") from None
+            raise LceError(f"The embedded PostgreSQL server in {self.data_dir} does not answer "
+                           f"({first_line(error)}). Its log is {self.log}; `lce db stop` and a new command "
+                           "restart it.") from None
         with conn:
             yield conn
 
