@@ -11,8 +11,8 @@ import torchvision
 
 from lce.errors import LceError
 from lce.models import (
-    IMAGENET, LAYOUTS, LayerCapture, build_model, build_zoo_model, file_sha256, load_checkpoint, output_shapes,
-    resolve_layer, zoo_entries, zoo_entry,
+    IMAGENET, LAYOUTS, LayerCapture, MapLayout, build_model, build_zoo_model, file_sha256, load_checkpoint,
+    output_shapes, resolve_layer, resolve_layouts, zoo_entries, zoo_entry,
 )
 
 
@@ -307,7 +307,10 @@ def test_capture_of_a_vit_block_drops_the_class_token():
     block = "encoder.layers.encoder_layer_1"
     tokens = {}
     vit.encoder.layers[1].register_forward_hook(lambda module, inputs, output: tokens.update(raw=output))
-    with LayerCapture(vit, [block]) as capture, torch.no_grad():
+    layouts = resolve_layouts(vit, [block], 32, "cpu")
+    assert layouts[block] == MapLayout("tokens", 1)
+    assert "torchvision VisionTransformer" in layouts[block].origin
+    with LayerCapture(vit, [block], layouts) as capture, torch.no_grad():
         vit(torch.rand(3, 3, 32, 32))
     units = capture.outputs[block]
     assert tokens["raw"].shape == (3, 17, 16)
@@ -326,16 +329,16 @@ def test_vit_layers_resolve_and_report_their_shapes():
     assert shapes == {"encoder.layers.encoder_layer_0": (16, 4, 4), "conv_proj": (16, 4, 4)}
 
 
-def test_capture_refuses_tokens_off_a_square_grid():
+def test_capture_refuses_outputs_its_layout_cannot_read():
     layer = torch.nn.Identity()
     with LayerCapture(layer, []) as capture:
         pass
     assert capture.outputs == {}
     model = torch.nn.Sequential(torch.nn.Identity())
-    with pytest.raises(LceError, match="11 patch tokens do not make a square grid"):
-        with LayerCapture(model, ["0"]):
+    with pytest.raises(LceError, match="leave 11 patch tokens, not a square grid.*--layout nchw"):
+        with LayerCapture(model, ["0"], {"0": MapLayout("tokens", 1)}):
             model(torch.zeros(1, 12, 8))
-    with pytest.raises(LceError, match=r"shape \[1, 8\]; dissection needs a spatial map"):
+    with pytest.raises(LceError, match=r"nchw needs a 4-d output, not \[1, 8\]"):
         with LayerCapture(model, ["0"]):
             model(torch.zeros(1, 8))
 

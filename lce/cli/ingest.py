@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from lce.cli.app import app, console, progress_bars, user_errors
+from lce.cli.app import app, console, errors, progress_bars, user_errors
 from lce.errors import LceError
 
 
@@ -19,6 +20,22 @@ def parse_bytes(text: str) -> int:
         raise LceError(f"--cache-budget {text!r} is not a size such as 2G, 512M or 0.")
     scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)
+
+
+def parse_rgb(option: str, text: str | None) -> tuple[float, float, float] | None:
+    """'0.485,0.456,0.406' as three floats (std: positive ones); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values) or (
+            option == "--std" and min(values) <= 0):
+        kind = "positive numbers" if option == "--std" else "numbers"
+        raise LceError(f"{option} {text!r} should be three {kind} separated by commas, R,G,B (e.g. "
+                       f"{'0.229,0.224,0.225' if option == '--std' else '0.485,0.456,0.406'}).")
+    return values
 
 
 @app.command("ingest")
@@ -49,6 +66,15 @@ def ingest(
                                                                   "device's memory, to skip the second forward "
                                                                   "pass (0 disables)."),
     split: str = typer.Option("all", "--split", help="Probe split: train, val or all."),
+    layout: str | None = typer.Option(None, "--layout", help="How the layer's output holds its units: nchw, nhwc "
+                                                             "or tokens (default: what the model or the shape "
+                                                             "says; lce layers shows it)."),
+    prefix_tokens: int | None = typer.Option(None, "--prefix-tokens", help="With --layout tokens: the tokens "
+                                                                           "before the patch grid (class, "
+                                                                           "distillation, registers)."),
+    mean: str | None = typer.Option(None, "--mean", help="Input normalisation mean R,G,B (with --std; default: "
+                                                         "the source's, recorded with the run)."),
+    std: str | None = typer.Option(None, "--std", help="Input normalisation std R,G,B (with --mean)."),
     replace: bool = typer.Option(False, "--replace", help="Swap an existing run for the same model and layer."),
     resume: Path | None = typer.Option(None, "--resume", help="Store the runs that an ingest saved under "
                                                               "$LCE_HOME/pending/ when its database went away "
@@ -69,6 +95,7 @@ def ingest(
     from lce.dissect.ingest import IngestRequest
     from lce.dissect.ingest import ingest as run_ingest
     from lce.importers.common import check_options
+    from lce.models.layout import KINDS
 
     if resume is not None:
         dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
@@ -97,14 +124,20 @@ def ingest(
         raise LceError(f"--iou-threshold must lie in [0, 1], not {iou_threshold}.")
     if batch_size < 1 or workers < 0 or (seg_size is not None and seg_size < 1):
         raise LceError("--batch-size and --seg-size must be positive and --workers not negative.")
+    if layout is not None and layout not in KINDS:
+        raise LceError(f"--layout must be one of {', '.join(KINDS)}, not {layout!r}.")
+    if prefix_tokens is not None and (prefix_tokens < 0 or layout not in (None, "tokens")):
+        raise LceError(f"--prefix-tokens {prefix_tokens}: a count of 0 or more, and only with --layout tokens.")
     settings = DissectSettings.for_variant(variant, quantile=quantile, iou_threshold=iou_threshold,
                                            seg_size=seg_size, batch_size=batch_size, workers=workers,
                                            cache_budget=parse_bytes(cache_budget))
     request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
                             checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
-                            replace=replace)
+                            replace=replace, layout=layout, prefix_tokens=prefix_tokens,
+                            mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std))
     with progress_bars() as progress:
-        outcomes = run_ingest(request, progress)
+        outcomes = run_ingest(request, progress, warn=lambda message: errors.print(
+            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True))
     for outcome in outcomes:
         if outcome.status == "skipped":
             console.print(f"{model} {outcome.layer}: already ingested with this checkpoint and settings (run "
@@ -113,7 +146,7 @@ def ingest(
         top = ", ".join(f"{name} ({count})" for name, count in outcome.top_concepts) or "none"
         console.print(f"{model} {outcome.layer}: {outcome.status} run {outcome.run_id}: {outcome.units} units, "
                       f"{outcome.interpretable} interpretable (IoU > {iou_threshold}); top concepts: {top}; "
-                      f"{outcome.seconds:.1f} s", highlight=False)
+                      f"layout {outcome.layout}; {outcome.seconds:.1f} s", highlight=False)
 
 
 def _resume(path: Path, replace: bool) -> None:

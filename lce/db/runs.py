@@ -209,11 +209,11 @@ def _retire(conn: Connection, run_id: int) -> None:
 
 def find_run(engine: Engine, model: str, layer: str, probe: str, variant: str, quantile: float,
              seg_size: int | None, source: str):
-    """The current run with this identity (id, checkpoint_sha256, source_sha256), or None."""
+    """The current run with this identity (id, checkpoint_sha256, source_sha256, settings), or None."""
     with engine.connect() as conn:
         return conn.execute(
             text(
-                "SELECT r.id, r.checkpoint_sha256, r.source_sha256 FROM run r JOIN model m ON m.id = r.model_id"
+                "SELECT r.id, r.checkpoint_sha256, r.source_sha256, r.settings FROM run r JOIN model m ON m.id = r.model_id"
                 " JOIN probe p ON p.id = r.probe_id WHERE m.name = :model AND r.layer = :layer AND p.name = :probe"
                 " AND r.variant = :variant AND r.quantile = :quantile AND r.seg_size IS NOT DISTINCT FROM :seg"
                 " AND r.source = :source AND r.superseded_at IS NULL"

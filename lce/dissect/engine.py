@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from lce.dissect.tally import Tally
 from lce.dissect.threshold import ThresholdEstimator
 from lce.dissect.upsample import Cells, Upsampler
 from lce.probe.dataset import ProbeDataset
+
+if TYPE_CHECKING:
+    from lce.models.layout import MapLayout
 
 # method.md section 1: NetDissect (CVPR 2017) thresholds the top 0.5% of raw activations at the probe's own
 # segmentation size; Dissect (PNAS 2020) the top 1% of activations upsampled to 56 x 56 for 224-pixel images.
@@ -71,10 +75,11 @@ _LABELS = ("layers", "whole", "annotated", "index")  # what pass 2 reads of a ba
 
 def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
             device: torch.device, progress: Progress | None = None,
-            exact_limit: int | None = None) -> dict[str, LayerResult]:
+            exact_limit: int | None = None, layouts: dict[str, MapLayout] | None = None) -> dict[str, LayerResult]:
     """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
-    settings.seg_size_for(...), as lce.dissect.ingest does). Thresholds stay exact while each layer's need at most
-    `exact_limit` values (default 2**26 on the CPU, 2**29 on a GPU; see ThresholdEstimator)."""
+    settings.seg_size_for(...), as lce.dissect.ingest does). `layouts` says how each layer's output holds its units
+    (lce.models.layout.resolve_layouts; a layer left out is read as nchw). Thresholds stay exact while each
+    layer's need at most `exact_limit` values (default 2**26 on the CPU, 2**29 on a GPU; see ThresholdEstimator)."""
     from lce.models.layers import LayerCapture
 
     model = model.to(device).eval()
@@ -89,7 +94,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     labels: list[dict[str, torch.Tensor]] | None = None  # pass 1's labels, when pass 2 reads kept activations
     budget = settings.cache_budget
     done = 0
-    with LayerCapture(model, layers) as capture, torch.inference_mode():
+    with LayerCapture(model, layers, layouts) as capture, torch.inference_mode():
         for batch in loader:  # pass 1: thresholds and top images
             model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             first = not thresholds

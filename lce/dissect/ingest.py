@@ -3,9 +3,12 @@
     outcomes = ingest(IngestRequest(model="r18-a", probe="synth", layers=["layer4"], arch="resnet18",
                                     random_init=True, seed=1))
 
-The model comes from the zoo (its name) or from --arch with --checkpoint or --random-init. A layer already
-ingested with the same checkpoint, probe and settings is skipped; with another checkpoint it needs --replace,
-which swaps the run inside the transaction that writes the new one.
+The model comes from the zoo (its name) or from --arch (torchvision, timm:NAME, hf:DIR, package.module:function)
+with --checkpoint or --random-init. Each layer's layout (nchw, nhwc, tokens with prefix tokens) is known before
+anything is dissected (lce.models.layout), or the ingest stops. A layer already ingested with the same checkpoint,
+probe and settings is skipped; with another checkpoint, or another setting that changes what is dissected
+(IDENTITY: architecture, random-init seed, layout, prefix tokens, mean and std), it needs --replace, which swaps
+the run inside the transaction that writes the new one.
 
 A database that goes away during the write is retried for $LCE_WRITE_RETRY_S seconds, each time on a new
 connection (which starts the embedded server again); after that the runs are saved under $LCE_HOME/pending/ for
@@ -15,6 +18,7 @@ connection (which starts the embedded server again); after that the runs are sav
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +38,8 @@ from lce.probe.dataset import ProbeDataset, UnreadableImage
 
 SOURCE = "dissected"
 DEFAULT_LAYER = "layer4"  # ResNets' last block, the layer of every published comparison
+# Settings that change what is dissected: a stored run that differs in one of them is not "already ingested".
+IDENTITY = ("architecture", "random_init", "seed", "layout", "prefix_tokens", "mean", "std")
 
 
 @dataclass
@@ -49,6 +55,10 @@ class IngestRequest:
     device: str = "auto"
     split: str = "all"
     replace: bool = False
+    layout: str | None = None  # nchw | nhwc | tokens; None: the model's or the shape's (lce.models.layout)
+    prefix_tokens: int | None = None  # with layout tokens (or alone, which implies it)
+    mean: tuple[float, float, float] | None = None  # with std: overrides the source's normalisation
+    std: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -62,9 +72,13 @@ class IngestOutcome:
     seconds: float = 0.0
     threshold_exact: bool = True
     cached: bool = False
+    layout: str = ""  # how the layer's output was read, and who said so
 
 
-def ingest(request: IngestRequest, progress: Progress | None = None) -> list[IngestOutcome]:
+def ingest(request: IngestRequest, progress: Progress | None = None,
+           warn: Callable[[str], None] | None = None) -> list[IngestOutcome]:
+    """Dissect and store the request's layers (see the module docstring); `warn` hears what the user should
+    know before the results (a normalisation that is only a default)."""
     started = time.perf_counter()
     engine = connect()
     probe_row = _registered_probe(engine, request.probe)
@@ -72,54 +86,68 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
     if probe.content_sha256() != probe_row.content_sha256:
         raise LceError(f"The dataset at {probe_row.path} has changed since probe {request.probe!r} was added; run "
                        f"`lce probe add {request.probe} {probe_row.path} --replace` first.")
-    loaded, default_layer, family = _load_model(request)
+    image_size = probe.rows[0].ih
+    loaded, default_layer, family = _load_model(request, image_size)
     layers = request.layers or [default_layer]
     settings = request.settings
-    image_size = probe.rows[0].ih
     seg_size = settings.seg_size_for(image_size, probe.rows[0].sh)
     settings = replace(settings, seg_size=seg_size)
+
+    from lce.models.layers import resolve_layer
+    from lce.models.layout import MapLayout, resolve_layouts
+
+    for layer in layers:
+        resolve_layer(loaded.module, layer)
+    device = pick_device(request.device)
+    given = MapLayout(request.layout or "tokens", request.prefix_tokens or 0) \
+        if request.prefix_tokens is not None or request.layout in ("nchw", "nhwc") else None
+    layouts = resolve_layouts(loaded.module.to(device), layers, image_size, device, given=given,
+                              given_kind=request.layout if given is None else None)
+    run_settings = _model_settings(request, loaded)
+    if loaded.warning and warn:
+        warn(loaded.warning)
 
     todo, outcomes = [], []
     for layer in layers:
         stored = find_run(engine, request.model, layer, request.probe, settings.variant, settings.quantile,
                           seg_size, SOURCE)
         if stored is not None and not request.replace:
-            if stored.checkpoint_sha256 == loaded.checkpoint_sha256:
-                outcomes.append(IngestOutcome(layer, "skipped", stored.id))
+            ours = {**run_settings, **_layout_settings(layouts[layer])}
+            # Settings a run of an older lce does not record are taken as the same.
+            changed = [f"{key} {stored.settings[key]} -> {ours[key]}" for key in IDENTITY
+                       if key in stored.settings and stored.settings[key] != ours[key]]
+            differences = ([f"with other settings ({'; '.join(changed)})"] if changed else [])
+            if stored.checkpoint_sha256 != loaded.checkpoint_sha256:
+                differences.insert(0, "from another checkpoint")
+            if not differences:
+                outcomes.append(IngestOutcome(layer, "skipped", stored.id, layout=_described(layouts[layer])))
                 continue
             raise LceError(f"Model {request.model!r} layer {layer!r} is already dissected on probe "
-                           f"{request.probe!r} (run {stored.id}) from another checkpoint; pass --replace to swap it.")
+                           f"{request.probe!r} (run {stored.id}) {' and '.join(differences)}; pass --replace to "
+                           "dissect it again and swap it.")
         todo.append(layer)
     if not todo:
         return outcomes
-
-    device = pick_device(request.device)
-    from lce.models.layers import resolve_layer
-
-    for layer in todo:
-        resolve_layer(loaded.module, layer)
     # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read stale.
     cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
                            cache=cache, uint8=True)
     concepts = _concepts(engine, probe_row.id)  # before the dissection: afterwards, only the write needs the database
     try:
-        results = dissect(loaded.module, todo, dataset, settings, device, progress)
+        results = dissect(loaded.module, todo, dataset, settings, device, progress,
+                          layouts={layer: layouts[layer] for layer in todo})
     except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
         raise LceError(error.user_message()) from None
     model = ModelInfo(name=request.model, architecture=loaded.architecture,
                       checkpoint_sha256=loaded.checkpoint_sha256, family=family,
                       notes=loaded.description)
-    run_settings = {
+    run_settings.update({
         "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
         "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "device": str(device),
-        # Absolute, so that lce report finds the file again from any directory.
-        "checkpoint": str(request.checkpoint.resolve()) if request.checkpoint else None,
-        "random_init": request.random_init, "seed": request.seed if request.random_init else None,
         "code": code_version(),
-    }
-    records = [_record(model, request.probe, results[layer], settings, concepts, run_settings)
-               for layer in todo]
+    })
+    records = [_record(model, request.probe, results[layer], settings, concepts,
+                       {**run_settings, **_layout_settings(layouts[layer])}) for layer in todo]
     try:
         written = write_runs(engine, records, replace=request.replace, retry_s=write_retry_s())
     except DatabaseLost as error:
@@ -137,7 +165,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None) -> list[Ing
             counts[row.concept[1]] = counts.get(row.concept[1], 0) + 1
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         outcomes.append(IngestOutcome(layer, item.outcome.value, item.run_id, len(item.record.units),
-                                      len(interpretable), top, seconds, result.threshold_exact, result.cached))
+                                      len(interpretable), top, seconds, result.threshold_exact, result.cached,
+                                      _described(layouts[layer])))
     return outcomes
 
 
@@ -153,20 +182,46 @@ def _registered_probe(engine, name: str):
     return row
 
 
-def _load_model(request: IngestRequest):
-    """(LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch."""
+def _load_model(request: IngestRequest, image_size: int):
+    """(LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch; built for the probe's
+    `image_size`, with --mean/--std when given."""
     from lce.models import build, zoo
 
+    normalization = build.FROM_SOURCE
+    if request.mean is not None or request.std is not None:
+        if request.mean is None or request.std is None:
+            raise LceError("Give --mean and --std together (R,G,B each), or neither for the source's own.")
+        normalization = zoo.Normalization(tuple(request.mean), tuple(request.std))
     if request.arch is not None:
         return build.build_model(request.arch, checkpoint=request.checkpoint, random_init=request.random_init,
-                                 seed=request.seed), DEFAULT_LAYER, None
+                                 seed=request.seed, image_size=image_size, normalization=normalization,
+                                 normalization_source="--mean/--std"), DEFAULT_LAYER, None
     entry = zoo.zoo_entry(request.model)  # an unknown name is an LceError listing the zoo
-    if request.random_init and entry.layout is not None:
-        loaded = build.build_model(entry.architecture, random_init=True, seed=request.seed,
-                                   normalization=entry.normalization)
-    else:
-        loaded = build.build_zoo_model(entry, request.checkpoint, seed=request.seed)
+    loaded = build.build_zoo_model(entry, request.checkpoint, seed=request.seed, random_init=request.random_init,
+                                   image_size=image_size, normalization=normalization)
     return loaded, entry.layer, entry.family
+
+
+def _model_settings(request: IngestRequest, loaded) -> dict:
+    """What the run records of how its model was made: enough for lce report to build it again."""
+    return {
+        "architecture": loaded.architecture, "source": loaded.source, "zoo": None if request.arch else request.model,
+        "model_image_size": loaded.image_size,
+        # Absolute, so that lce report finds the file again from any directory.
+        "checkpoint": str(request.checkpoint.resolve()) if request.checkpoint else None,
+        "checkpoint_layout": loaded.checkpoint_layout,
+        "random_init": request.random_init, "seed": request.seed if request.random_init else None,
+        "mean": list(loaded.mean) if loaded.mean else None, "std": list(loaded.std) if loaded.std else None,
+        "normalization_source": loaded.normalization_source,
+    }
+
+
+def _described(layout) -> str:
+    return f"{layout} (from {layout.origin})"
+
+
+def _layout_settings(layout) -> dict:
+    return {"layout": layout.kind, "prefix_tokens": layout.prefix_tokens, "layout_origin": layout.origin}
 
 
 def _concepts(engine, probe_id: int) -> dict[tuple[str, int], str]:

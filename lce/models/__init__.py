@@ -7,11 +7,12 @@
 
 from lce.models.build import LoadedModel, build_model, build_zoo_model, classification_architectures, construct
 from lce.models.checkpoints import LAYOUTS, CheckpointInfo, Layout, file_sha256, load_checkpoint
-from lce.models.layers import LayerCapture, feature_map, output_shapes, resolve_layer
+from lce.models.layers import LayerCapture, output_shapes, resolve_layer
+from lce.models.layout import MapLayout, resolve_layouts, to_units
 from lce.models.zoo import IMAGENET, Normalization, ZooEntry, zoo_entries, zoo_entry
 
 __all__ = [
     "IMAGENET", "LAYOUTS", "CheckpointInfo", "LayerCapture", "Layout", "LoadedModel", "Normalization", "ZooEntry",
-    "build_model", "build_zoo_model", "classification_architectures", "construct", "feature_map", "file_sha256",
-    "load_checkpoint", "output_shapes", "resolve_layer", "zoo_entries", "zoo_entry",
+    "MapLayout", "build_model", "build_zoo_model", "classification_architectures", "construct", "file_sha256",
+    "load_checkpoint", "output_shapes", "resolve_layer", "resolve_layouts", "to_units", "zoo_entries", "zoo_entry",
 ]

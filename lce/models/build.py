@@ -1,12 +1,15 @@
-"""Building the model to dissect: an architecture, then weights from a checkpoint or a seeded random init.
+"""Building the model to dissect: an architecture (lce.models.sources), then weights from a checkpoint or a seeded
+random init.
 
     model = build_model("resnet18", checkpoint=Path("resnet18_places365.pth"))
     model = build_model("resnet50", random_init=True, seed=0)           # same seed, same weights
+    model = build_model("timm:vit_small_patch16_224", checkpoint=Path("dino_deitsmall16_pretrain.pth"),
+                        image_size=224)
+    model = build_model("hf:./my-dinov2", image_size=224)               # the directory's own weights
     model = build_model("mypackage.nets:small_cnn", random_init=True)   # a function returning an nn.Module
     model = build_zoo_model(zoo_entry("swav"), Path("swav_800ep_pretrain.pth.tar"))
 
-Architectures come from torchvision (always with weights=None: lce never downloads) or from
-`package.module:function`, imported from the current directory or PYTHONPATH. The function must be a Python
+`package.module:function` is imported from the current directory or PYTHONPATH. The function must be a Python
 function or class callable with no arguments that returns a torch.nn.Module; modules of the standard library and
 built-in modules (os:system), lce's own and __main__ are refused before anything is imported, so --arch cannot be
 made to run a command.
@@ -14,7 +17,6 @@ made to run a command.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -23,20 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from lce.errors import LceError
+from lce.models import sources
 from lce.models.checkpoints import CheckpointInfo, load_checkpoint
-from lce.models.zoo import IMAGENET, Normalization, ZooEntry
+from lce.models.zoo import Normalization, ZooEntry
+
+FROM_SOURCE = "from the source"  # build_model's default normalisation: the one the architecture's source gives
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready to dissect: `module` in eval mode, on the CPU (the caller moves it to its device).
 
-    checkpoint_sha256 and checkpoint_layout are None for a random init; normalization is None when the model
-    expects [0, 1] inputs as they are. description is one line for humans (and run records).
+    architecture is the --arch spec and source its kind (lce.models.sources.KINDS). checkpoint_sha256 and
+    checkpoint_layout are None for a random init; normalization is None when the model expects [0, 1] inputs as
+    they are, and normalization_source says where it comes from (warning: when that is a default). image_size is
+    the input size the architecture was built for, when it takes one. description is one line for humans (and
+    run records).
     """
 
     module: nn.Module
@@ -45,6 +52,10 @@ class LoadedModel:
     checkpoint_layout: str | None
     normalization: Normalization | None
     description: str
+    source: str = "torchvision"
+    normalization_source: str = ""
+    warning: str | None = None
+    image_size: int | None = None
 
     @property
     def mean(self) -> tuple[float, float, float] | None:
@@ -56,68 +67,90 @@ class LoadedModel:
 
 
 def build_model(arch: str, *, checkpoint: Path | None = None, random_init: bool = False, seed: int = 0,
-                normalization: Normalization | None = IMAGENET) -> LoadedModel:
-    """Build `arch` with the weights of `checkpoint` (any layout lce.models.checkpoints knows), or with
-    torchvision's random initialisation drawn from `seed` when random_init; exactly one of the two.
+                normalization: Normalization | None | str = FROM_SOURCE, image_size: int | None = None,
+                normalization_source: str = "given") -> LoadedModel:
+    """Build `arch` with the weights of `checkpoint` (any layout lce.models.checkpoints knows), or with its random
+    initialisation drawn from `seed` when random_init; exactly one of the two, except for hf:DIR, whose weights are
+    DIR's own (neither: those; --random-init: its architecture alone).
 
-    The seed is also used when loading a checkpoint, so that a classifier the checkpoint lacks (never used by
-    dissection) is the same from run to run. The global RNG state is left as it was.
+    normalization: FROM_SOURCE takes the source's (timm's pretrained config, the directory's
+    preprocessor_config.json, torchvision's ImageNet statistics); a Normalization (or None, [0, 1] inputs) is
+    used as given and recorded with `normalization_source`. image_size: the probe's, for architectures built for
+    one input size (ViTs). The seed is also used when loading a checkpoint, so that a classifier the checkpoint
+    lacks (never used by dissection) is the same from run to run. The global RNG state is left as it was.
     """
-    if (checkpoint is None) == (not random_init):
+    source = sources.parse_arch(arch)
+    if source.kind == "hf":
+        if checkpoint is not None:
+            raise LceError(f"--arch {arch} takes its weights from the directory; --checkpoint {checkpoint} is not "
+                           "used with hf:DIR (pass --random-init for the architecture alone).")
+    elif (checkpoint is None) == (not random_init):
         raise LceError("Give either a checkpoint file or --random-init (with --seed), exactly one of the two; "
                        f"got {'both' if random_init else 'neither'} for {arch}.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = construct(arch)
+        made = sources.make(source, image_size=image_size, random_init=random_init)
+    module = made.module
+    if normalization == FROM_SOURCE:
+        normalization, normalization_source, warning = made.normalization, made.normalization_source, made.warning
+    else:
+        warning = None
+    common = dict(module=module, architecture=source.spec, normalization=normalization, source=source.kind,
+                  normalization_source=normalization_source, warning=warning, image_size=image_size)
+    if made.weights_sha256 is not None:
+        module.eval()
+        return LoadedModel(checkpoint_sha256=made.weights_sha256, checkpoint_layout=made.weights_layout,
+                           description=f"{source.spec} ({made.weights_layout})", **common)
     if random_init:
         module.eval()
-        return LoadedModel(module=module, architecture=arch, checkpoint_sha256=None, checkpoint_layout=None,
-                           normalization=normalization, description=f"{arch}, random init (seed {seed})")
-    info: CheckpointInfo = load_checkpoint(module, Path(checkpoint))
+        return LoadedModel(checkpoint_sha256=None, checkpoint_layout=None,
+                           description=f"{arch}, random init (seed {seed})", **common)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        info: CheckpointInfo = load_checkpoint(module, Path(checkpoint), convert=made.conversion)
     module.eval()
     dropped = f", {info.dropped} head key(s) dropped" if info.dropped else ""
-    return LoadedModel(module=module, architecture=arch, checkpoint_sha256=info.sha256,
-                       checkpoint_layout=info.layout, normalization=normalization,
-                       description=f"{arch} from {Path(checkpoint).name} (layout {info.layout}{dropped})")
+    return LoadedModel(checkpoint_sha256=info.sha256, checkpoint_layout=info.layout,
+                       description=f"{arch} from {Path(checkpoint).name} (layout {info.layout}{dropped})", **common)
 
 
-def build_zoo_model(entry: ZooEntry, checkpoint: Path | None, *, seed: int = 0) -> LoadedModel:
-    """Build a zoo entry: from its checkpoint, or from `seed` for the random control (which takes no file)."""
-    if entry.layout is None:
-        if checkpoint is not None:
-            raise LceError(f"The zoo model {entry.name!r} is a random initialisation and takes no checkpoint "
-                           f"(got {checkpoint}); pass --seed to choose the draw.")
-        loaded = build_model(entry.architecture, random_init=True, seed=seed, normalization=entry.normalization)
+def build_zoo_model(entry: ZooEntry, checkpoint: Path | None, *, seed: int = 0, random_init: bool = False,
+                    image_size: int | None = None,
+                    normalization: Normalization | None | str = FROM_SOURCE) -> LoadedModel:
+    """Build a zoo entry: from its checkpoint, or from `seed` for the random control (which takes no file) or
+    when random_init asks for the entry's architecture untrained. normalization: the entry's unless given."""
+    if entry.layout is None and checkpoint is not None:
+        raise LceError(f"The zoo model {entry.name!r} is a random initialisation and takes no checkpoint "
+                       f"(got {checkpoint}); pass --seed to choose the draw.")
+    untrained = random_init or entry.layout is None
+    if not untrained and checkpoint is None:
+        raise LceError(f"The zoo model {entry.name!r} needs its checkpoint file ({entry.note}); lce never "
+                       f"downloads weights.")
+    if normalization == FROM_SOURCE:
+        normalization, origin = entry.normalization, f"the zoo ({entry.name})"
     else:
-        if checkpoint is None:
-            raise LceError(f"The zoo model {entry.name!r} needs its checkpoint file ({entry.note}); lce never "
-                           f"downloads weights.")
-        loaded = build_model(entry.architecture, checkpoint=checkpoint, seed=seed,
-                             normalization=entry.normalization)
+        origin = "--mean/--std"
+    loaded = build_model(entry.architecture, checkpoint=None if untrained else checkpoint, random_init=untrained,
+                         seed=seed, normalization=normalization, normalization_source=origin,
+                         image_size=image_size)
     return LoadedModel(module=loaded.module, architecture=loaded.architecture,
                        checkpoint_sha256=loaded.checkpoint_sha256, checkpoint_layout=loaded.checkpoint_layout,
-                       normalization=loaded.normalization, description=f"{entry.title}: {loaded.description}")
+                       normalization=loaded.normalization, description=f"{entry.title}: {loaded.description}",
+                       source=loaded.source, normalization_source=origin, image_size=image_size)
 
 
 def classification_architectures() -> list[str]:
     """torchvision's classification model names (resnet50, vit_b_16, ...)."""
-    return torchvision.models.list_models(module=torchvision.models)
+    return sources.classification_architectures()
 
 
-def construct(arch: str) -> nn.Module:
-    """An untrained `arch`: a torchvision classification name, or `package.module:function`."""
-    if ":" in arch:
-        return _from_function(arch)
-    known = classification_architectures()
-    if arch not in known:
-        close = difflib.get_close_matches(arch, known, n=5)
-        suggestion = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()."
-        raise LceError(f"{arch!r} is not a torchvision classification architecture nor a package.module:function "
-                       f"spec; {suggestion}")
-    return torchvision.models.get_model(arch, weights=None)
+def construct(arch: str, image_size: int | None = None) -> nn.Module:
+    """An untrained `arch` (any --arch spec; hf:DIR with the directory's weights), drawn from the current RNG."""
+    return sources.make(sources.parse_arch(arch), image_size=image_size, random_init=False).module
 
 
-def _from_function(spec: str) -> nn.Module:
+def from_function(spec: str) -> nn.Module:
+    """The nn.Module that `package.module:function` returns, called with no arguments."""
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
         raise LceError(f"--arch {spec!r} should read package.module:function.")

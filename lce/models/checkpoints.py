@@ -19,11 +19,15 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from lce.errors import LceError
+from lce.errors import LceError, first_line
+
+if TYPE_CHECKING:
+    from lce.models.sources import Conversion
 
 
 @dataclass(frozen=True)
@@ -97,17 +101,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(model: nn.Module, path: Path) -> CheckpointInfo:
+def load_checkpoint(model: nn.Module, path: Path, convert: Conversion | None = None) -> CheckpointInfo:
     """Load the backbone weights in `path` into `model` (in place), whatever its layout; LceError naming the file
-    and listing the keys at fault when they do not fit."""
+    and listing the keys at fault when they do not fit.
+
+    `convert` is the architecture's own converter (timm's checkpoint_filter_fn: official releases' key names,
+    position embeddings resampled to the model's input size). It receives the state dict with its container and
+    prefix taken off, and its output is matched as strictly as any checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise LceError(f"Checkpoint {path} does not exist or is not a file.")
     sha256 = file_sha256(path)
     container, weights = _unwrap(_read(path), path)
     target = model.state_dict()
+    converted = ""
+    if convert is not None:
+        prefix = _choose_prefix(target, weights)
+        weights = {key[len(prefix):] if key.startswith(prefix) else key: value for key, value in weights.items()}
+        try:
+            weights = _tensors(convert.apply(weights))
+        except Exception as error:  # noqa: BLE001 - a converter's own failure on a file it does not know
+            raise LceError(f"Checkpoint {path} could not be converted by {convert.name} for this "
+                           f"{type(model).__name__}: {first_line(error)}") from None
+        converted = f", converted by {convert.name}"
+    else:
+        prefix = None
     match = match_keys(target, weights)
-    layout = layout_name(container, match.prefix)
+    layout = layout_name(container, match.prefix if prefix is None else prefix) + converted
     problems = []
     if match.missing:
         problems.append(f"{len(match.missing)} weight(s) of the model are missing from it: {_shown(match.missing)}")
