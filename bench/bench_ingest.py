@@ -84,15 +84,15 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def forward_only(model, layer: str, dataset, settings, device) -> None:
+def forward_only(model, layer: str, dataset, settings, device, layouts=None) -> None:
     """The floor: the engine's DataLoader (as lce.dissect.engine._loader builds it) and the model's forward pass
-    up to the layer's capture, nothing else."""
+    up to the layer's capture (read with its layout), nothing else."""
     import torch
 
     from lce.dissect.engine import _loader
     from lce.models.layers import LayerCapture
 
-    with LayerCapture(model, [layer]) as capture, torch.inference_mode():
+    with LayerCapture(model, [layer], layouts) as capture, torch.inference_mode():
         for batch in _loader(dataset, settings):
             model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             capture.outputs[layer]
@@ -167,6 +167,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     from lce.config import lce_home, pick_device
     from lce.dissect.engine import DissectSettings, dissect
     from lce.models.build import build_model
+    from lce.models.layout import resolve_layouts
     from lce.probe.broden import Broden
     from lce.probe.cache import DecodeCache
     from lce.probe.dataset import ProbeDataset
@@ -197,8 +198,8 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     cache = DecodeCache.build(probe, lce_home() / "cache", workers=workers)
     print(f"decode cache ready in {time.perf_counter() - started:.2f} s")
 
-    loaded = build_model(args.arch, random_init=True, seed=args.seed)
     image_size = probe.rows[0].ih
+    loaded = build_model(args.arch, random_init=True, seed=args.seed, image_size=image_size)
     base = DissectSettings.for_variant(args.variant, batch_size=batch_size, workers=workers)
     base = replace(base, seg_size=base.seg_size_for(image_size, probe.rows[0].sh),
                    threshold_window=args.threshold_window)
@@ -218,10 +219,13 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     rss_before = peak_rss_mib()
 
     layer, limit = args.layer, args.exact_limit
+    layouts = resolve_layouts(model, [layer], image_size, device)  # as lce ingest reads the layer
     phases = [
-        Phase("forward only", lambda: forward_only(model, layer, dataset, base, device)),
-        Phase("two passes", lambda: dissect(model, [layer], dataset, two_pass, device, exact_limit=limit)[layer]),
-        Phase("activation cache", lambda: dissect(model, [layer], dataset, cached, device, exact_limit=limit)[layer]),
+        Phase("forward only", lambda: forward_only(model, layer, dataset, base, device, layouts)),
+        Phase("two passes", lambda: dissect(model, [layer], dataset, two_pass, device, exact_limit=limit,
+                                            layouts=layouts)[layer]),
+        Phase("activation cache", lambda: dissect(model, [layer], dataset, cached, device, exact_limit=limit,
+                                                  layouts=layouts)[layer]),
     ]
     threads = torch.get_num_threads()
     gpu = f", {torch.cuda.get_device_name(device)}" if cuda else ""

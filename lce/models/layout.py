@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lce.errors import LceError
+from lce.errors import LceError, first_line
 
 KINDS = ("nchw", "nhwc", "tokens")
 MAX_PREFIX = 16  # prefix tokens a shape may be read with (DINOv2 with registers has 5; DeiT distilled 2)
@@ -195,7 +195,12 @@ def resolve_layouts(model: nn.Module, names: Iterable[str], image_size: int, dev
     prefix is then the model's or the shape's."""
     names = list(names)
     modules = dict(model.named_modules())
-    shapes = output_shapes_of(model, names, image_size, device)
+    try:
+        shapes = output_shapes_of(model, names, image_size, device)
+    except Exception as error:  # noqa: BLE001 - the model's own refusal (an assertion, a shape mismatch)
+        raise LceError(f"This {type(model).__name__} does not run on a {image_size} x {image_size} image (the "
+                       f"probe's size): {first_line(error)}. Build it for that size, or use a probe of the size "
+                       "it takes.") from None
     layouts: dict[str, MapLayout] = {}
     undecided = []
     for name in names:
