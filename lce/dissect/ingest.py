@@ -210,7 +210,9 @@ def _model_settings(request: IngestRequest, loaded) -> dict:
         # Absolute, so that lce report finds the file again from any directory.
         "checkpoint": str(request.checkpoint.resolve()) if request.checkpoint else None,
         "checkpoint_layout": loaded.checkpoint_layout,
-        "random_init": request.random_init, "seed": request.seed if request.random_init else None,
+        # Weights drawn from the seed: --random-init, or a zoo entry that is a random control (no checkpoint).
+        "random_init": loaded.checkpoint_sha256 is None,
+        "seed": request.seed if loaded.checkpoint_sha256 is None else None,
         "mean": list(loaded.mean) if loaded.mean else None, "std": list(loaded.std) if loaded.std else None,
         "normalization_source": loaded.normalization_source,
     }
