@@ -3,6 +3,7 @@ cached, and the report opened in headless Chromium."""
 
 import csv
 import io
+import shutil
 from collections import Counter
 from html.parser import HTMLParser
 
@@ -175,19 +176,25 @@ def test_an_empty_store_is_a_clear_error(cli, tmp_path):
 # ---- a tiny dissected setup -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def dissected(cli, engine, tmp_path, monkeypatch):
-    """A 10-image, 64-px synthetic probe and a random-init resnet18 dissected on it (every image is a top image of
-    every unit, since dissection keeps 10). LCE_HOME, and so the strip cache, is in tmp_path."""
+def probe(cli, tmp_path, monkeypatch):
+    """A 10-image, 64-px synthetic probe registered as 'synth' (every image is a top image of every unit, since
+    dissection keeps 10). LCE_HOME, and so the strip cache, is in tmp_path."""
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    probe = tmp_path / "probe"
-    assert cli("probe", "synth", probe, "--images", "10", "--size", "64", "--seed", "2").exit_code == 0
-    assert cli("probe", "add", "synth", probe).exit_code == 0
+    path = tmp_path / "probe"
+    assert cli("probe", "synth", path, "--images", "10", "--size", "64", "--seed", "2").exit_code == 0
+    assert cli("probe", "add", "synth", path).exit_code == 0
+    return path
+
+
+@pytest.fixture
+def dissected(cli, engine, probe):
+    """The probe and a random-init resnet18 dissected on it."""
     ingest(cli, "r18", "--random-init", "--seed", "1")
     return probe
 
 
-def ingest(cli, model, *args):
-    result = cli("ingest", model, "--probe", "synth", "--arch", "resnet18", "--batch-size", "8", *args)
+def ingest(cli, model, *args, arch="resnet18"):
+    result = cli("ingest", model, "--probe", "synth", "--arch", arch, "--batch-size", "8", *args)
     assert result.exit_code == 0, result.output
 
 
@@ -301,6 +308,107 @@ def test_a_model_that_no_longer_gives_the_stored_activations_draws_nothing(engin
     strips = outcome.strips[dissected_run(engine).run_id]
     assert not strips.files and strips.rendered == 0
     assert "does not reproduce the activations stored with run" in strips.note
+
+
+def test_a_run_of_an_older_lce_is_rebuilt_from_its_model_row(engine, dissected, tmp_path):
+    """Runs stored before the settings said how the model was made: the model's architecture with ImageNet's
+    normalisation (a torchvision resnet18's own), its layer read as nchw."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE run SET settings = settings - 'architecture' - 'source' - 'zoo' - 'model_image_size'"
+                          " - 'checkpoint_layout' - 'mean' - 'std' - 'normalization_source' - 'layout'"
+                          " - 'prefix_tokens' - 'layout_origin'"))
+    strips, settings = strips_of(engine, "r18", tmp_path)
+    assert "architecture" not in settings and "layout" not in settings
+    assert_drawn(strips)
+
+
+def tiny_swin_64() -> torch.nn.Module:
+    """A two-stage Swin whose blocks return (B, H, W, C): 8 x 8 x 32 at features.3 for the 64-px probe; built by
+    `--arch tests.test_report:tiny_swin_64`."""
+    return torchvision.models.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 1],
+                                              window_size=[4, 4])
+
+
+def strips_of(engine, model, tmp_path, units=4):
+    """The strips of `model`'s run in a report drawing `units` of them, and the recorded settings of the run."""
+    run = dissected_run(engine, model)
+    outcome = write_report(ReportSettings(out=tmp_path / f"report-{model}", strip_units=units, batch_size=8))
+    return outcome.strips[run.run_id], run.settings
+
+
+def assert_drawn(strips, units=4):
+    """`units` strips drawn from recomputed peaks that match the stored ones, ten 64-px tiles each."""
+    assert (strips.rendered, strips.note) == (units, f"Strips of the {units} units with the highest IoU "
+                                                     f"(--units {units}).")
+    assert len(strips.files) == units and all(path.is_file() for path in strips.files.values())
+    with Image.open(next(iter(strips.files.values()))) as strip:
+        assert strip.size == (10 * 64 + 9 * 2, 64)
+
+
+def test_a_timm_vit_run_draws_its_strips_from_its_patch_tokens(cli, engine, probe, tmp_path):
+    ingest(cli, "vit", "--random-init", "--seed", "3", "--layer", "blocks.1", arch="timm:vit_tiny_patch16_224")
+    run = dissected_run(engine, "vit")
+    assert (run.settings["layout"], run.settings["prefix_tokens"], run.settings["model_image_size"]) == \
+        ("tokens", 1, 64)
+    out = tmp_path / "report"
+    result = cli("report", "--out", out, "--units", "4")
+    assert result.exit_code == 0, result.output
+    assert "does not reproduce" not in result.output and "not drawn" not in result.output
+    drawn = sorted((out / "strips" / f"run-{run.run_id}").glob("unit-*.jpg"))
+    assert len(drawn) == 4
+    with Image.open(drawn[0]) as strip:  # ten 64-px tiles: the 4 x 4 patch grid's masks at the image's size
+        assert strip.size == (10 * 64 + 9 * 2, 64)
+    page = (out / "runs" / f"run-{run.run_id}.html").read_text()
+    assert "Strips of the 4 units with the highest IoU (--units 4)" in page
+    assert sum(1 for images in tables(out / "runs" / f"run-{run.run_id}.html").images["units"] if images) == 4
+
+
+def test_the_recorded_normalisation_is_the_one_the_strips_use(cli, engine, probe, tmp_path):
+    ingest(cli, "r18-half", "--random-init", "--seed", "1", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5")
+    strips, settings = strips_of(engine, "r18-half", tmp_path)
+    assert (settings["mean"], settings["std"]) == ([0.5] * 3, [0.5] * 3)
+    assert_drawn(strips)
+    # The same run said to be ImageNet-normalised (what the report used to assume): its peaks are not the stored ones.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE run SET settings = settings || CAST(:imagenet AS jsonb)"),
+                     {"imagenet": '{"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}'})
+    strips, _ = strips_of(engine, "r18-half", tmp_path)
+    assert strips.rendered == 0 and not strips.files
+    assert "does not reproduce the activations stored with run" in strips.note
+
+
+def test_a_channels_last_layer_draws_its_strips(cli, engine, probe, tmp_path):
+    ingest(cli, "swin", "--random-init", "--layer", "features.3", arch="tests.test_report:tiny_swin_64")
+    strips, settings = strips_of(engine, "swin", tmp_path)
+    assert (settings["layout"], settings["source"]) == ("nhwc", "function")
+    assert_drawn(strips)
+    assert len(unit_masks(dissected_run(engine, "swin"), 31, device="cpu")) == 10  # the last of its 32 units
+    # Read as nchw instead (all an older report knew), its (B, 8, 8, 32) blocks would hold 8 units, not 32.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE run SET settings = settings || '{\"layout\": \"nchw\"}'"))
+    strips, _ = strips_of(engine, "swin", tmp_path)
+    assert not strips.files and strips.note == ("Strips not drawn: the rebuilt model's layer features.3 cannot be "
+                                                "read as it was dissected: it has 8 units, fewer than the run stores.")
+
+
+def test_a_hugging_face_run_draws_from_its_directory_and_says_when_it_is_gone(cli, engine, probe, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    directory = tmp_path / "hf-vit"
+    torch.manual_seed(4)
+    config = transformers.ViTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=64)
+    transformers.ViTModel(config).save_pretrained(directory)
+    ingest(cli, "hf-vit", "--layer", "layers.1", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5",
+           arch=f"hf:{directory}")
+    strips, settings = strips_of(engine, "hf-vit", tmp_path)
+    assert (settings["checkpoint"], settings["layout"], settings["prefix_tokens"]) == (None, "tokens", 1)
+    assert_drawn(strips)
+    (tmp_path / "home" / "cache" / "report").rename(tmp_path / "old-cache")  # nothing cached to fall back on
+    shutil.rmtree(directory)
+    strips, _ = strips_of(engine, "hf-vit", tmp_path)
+    assert not strips.files
+    assert strips.note == (f"Strips not drawn: the model's directory {directory.resolve()} is gone (the model "
+                           "cannot be run again).")
 
 
 # ---- in a browser -------------------------------------------------------------------------------------------

@@ -4,16 +4,19 @@ reports show them, rendered once into a cache and reused.
     strips = run_strips(DissectedRun.of(row), units=None, device=pick_device("auto"))
     strips.files[7]      # the JPEG of unit 7's strip (in $LCE_HOME/cache/report/<key>/), strips.note if none
 
-The model is rebuilt as the run records it (architecture, checkpoint or random-init seed, normalisation) and run
-once over the distinct top images of every unit that lacks a strip, in batches. A unit's mask is its activation
-map upsampled as the run's variant does and thresholded at the unit's stored threshold; the map is upsampled
-straight to the tile's size, which samples the same bilinear surface as the segmentation-size mask more finely
-(both variants place feature pixel i at image coordinate (i + 0.5) * image / h). Every recomputed peak is checked
-against the one stored with the top image: a rebuilt model that differs from the dissected one (a changed
-checkpoint file, other code) draws nothing and says so.
+The model is rebuilt from the settings the run recorded when it was ingested (architecture, image size, checkpoint
+file, random-init seed or a Hugging Face directory's weights, mean and std; never from free text) and run once
+over the distinct top images of every unit that lacks a strip, in batches, its layer read with the recorded layout
+(nchw, nhwc, or tokens after their prefix). A unit's mask is its activation map upsampled as the run's variant
+does and thresholded at the unit's stored threshold; the map is upsampled straight to the tile's size, which
+samples the same bilinear surface as the segmentation-size mask more finely (both variants place feature pixel i
+at image coordinate (i + 0.5) * image / h). Every recomputed peak is checked against the one stored with the top
+image: a rebuilt model that differs from the dissected one (a changed checkpoint file, other code) draws nothing
+and says so.
 
-The cache key hashes everything a strip depends on (weights, layer, variant, probe content, thresholds, top images
-and the drawing style), so a re-ingested run gets new strips and an unchanged one never renders twice.
+The cache key hashes everything a strip depends on (weights, the recorded settings, layer, variant, probe content,
+thresholds, top images and the drawing style), so a re-ingested run gets new strips and an unchanged one never
+renders twice.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ DIMMED = 0.3  # brightness outside the mask
 OUTLINE = (255, 220, 0)  # the mask's boundary
 MISMATCH_SHARE = 0.01  # recomputed peaks allowed to differ from the stored ones (numerics across devices)
 THUMBNAIL_BUDGET = 256 * 2**20  # bytes of resized images kept between the forward pass and the drawing
+# The run's settings that the masks depend on (besides its checkpoint, layer, variant and top images).
+RECORDED = ("architecture", "model_image_size", "random_init", "seed", "mean", "std", "layout", "prefix_tokens",
+            "split", "image_size")
 
 Progress = Callable[[str, int, int], None]
 
@@ -59,7 +65,7 @@ class DissectedRun:
     run_id: int
     model: str
     architecture: str | None
-    notes: str | None
+    notes: str | None  # read only for runs of an older lce (_older_architecture)
     layer: str
     variant: str
     seg_size: int | None
@@ -152,12 +158,11 @@ def _strip_path(directory: Path, unit: int) -> Path:
 
 def _cache_key(run: DissectedRun, tops: list[_TopImage], style: StripStyle) -> str:
     digest = hashlib.sha256()
+    recorded = {key: run.settings.get(key) for key in RECORDED}
     identity = {
         "style_version": STYLE_VERSION, "style": asdict(style), "architecture": run.architecture,
-        "checkpoint": run.checkpoint_sha256, "random_init": run.settings.get("random_init"),
-        "seed": run.settings.get("seed"), "layer": run.layer, "variant": run.variant, "seg_size": run.seg_size,
-        "probe": run.settings.get("probe_sha256") or run.probe_sha256, "split": run.settings.get("split"),
-        "image_size": run.settings.get("image_size"),
+        "checkpoint": run.checkpoint_sha256, "layer": run.layer, "variant": run.variant, "seg_size": run.seg_size,
+        "probe": run.settings.get("probe_sha256") or run.probe_sha256, "recorded": recorded,
     }
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for top in tops:
@@ -212,6 +217,7 @@ class _MaskPass:
 
         probe, image_size = _open_probe(run)
         loaded = _rebuild_model(run)
+        layout = _recorded_layout(run)
         dataset = ProbeDataset(probe, image_size=image_size, seg_size=run.seg_size, mean=loaded.mean,
                                std=loaded.std, uint8=True)
         target = pick_device(device)
@@ -224,25 +230,33 @@ class _MaskPass:
         by_image: dict[int, list[int]] = {}
         for position, top in enumerate(tops):
             by_image.setdefault(top.image, []).append(position)
-        with LayerCapture(model, [run.layer]) as capture, torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                batch = images[start:start + batch_size]
-                pixels = torch.stack([dataset.image(i) for i in batch])
-                self.thumbnails.add(batch, pixels)
-                model(dataset.normalize(pixels.to(target)))
-                acts = capture.outputs[run.layer].float()
-                positions = [p for i in batch for p in by_image[i]]
-                rows = torch.tensor([batch.index(tops[p].image) for p in positions], device=acts.device)
-                units = torch.tensor([tops[p].unit for p in positions], device=acts.device)
-                limits = torch.tensor([tops[p].threshold for p in positions], dtype=acts.dtype, device=acts.device)
-                maps = acts[rows, units]  # (P, h, w): one map per top image
-                peaks[positions] = maps.amax(dim=(1, 2)).double().cpu().numpy()
-                # The maps as channels of one image, as the engine upsamples them.
-                masks = (upsample(maps[None], self.size, run.variant)[0] > limits[:, None, None]).cpu().numpy()
-                for position, mask in zip(positions, masks):
-                    self._packed[position] = np.packbits(mask, axis=None)
-                if progress:
-                    progress(f"strips run {run.run_id}", min(start + batch_size, len(images)), len(images))
+        last_unit = max(t.unit for t in tops)
+        try:
+            with LayerCapture(model, [run.layer], {run.layer: layout}) as capture, torch.inference_mode():
+                for start in range(0, len(images), batch_size):
+                    batch = images[start:start + batch_size]
+                    pixels = torch.stack([dataset.image(i) for i in batch])
+                    self.thumbnails.add(batch, pixels)
+                    model(dataset.normalize(pixels.to(target)))
+                    acts = capture.outputs[run.layer].float()
+                    if acts.shape[1] <= last_unit:
+                        raise LceError(f"it has {acts.shape[1]} units, fewer than the run stores.")
+                    positions = [p for i in batch for p in by_image[i]]
+                    rows = torch.tensor([batch.index(tops[p].image) for p in positions], device=acts.device)
+                    units = torch.tensor([tops[p].unit for p in positions], device=acts.device)
+                    limits = torch.tensor([tops[p].threshold for p in positions], dtype=acts.dtype,
+                                          device=acts.device)
+                    maps = acts[rows, units]  # (P, h, w): one map per top image
+                    peaks[positions] = maps.amax(dim=(1, 2)).double().cpu().numpy()
+                    # The maps as channels of one image, as the engine upsamples them.
+                    masks = (upsample(maps[None], self.size, run.variant)[0] > limits[:, None, None]).cpu().numpy()
+                    for position, mask in zip(positions, masks):
+                        self._packed[position] = np.packbits(mask, axis=None)
+                    if progress:
+                        progress(f"strips run {run.run_id}", min(start + batch_size, len(images)), len(images))
+        except LceError as error:  # code changed since the ingest: the layer is gone or reads otherwise
+            raise StripsUnavailable(f"the rebuilt model's layer {run.layer} cannot be read as it was dissected: "
+                                    f"{error}") from None
         stored = np.array([t.activation for t in tops])
         scale = float(np.abs(stored).max(initial=0.0)) or 1.0
         wrong = ~np.isclose(peaks, stored, rtol=1e-2, atol=1e-3 * scale)
@@ -276,32 +290,69 @@ def _open_probe(run: DissectedRun):
 
 
 def _rebuild_model(run: DissectedRun):
-    """The model as lce ingest built it: a zoo entry (its architecture and normalisation) when the model's notes
-    say so, else --arch with ImageNet normalisation; the checkpoint file recorded, or the random-init seed."""
+    """The model as lce ingest built it, from the settings the run recorded (lce.dissect.ingest._model_settings):
+    the architecture at the image size it was made for, with the checkpoint file, the random-init seed or the
+    Hugging Face directory's own weights, and the mean and std exactly as recorded (none: [0, 1] inputs)."""
     from lce.models.build import build_model
+    from lce.models.sources import parse_arch
+    from lce.models.zoo import Normalization
+
+    recorded = run.settings
+    if "architecture" in recorded:
+        architecture, image_size = recorded["architecture"], recorded.get("model_image_size")
+        mean, std = recorded.get("mean"), recorded.get("std")
+        normalization = Normalization(tuple(mean), tuple(std)) if mean and std else None
+    else:
+        architecture, normalization = _older_architecture(run)
+        image_size = None
+    if not architecture:
+        raise StripsUnavailable("the run does not record the model's architecture.")
+    try:
+        source = parse_arch(architecture)
+    except LceError as error:
+        raise StripsUnavailable(f"the recorded architecture cannot be read: {error}") from None
+    checkpoint = recorded.get("checkpoint")
+    if source.kind == "hf":  # the directory holds the weights (or, for a random init, the configuration)
+        if not Path(source.name).is_dir():
+            raise StripsUnavailable(f"the model's directory {source.name} is gone (the model cannot be run again).")
+        random_init = bool(recorded.get("random_init"))
+    else:
+        if checkpoint is None and run.checkpoint_sha256 is not None:
+            raise StripsUnavailable("the run does not record where its checkpoint file was.")
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise StripsUnavailable(f"the checkpoint file {checkpoint} is gone (the model cannot be run again).")
+        random_init = checkpoint is None  # also the zoo's random control, which is not recorded as --random-init
+    try:
+        loaded = build_model(architecture, checkpoint=Path(checkpoint) if checkpoint else None,
+                             random_init=random_init, seed=recorded.get("seed") or 0, normalization=normalization,
+                             image_size=image_size, normalization_source="the run's settings")
+    except LceError as error:
+        raise StripsUnavailable(f"the model cannot be built again: {error}") from None
+    if loaded.checkpoint_sha256 != run.checkpoint_sha256:
+        weights = f"the weights in {source.name} are" if source.kind == "hf" else f"the file {checkpoint} is"
+        raise StripsUnavailable(f"{weights} no longer the checkpoint that was dissected (the SHA-256 differs).")
+    return loaded
+
+
+def _older_architecture(run: DissectedRun):
+    """(architecture, normalisation) of a run stored by an lce that did not record them: a zoo entry when the
+    model's notes say so, else the model's architecture with ImageNet normalisation. Kept only for those runs."""
     from lce.models.zoo import IMAGENET, zoo_entries
 
     entry = next((e for e in zoo_entries() if e.name == run.model.strip().lower()
                   and (run.notes or "").startswith(f"{e.title}: ")), None)
-    architecture = entry.architecture if entry else run.architecture
-    if not architecture:
-        raise StripsUnavailable("the run does not record the model's architecture.")
-    checkpoint = run.settings.get("checkpoint")
-    seed = run.settings.get("seed") or 0
-    if checkpoint is None and run.checkpoint_sha256 is not None:
-        raise StripsUnavailable("the run does not record where its checkpoint file was.")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise StripsUnavailable(f"the checkpoint file {checkpoint} is gone (the model cannot be run again).")
+    return (entry.architecture, entry.normalization) if entry else (run.architecture, IMAGENET)
+
+
+def _recorded_layout(run: DissectedRun):
+    """How the layer's output holds its units, as the run recorded it; nchw for runs of an older lce, which read
+    every layer so."""
+    from lce.models.layout import MapLayout
+
     try:
-        loaded = build_model(architecture, checkpoint=Path(checkpoint) if checkpoint else None,
-                             random_init=checkpoint is None, seed=seed,
-                             normalization=entry.normalization if entry else IMAGENET)
+        return MapLayout(run.settings.get("layout", "nchw"), run.settings.get("prefix_tokens") or 0)
     except LceError as error:
-        raise StripsUnavailable(f"the model cannot be built again: {error}") from None
-    if loaded.checkpoint_sha256 != run.checkpoint_sha256:
-        raise StripsUnavailable(f"the file {checkpoint} is no longer the checkpoint that was dissected (its "
-                                "SHA-256 differs).")
-    return loaded
+        raise StripsUnavailable(f"the run's recorded layout cannot be read: {error}") from None
 
 
 class _Thumbnails:
