@@ -12,7 +12,7 @@ from tests.conftest import REPO, Cli
 COMMANDS = [
     [], ["db"], ["db", "status"], ["db", "upgrade"], ["db", "url"], ["db", "stop"],
     ["import"], ["import", "dissect-csv"], ["import", "dissect-report"], ["import", "netdissect-csv"],
-    ["sql"], ["models"], ["embed"], ["ingest"], ["zoo"],
+    ["sql"], ["models"], ["embed"], ["ingest"], ["zoo"], ["layers"],
     ["probe"], ["probe", "check"], ["probe", "add"], ["probe", "list"], ["probe", "show"], ["probe", "synth"],
 ]
 

@@ -221,7 +221,7 @@ def resolve_layouts(model: nn.Module, names: Iterable[str], image_size: int, dev
         else:
             undecided.append(name)
     if undecided:
-        doubled = _doubled_shapes(model, undecided, image_size, device)
+        doubled = doubled_shapes(model, undecided, image_size, device)
         for name in undecided:
             shape = shapes[name]
             read = from_shapes(shape, image_size, doubled.get(name))
@@ -245,8 +245,8 @@ def _checked(given: MapLayout, name: str, shape: tuple[int, ...]) -> MapLayout:
     return MapLayout(given.kind, given.prefix_tokens, origin="--layout")
 
 
-def _doubled_shapes(model: nn.Module, names: list[str], image_size: int,
-                    device: torch.device | str) -> dict[str, tuple[int, ...]]:
+def doubled_shapes(model: nn.Module, names: list[str], image_size: int,
+                   device: torch.device | str) -> dict[str, tuple[int, ...]]:
     """The outputs' shapes at twice the side, or {} when the model refuses that size (a fixed-size ViT)."""
     try:
         shapes = output_shapes_of(model, names, 2 * image_size, device)

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from lce.config import lce_home
-from lce.db.connection import connect
+from lce.db.connection import connect, connect_reader
 from lce.errors import LceError
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
@@ -76,6 +76,20 @@ def add_probe(name: str, root: Path, replace: bool = False, workers: int = 0,
             probe_id = _store(conn, name, probe, content, stored.id if stored else None)
     return AddedProbe(name, probe_id, outcome, len(probe), _concept_count(engine, probe_id), cache.directory,
                       cache.built, not fast)
+
+
+def registered_image_size(name: str) -> int:
+    """The image size of the registered probe dataset `name`, the size lce ingest feeds models at (read through
+    the read-only login); LceError naming the registered ones when there is none."""
+    with connect_reader(required=False).connect() as conn:
+        row = conn.execute(text("SELECT image_size FROM probe WHERE name = :n AND source = 'broden'"),
+                           {"n": name}).first()
+        if row is None:
+            known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM probe"
+                                      " WHERE source = 'broden'")).scalar()
+            raise LceError(f"No probe dataset named {name!r} is registered (registered: {known or 'none'}); add one "
+                           "with `lce probe add NAME DIR` (or make one with `lce probe synth`).")
+    return row.image_size
 
 
 def _stored(conn, name: str):
