@@ -297,10 +297,13 @@ def _timm(model, name, module, shape, image_size):
     if not type(model).__module__.startswith("timm."):
         return None
     prefix = getattr(model, "num_prefix_tokens", None)
+    if name == "patch_embed" or name.startswith("patch_embed."):
+        prefix = 0  # the patches alone: the prefix tokens join them after the patch embedding
     if len(shape) == 3 and isinstance(prefix, int):
         grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
         side = grid[0] if grid and grid[0] == grid[1] else None
-        return _tokens(prefix, shape, side, f"the model (timm {type(model).__name__}: num_prefix_tokens={prefix})")
+        said = "the patch embedding, no prefix" if name.startswith("patch_embed") else f"num_prefix_tokens={prefix}"
+        return _tokens(prefix, shape, side, f"the model (timm {type(model).__name__}: {said})")
     if len(shape) == 4:
         if _conv(module):
             return MapLayout("nchw", origin=f"the model (timm {type(model).__name__}: a conv layer)")
@@ -315,6 +318,8 @@ def _hugging_face(model, name, module, shape, image_size):
     embeddings = getattr(model, "embeddings", None) or getattr(getattr(model, "vision_model", None),
                                                                 "embeddings", None)
     prefix, parts = 0, []
+    if "patch_embeddings" in name.split("."):  # the patches alone, before the prefix tokens join them
+        embeddings, parts = None, ["the patch embedding"]
     for attribute in ("cls_token", "class_embedding", "distillation_token", "register_tokens"):
         tokens = getattr(embeddings, attribute, None)
         if isinstance(tokens, torch.Tensor):
