@@ -215,6 +215,9 @@ def resolve_layouts(model: nn.Module, names: Iterable[str], image_size: int, dev
         if given is not None:
             layouts[name] = _checked(given, name, shape)
             continue
+        if given_kind == "tokens" and len(shape) != 3:  # no prefix count can make a 4-d output tokens
+            raise LceError(f"Layer {name!r} returns {list(shape)}, which cannot be read as --layout tokens: tokens "
+                           f"need a 3-d output (B, tokens, C), not {list(shape)}.")
         declared = declared_layout(model, name, modules[name], shape, image_size)
         if declared is not None and (given_kind is None or declared.kind == given_kind):
             layouts[name] = declared
