@@ -138,7 +138,7 @@ def test_probe_gives_the_size_and_an_unknown_one_is_named_with_the_registered_on
     (["resnet18", "--size", "4"], ["--size 4 is too small", "at least 8"]),
     (["resnet18", "--size", "64", "--probe", "synth"], ["Give --size or --probe, not both"]),
     (["resnet18", "--depth", "-1"], ["--depth -1"]),
-    (["tests.test_ingest:tiny_vit_64", "--size", "48"], ["VisionTransformer refuses a 48-px image"]),
+    (["tests.test_ingest:tiny_vit_64", "--size", "48"], ["VisionTransformer does not run on a 48 x 48 image"]),
 ])
 def test_bad_input_is_one_paragraph_and_exit_1(lce, tmp_path, args, words):
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")

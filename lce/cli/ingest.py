@@ -146,7 +146,7 @@ def ingest(
         top = ", ".join(f"{name} ({count})" for name, count in outcome.top_concepts) or "none"
         console.print(f"{model} {outcome.layer}: {outcome.status} run {outcome.run_id}: {outcome.units} units, "
                       f"{outcome.interpretable} interpretable (IoU > {iou_threshold}); top concepts: {top}; "
-                      f"layout {outcome.layout}; {outcome.seconds:.1f} s", highlight=False)
+                      f"layout {outcome.layout}; {outcome.seconds:.1f} s", highlight=False, soft_wrap=True)
 
 
 def _resume(path: Path, replace: bool) -> None:

@@ -19,9 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lce.errors import LceError, first_line
+from lce.errors import LceError
 from lce.models.build import LoadedModel, build_model, build_zoo_model
-from lce.models.layout import MapLayout, declared_layout, doubled_shapes, from_shapes, output_shapes_of
+from lce.models.layout import (
+    MapLayout, declared_layout, doubled_shapes, from_shapes, output_shapes_of, unreadable,
+)
 from lce.models.zoo import ZooEntry, zoo_entries
 
 AMBIGUOUS = "ambiguous: needs --layout"
@@ -68,28 +70,15 @@ def layer_table(model: nn.Module, image_size: int, device: torch.device | str = 
     pass of a zero image of `image_size` (and one at twice the size for the modules whose layout only the shapes
     tell; a model that refuses that size is read at one size). LceError when the model refuses `image_size`."""
     modules = {name: module for name, module in model.named_modules() if name}
-    try:
-        shapes = output_shapes_of(model, modules, image_size, device)
-    except LceError:
-        raise
-    except Exception as error:  # noqa: BLE001 - whatever the model raises, it refuses this input
-        said = first_line(error)
-        said = said if said == type(error).__name__ else f"{type(error).__name__}: {said}"
-        raise LceError(f"The {type(model).__name__} refuses a {image_size}-px image ({said}); try another "
-                       "--size.") from None
+    shapes = output_shapes_of(model, modules, image_size, device)
     rows: dict[str, LayerRow] = {}
     undecided = []
     for name, module in modules.items():
         shape = shapes[name]
         kind = type(module).__name__
-        if isinstance(shape, str):
-            rows[name] = LayerRow(name, kind, None, None, shape)
-        elif len(shape) not in (3, 4):
-            rows[name] = LayerRow(name, kind, shape, None, f"{len(shape)}-d: no map (lce reads 4-d maps, 3-d "
-                                                           "tokens)")
-        elif shape[0] != 1:
-            rows[name] = LayerRow(name, kind, shape, None, f"batch dim folded ({shape[0]} for one image: windows "
-                                                           "or heads)")
+        reason = unreadable(shape)
+        if reason:
+            rows[name] = LayerRow(name, kind, None if isinstance(shape, str) else shape, None, reason)
         else:
             declared = declared_layout(model, name, module, shape, image_size)
             if declared is not None:

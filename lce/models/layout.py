@@ -179,11 +179,26 @@ def output_shapes_of(model: nn.Module, names: Iterable[str], image_size: int,
             handles.append(modules[name].register_forward_hook(hook(name)))
         with torch.no_grad():
             model(torch.zeros(1, 3, image_size, image_size, device=device))
+    except Exception as error:  # noqa: BLE001 - the model's own refusal (an assertion, a shape mismatch)
+        raise LceError(f"This {type(model).__name__} does not run on a {image_size} x {image_size} image: "
+                       f"{first_line(error)}. Build it for that size, or use a probe (or --size) it takes.") \
+            from None
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
     return {name: shapes.get(name, "did not run in the forward pass") for name in names}
+
+
+def unreadable(shape: tuple[int, ...] | str) -> str | None:
+    """Why an output of `shape` (for one image; a string: why there is none) has no units to read, or None."""
+    if isinstance(shape, str):
+        return shape
+    if len(shape) not in (3, 4):
+        return f"{len(shape)}-d: no map (lce reads 4-d maps, 3-d tokens)"
+    if shape[0] != 1:
+        return f"batch dim folded ({shape[0]} for one image: windows or heads)"
+    return None
 
 
 def resolve_layouts(model: nn.Module, names: Iterable[str], image_size: int, device: torch.device | str,
@@ -195,23 +210,16 @@ def resolve_layouts(model: nn.Module, names: Iterable[str], image_size: int, dev
     prefix is then the model's or the shape's."""
     names = list(names)
     modules = dict(model.named_modules())
-    try:
-        shapes = output_shapes_of(model, names, image_size, device)
-    except Exception as error:  # noqa: BLE001 - the model's own refusal (an assertion, a shape mismatch)
-        raise LceError(f"This {type(model).__name__} does not run on a {image_size} x {image_size} image (the "
-                       f"probe's size): {first_line(error)}. Build it for that size, or use a probe of the size "
-                       "it takes.") from None
+    shapes = output_shapes_of(model, names, image_size, device)
     layouts: dict[str, MapLayout] = {}
     undecided = []
     for name in names:
         shape = shapes[name]
-        if isinstance(shape, str):
-            raise LceError(f"Layer {name!r} {shape}; choose a layer that returns a feature map (lce layers lists "
-                           "them).")
-        if shape[0] != 1:
-            raise LceError(f"Layer {name!r} returns {list(shape)} for one image: its first dimension is not the "
-                           "batch (windows or heads folded into it), so its units have no map per image; choose "
-                           "the block that contains it.")
+        reason = unreadable(shape)
+        if reason:
+            returns = "" if isinstance(shape, str) else f" returns {list(shape)}:"
+            raise LceError(f"Layer {name!r}{returns} {reason}; choose a layer that returns a feature map (lce "
+                           "layers lists them).")
         if given is not None:
             layouts[name] = _checked(given, name, shape)
             continue
