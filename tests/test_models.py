@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import textwrap
 
+import sys
+
 import pytest
 import torch
 import torchvision
@@ -399,3 +401,21 @@ def test_simclr_zoo_model_takes_unnormalised_inputs(tmp_path):
     assert entry.normalization is None
     images = torch.rand(1, 3, 4, 4)
     assert torch.allclose(IMAGENET.apply(images)[0, 0], (images[0, 0] - 0.485) / 0.229)
+
+
+@pytest.mark.parametrize("arch, package, extra", [("timm:vit_tiny_patch16_224", "timm", "timm"),
+                                                  ("hf:.", "transformers", "hf")])
+def test_a_missing_optional_package_is_one_message(arch, package, extra, monkeypatch, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, package, None)  # what an environment without it gives: ImportError
+    with pytest.raises(LceError, match=rf"needs the optional package {package}, which is not installed: pip "
+                                       rf"install 'lce\[{extra}\]'"):
+        build_model(arch, random_init=True)
+
+
+def test_timm_and_hf_prefixes_come_before_the_function_form(tmp_path):
+    with pytest.raises(LceError, match="timm .* has no architecture 'no_such_net'"):
+        build_model("timm:no_such_net", random_init=True)
+    with pytest.raises(LceError, match="is not a saved Hugging Face model \\(no config.json"):
+        build_model(f"hf:{tmp_path}", random_init=True)
