@@ -165,15 +165,19 @@ def _resume(path: Path, replace: bool) -> None:
 @app.command("zoo")
 @user_errors
 def zoo() -> None:
-    """List the models lce knows by name: architecture, layer, checkpoint layout, normalisation, family.
+    """List the models lce knows by name: the paper's ResNet-50s, then self-supervised ViTs; architecture, layer,
+    checkpoint layout, normalisation, family and where the checkpoint comes from.
 
     Example: lce zoo; lce ingest moco-v2 --probe broden1_224 --checkpoint moco_v2_800ep.pth.tar
     """
-    from lce.models.zoo import zoo_entries
+    from lce.models.zoo import normalization_name, zoo_entries
 
     table = Table("name", "architecture", "layer", "checkpoint layout", "normalisation", "family", "source",
                   header_style="bold")
-    for entry in zoo_entries():
+    entries = zoo_entries()
+    for entry, following in zip(entries, entries[1:] + (None,)):
         table.add_row(entry.name, entry.architecture, entry.layer, entry.layout or "none (random init)",
-                      "ImageNet mean/std" if entry.normalization else "none ([0, 1])", entry.family, entry.note)
+                      normalization_name(entry.normalization), entry.family, entry.note,
+                      # a rule between the paper's models and the others
+                      end_section=following is not None and following.in_paper != entry.in_paper)
     console.print(table)

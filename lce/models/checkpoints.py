@@ -4,11 +4,14 @@
     info = load_checkpoint(model, Path("moco_v2_800ep_pretrain.pth.tar"))
     info.layout, info.dropped       # 'moco', 322  (fc, encoder_k.* and the queue are not backbone weights)
 
-One loader recognises every layout: it unwraps the container key ("state_dict" or "model"), strips the known prefix
-under which most keys match the model ("module.encoder_q.", "module.encoder.", "module.", ...), drops training
-heads (fc, projection_head, prototypes, encoder_k, queue, ...), and then insists that every remaining key is a
-weight of the model with the model's shape, and that every weight of the model is there (its classifier aside).
-Files are read with weights_only=True: a checkpoint never runs code.
+One loader recognises every layout: it unwraps the container key ("state_dict", "model" or DINO's "teacher"), strips
+the known prefix under which most keys match the model ("module.encoder_q.", "module.encoder.", "backbone.",
+"module.", ...), drops training heads (fc, projection_head, prototypes, encoder_k, queue, DINO's head, MAE's
+decoder, ...), and then insists that every remaining key is a weight of the model with the model's shape, and that
+every weight of the model is there (its classifier aside). The self-supervised ViTs' releases (DINO, DINOv2, MAE,
+DeiT, OpenAI CLIP) reach the model's key names through the architecture's own converter (timm's
+checkpoint_filter_fn), and are matched as strictly after it. Files are read with weights_only=True: a checkpoint
+never runs code.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,12 +37,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Layout:
     """How a checkpoint wraps a backbone's weights: the dict key they sit under (None: the top level) and the
-    prefix of every backbone key."""
+    prefix of every backbone key. `marker`: a key (container and prefix taken off) that the release's files hold
+    and that tells them apart from another layout of the same container and prefix (DINOv2's mask_token)."""
 
     name: str
     container: str | None
     prefix: str
     description: str
+    marker: str | None = None
 
 
 LAYOUTS = {layout.name: layout for layout in (
@@ -49,17 +55,36 @@ LAYOUTS = {layout.name: layout for layout in (
     Layout("swav", None, "module.", "a bare dict with module. keys and projection_head/prototypes "
            "(SwAV, DeepCluster-v2, SeLa-v2)"),
     Layout("pycontrast", "model", "module.encoder.", '{"model": ...} with module.encoder. keys (InfoMin, PIRL)'),
+    # The self-supervised ViTs' releases, read through timm's checkpoint_filter_fn (lce.models.sources). A layout
+    # whose marker a file holds is named before one without; of two, the first listed (dinov2 before dino).
+    Layout("dinov2", None, "", "a bare dict with DINOv2's mask_token (and register_tokens, for the models with "
+           "registers) beside the ViT (e.g. dinov2_vits14_pretrain.pth, dinov2_vits14_reg4_pretrain.pth)",
+           marker="mask_token"),
+    Layout("dino", None, "", "a bare dict of a ViT in DeiT's (and timm's) key names, cls_token, blocks.N.attn.qkv "
+           "(DINO's released backbones, e.g. dino_deitsmall16_pretrain.pth)", marker="cls_token"),
+    Layout("dino-train", "teacher", "backbone.", 'a DINO training checkpoint, {"teacher": ..., "student": ...} '
+           "with backbone. keys beside the DINO head; the teacher's backbone is read, as DINO releases it "
+           "(e.g. dino_deitsmall16_pretrain_full_checkpoint.pth; DINOv2's teacher_checkpoint.pth too)"),
+    Layout("deit", "model", "", '{"model": ...} with DeiT\'s (and timm\'s) ViT key names (DeiT, e.g. '
+           "deit_small_patch16_224-cd65a155.pth; MAE's pretrained encoders, e.g. mae_pretrain_vit_base.pth)",
+           marker="cls_token"),
+    Layout("clip", None, "", "OpenAI CLIP's state dict: the image tower under visual. (conv1, class_embedding, "
+           "transformer.resblocks.N) beside the text tower, whose keys are dropped", marker="visual.class_embedding"),
 )}
 
-# Dict keys a state dict may sit under, tried in this order.
-CONTAINERS = ("state_dict", "model")
-# Prefixes that training wrappers (DataParallel's module., MoCo's encoder_q, PyContrast's encoder) put on backbone
-# keys, longest first so that the most specific wins a tie.
-PREFIXES = ("module.encoder_q.", "module.encoder.", "module.", "encoder_q.", "encoder.", "")
-# A key with one of these components belongs to a training head, a momentum copy or a memory, not to the backbone.
+# Dict keys a state dict may sit under, tried in this order. "teacher": DINO's training checkpoints hold a student
+# and a teacher; the teacher is what DINO releases and evaluates.
+CONTAINERS = ("state_dict", "model", "teacher")
+# Prefixes that training wrappers (DataParallel's module., MoCo's encoder_q, PyContrast's encoder, DINO's
+# multi-crop backbone) put on backbone keys, longest first so that the most specific wins a tie.
+PREFIXES = ("module.encoder_q.", "module.encoder.", "module.backbone.", "module.", "encoder_q.", "encoder.",
+            "backbone.", "")
+# A key with one of these components belongs to a training head, a momentum copy, a memory or a decoder, not to
+# the backbone (dino_head, ibot_head: DINOv2's; decoder_*: MAE's pixel decoder, in its full checkpoints).
 HEAD_NAMES = frozenset({
     "fc", "head", "heads", "classifier", "projection_head", "projector", "predictor", "prototypes", "top_layer",
     "head_jig", "encoder_k", "momentum_encoder", "target_encoder", "queue", "queue_ptr", "memory", "lemniscate",
+    "dino_head", "ibot_head", "decoder_embed", "decoder_blocks", "decoder_norm", "decoder_pred", "decoder_pos_embed",
 })
 # The model's own classifier, first component of its keys: it may be absent from a checkpoint, since dissection
 # (layer4 and earlier) never runs it; the model then keeps its own (seeded) classifier.
@@ -67,6 +92,9 @@ CLASSIFIER_NAMES = frozenset({"fc", "head", "heads", "classifier"})
 # Checkpoints saved before PyTorch 0.4.1 (InsDis, SeLa-v1) lack BatchNorm's counter; eval mode never reads it.
 OPTIONAL_SUFFIX = ".num_batches_tracked"
 SHOWN = 10  # keys listed in an error message
+# Keys of position embeddings, which a converter may resample to the model's input size (pos_embed,
+# encoder.pos_embedding, positional_embedding, position_embeddings).
+POSITION_EMBEDDING = re.compile(r"pos(ition|itional)?_emb")
 
 
 @dataclass(frozen=True)
@@ -118,16 +146,30 @@ def load_checkpoint(model: nn.Module, path: Path, convert: Conversion | None = N
     if convert is not None:
         prefix = _choose_prefix(target, weights)
         weights = {key[len(prefix):] if key.startswith(prefix) else key: value for key, value in weights.items()}
+        released = set(weights)  # the release's own key names, which tell its layout (a converter may rename them)
+        shapes = {key: value.shape for key, value in weights.items()}
         try:
-            weights = _tensors(convert.apply(weights))
+            weights = _tensors(convert.apply(dict(weights)))  # a copy: timm's converters pop keys from their input
         except Exception as error:  # noqa: BLE001 - a converter's own failure on a file it does not know
             raise LceError(f"Checkpoint {path} could not be converted by {convert.name} for this "
-                           f"{type(model).__name__}: {first_line(error)}") from None
+                           f"{type(model).__name__}: {first_line(error)}. Is it a checkpoint of another architecture "
+                           "(another patch size, or another number of class and register tokens)?") from None
         converted = f", converted by {convert.name}"
+        # Position embeddings are resampled to the model's input size; a converter that resizes any other weight
+        # (timm resamples a patch embedding of another patch size) would load another model into this one.
+        resized = [f"{key} {list(shapes[key])} to {list(value.shape)}" for key, value in weights.items()
+                   if key in shapes and shapes[key].numel() != value.numel() and not POSITION_EMBEDDING.search(key)]
+        if resized:
+            raise LceError(f"Checkpoint {path} does not fit this {type(model).__name__}: {convert.name} would "
+                           f"resample {_shown(tuple(resized))} to fit it. Is it a checkpoint of another patch size "
+                           "or another architecture?")
     else:
         prefix = None
     match = match_keys(target, weights)
-    layout = layout_name(container, match.prefix if prefix is None else prefix) + converted
+    if prefix is None:
+        prefix = match.prefix
+        released = {key[len(prefix):] for key in weights if key.startswith(prefix)}
+    layout = layout_name(container, prefix, released) + converted
     problems = []
     if match.missing:
         problems.append(f"{len(match.missing)} weight(s) of the model are missing from it: {_shown(match.missing)}")
@@ -147,11 +189,14 @@ def load_checkpoint(model: nn.Module, path: Path, convert: Conversion | None = N
     return CheckpointInfo(sha256=sha256, layout=layout, loaded=len(match.loaded), dropped=len(match.dropped))
 
 
-def layout_name(container: str | None, prefix: str) -> str:
-    """The LAYOUTS name of a container/prefix combination, or a description of an unnamed one."""
-    for layout in LAYOUTS.values():
-        if (layout.container, layout.prefix) == (container, prefix):
-            return layout.name
+def layout_name(container: str | None, prefix: str, keys: Iterable[str] = ()) -> str:
+    """The LAYOUTS name of a container/prefix combination, or a description of an unnamed one. `keys`: the
+    checkpoint's keys with the prefix taken off; a layout whose marker is among them wins over one without."""
+    keys = set(keys)
+    candidates = [layout for layout in LAYOUTS.values() if (layout.container, layout.prefix) == (container, prefix)
+                  and (layout.marker is None or layout.marker in keys)]
+    if candidates:
+        return min(candidates, key=lambda layout: layout.marker is None).name
     where = f'{{"{container}": ...}}' if container else "a bare dict"
     return f"{where} with prefix {prefix!r}" if prefix else f"{where} without prefix"
 
@@ -209,6 +254,12 @@ def _read(path: Path) -> object:
                 f"Checkpoint {path} holds Python objects besides tensors (first one: {refused.group(1)}), and lce "
                 f"loads checkpoints with weights_only=True so that a file never runs code. If you trust the file, "
                 f"save its state dict alone (torch.save(torch.load(file, weights_only=False)['state_dict'], "
+                f"'weights.pth')) and pass that.") from None
+        if "TorchScript" in str(error):  # OpenAI CLIP's releases (ViT-B-16.pt) are TorchScript archives
+            raise LceError(
+                f"Checkpoint {path} is a TorchScript archive (a model with its code, as OpenAI's CLIP files are), and "
+                f"lce loads checkpoints with weights_only=True so that a file never runs code. If you trust the file, "
+                f"save its state dict alone (torch.save(torch.jit.load(file, map_location='cpu').state_dict(), "
                 f"'weights.pth')) and pass that.") from None
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise LceError(f"Checkpoint {path} is not a readable PyTorch checkpoint (truncated, or another kind of "

@@ -1,11 +1,13 @@
-"""The models of the LCE paper (method.md section 4), by name.
+"""The models lce knows by name: the LCE paper's ResNet-50s (method.md section 4), then self-supervised ViTs.
 
     entry = zoo_entry("moco-v2")      # ZooEntry(architecture='resnet50', layer='layer4', layout='moco', ...)
     model = build_zoo_model(entry, Path("moco_v2_800ep_pretrain.pth.tar"))   # lce.models.build
+    zoo_entry("dinov2-vits14").architecture   # 'timm:vit_small_patch14_dinov2', read at blocks.11
 
 An entry says how to build and feed a model; the user brings the checkpoint file (lce never downloads).
 `layout` is the layout of the checkpoint as its authors released it; the loader recognises every layout on its own,
-so the torchvision-format files of Ericsson et al.'s ssl-transfer load for every entry too.
+so the torchvision-format files of Ericsson et al.'s ssl-transfer load for every ResNet-50 entry too, and a ViT
+entry's architecture (timm's) converts its release's key names (lce.models.sources).
 """
 
 from __future__ import annotations
@@ -33,16 +35,28 @@ class Normalization:
 
 # The ImageNet statistics every torchvision classification model (and every ResNet-50 of the paper but SimCLR) uses.
 IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+# OpenAI CLIP's image statistics (openai/CLIP clip.py, _transform).
+CLIP = Normalization(mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
+_NAMED = {IMAGENET: "ImageNet mean/std", CLIP: "CLIP mean/std"}
+
+
+def normalization_name(normalization: Normalization | None) -> str:
+    """A short name for tables: "ImageNet mean/std", "CLIP mean/std", "none ([0, 1])", or the numbers."""
+    if normalization is None:
+        return "none ([0, 1])"
+    return _NAMED.get(normalization) or f"mean {normalization.mean}, std {normalization.std}"
 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One model of the paper.
+    """One model lce knows by name.
 
     name: lce's name ("moco-v2"); title: as papers print it ("MoCo-v2"); paper_name: the model column of Mustapha
-    et al.'s CSV ("MoCoV2"; the CSV appends "(R)" for ResNet). layout: a name in lce.models.checkpoints.LAYOUTS,
-    None for the random control (built from a seed, no checkpoint). normalization: None for models that expect
-    [0, 1] inputs as they are.
+    et al.'s CSV ("MoCoV2"; the CSV appends "(R)" for ResNet), the title for models not in the paper.
+    architecture: an --arch spec ("resnet50", "timm:vit_small_patch16_224"); layer: the one dissected by default.
+    layout: a name in lce.models.checkpoints.LAYOUTS, None for the random control (built from a seed, no
+    checkpoint). normalization: None for models that expect [0, 1] inputs as they are. in_paper: one of the
+    paper's 16 ResNet-50s (method.md section 4).
     """
 
     name: str
@@ -54,13 +68,21 @@ class ZooEntry:
     layout: str | None
     normalization: Normalization | None
     note: str
+    in_paper: bool
 
 
 def _entry(name: str, title: str, paper_name: str, family: str, layout: str | None, note: str,
            normalization: Normalization | None = IMAGENET) -> ZooEntry:
     # Every model of the paper is a ResNet-50 trained on ImageNet-1k, dissected at layer4 (method.md section 4).
     return ZooEntry(name=name, title=title, paper_name=paper_name, family=family, architecture="resnet50",
-                    layer="layer4", layout=layout, normalization=normalization, note=note)
+                    layer="layer4", layout=layout, normalization=normalization, note=note, in_paper=True)
+
+
+def _vit(name: str, title: str, family: str, architecture: str, layout: str, note: str,
+         normalization: Normalization = IMAGENET) -> ZooEntry:
+    # The ViTs have 12 blocks; the last one's output, as the paper's layer4 is the last stage of a ResNet-50.
+    return ZooEntry(name=name, title=title, paper_name=title, family=family, architecture=architecture,
+                    layer="blocks.11", layout=layout, normalization=normalization, note=note, in_paper=False)
 
 
 # The 13 models of Ericsson et al. (CVPR 2021), then the paper's controls: SeLa-v1, supervised and random.
@@ -100,12 +122,36 @@ _ENTRIES = (
            "brought by the user)."),
     _entry("random", "Random", "Random", "random", None,
            "Control: torchvision's random initialisation from a seed, no checkpoint."),
+    # Not in the paper: self-supervised ViTs (and a supervised and a language-supervised one to compare them with),
+    # each in its official release's layout; timm builds them at the probe's size, resampling position embeddings.
+    _vit("dino-vits16", "DINO ViT-S/16", "self-distillation", "timm:vit_small_patch16_224", "dino",
+         "Caron et al. ICCV 2021, the teacher's backbone (facebookresearch/dino, dino_deitsmall16_pretrain.pth, "
+         "or the full training checkpoint dino_deitsmall16_pretrain_full_checkpoint.pth)."),
+    _vit("dino-vitb16", "DINO ViT-B/16", "self-distillation", "timm:vit_base_patch16_224", "dino",
+         "Caron et al. ICCV 2021, the teacher's backbone (facebookresearch/dino, dino_vitbase16_pretrain.pth, "
+         "or the full training checkpoint dino_vitbase16_pretrain_full_checkpoint.pth)."),
+    _vit("dinov2-vits14", "DINOv2 ViT-S/14", "self-distillation", "timm:vit_small_patch14_dinov2", "dinov2",
+         "Oquab et al. TMLR 2024, distilled from ViT-g/14, trained at 518 px (facebookresearch/dinov2, "
+         "dinov2_vits14_pretrain.pth)."),
+    _vit("dinov2-vits14-reg", "DINOv2 ViT-S/14 with registers", "self-distillation",
+         "timm:vit_small_patch14_reg4_dinov2", "dinov2",
+         "Darcet et al. ICLR 2024, 4 register tokens, trained at 518 px (facebookresearch/dinov2, "
+         "dinov2_vits14_reg4_pretrain.pth)."),
+    _vit("mae-vitb16", "MAE ViT-B/16", "masked-image-modeling", "timm:vit_base_patch16_224", "deit",
+         "He et al. CVPR 2022, pre-trained encoder, not fine-tuned (facebookresearch/mae, mae_pretrain_vit_base.pth)."),
+    _vit("deit-s", "DeiT-S", "supervised", "timm:deit_small_patch16_224", "deit",
+         "Touvron et al. ICML 2021, ImageNet-supervised ViT-S/16, no distillation token (facebookresearch/deit, "
+         "deit_small_patch16_224-cd65a155.pth)."),
+    _vit("clip-vitb16", "CLIP ViT-B/16", "language-supervised", "timm:vit_base_patch16_clip_quickgelu_224", "clip",
+         "Radford et al. ICML 2021, the image tower (openai/CLIP's ViT-B-16.pt is a TorchScript archive: pass its "
+         "state dict, torch.save(torch.jit.load('ViT-B-16.pt', map_location='cpu').state_dict(), file)); QuickGELU "
+         "as trained.", normalization=CLIP),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
 
 def zoo_entries() -> tuple[ZooEntry, ...]:
-    """Every entry, in the paper's order."""
+    """Every entry: the paper's, in its order (in_paper), then the others."""
     return _ENTRIES
 
 
