@@ -341,3 +341,13 @@ def test_torchscript_archive_is_refused_with_the_way_to_its_state_dict(tmp_path)
     with pytest.raises(LceError, match=r"ViT-B-16\.pt is a TorchScript archive .*torch\.jit\.load\(file, "
                                        r"map_location='cpu'\)\.state_dict\(\)"):
         load_checkpoint(torch.nn.Linear(2, 2), path)
+
+
+def test_clip_release_of_another_patch_size_is_refused(tmp_path):
+    # OpenAI's ViT-B/32 has ViT-B/16's key names and widths; timm's converter renames visual.conv1 to the patch
+    # embedding and resamples it 32 -> 16 on the way, which the loader must see through the rename.
+    path = tmp_path / "ViT-B-32.state_dict.pt"
+    torch.save(openai_clip(timm_weights("timm:vit_base_patch32_clip_quickgelu_224", 224, seed=14)), path)
+    with pytest.raises(LceError, match=r"would resample patch_embed\.proj\.weight \[768, 3, 32, 32\] to "
+                                       r"\[768, 3, 16, 16\]"):
+        build_zoo_model(zoo_entry("clip-vitb16"), path, image_size=64)

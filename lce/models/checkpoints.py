@@ -95,6 +95,9 @@ SHOWN = 10  # keys listed in an error message
 # Keys of position embeddings, which a converter may resample to the model's input size (pos_embed,
 # encoder.pos_embedding, positional_embedding, position_embeddings).
 POSITION_EMBEDDING = re.compile(r"pos(ition|itional)?_emb")
+# Weights a converter renames and may resample on the way (OpenAI CLIP's patch embedding), by their new name: the
+# check against resampling compares them with the release's own.
+RENAMED = {"patch_embed.proj.weight": ("visual.conv1.weight", "conv1.weight")}
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,11 @@ def load_checkpoint(model: nn.Module, path: Path, convert: Conversion | None = N
         converted = f", converted by {convert.name}"
         # Position embeddings are resampled to the model's input size; a converter that resizes any other weight
         # (timm resamples a patch embedding of another patch size) would load another model into this one.
-        resized = [f"{key} {list(shapes[key])} to {list(value.shape)}" for key, value in weights.items()
-                   if key in shapes and shapes[key].numel() != value.numel() and not POSITION_EMBEDDING.search(key)]
+        before = {key: shapes.get(key, next((shapes[old] for old in RENAMED.get(key, ()) if old in shapes), None))
+                  for key in weights}
+        resized = [f"{key} {list(before[key])} to {list(value.shape)}" for key, value in weights.items()
+                   if before[key] is not None and before[key].numel() != value.numel()
+                   and not POSITION_EMBEDDING.search(key)]
         if resized:
             raise LceError(f"Checkpoint {path} does not fit this {type(model).__name__}: {convert.name} would "
                            f"resample {_shown(tuple(resized))} to fit it. Is it a checkpoint of another patch size "
