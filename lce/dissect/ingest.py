@@ -35,6 +35,7 @@ from lce.errors import LceError
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
+from lce.probe.registry import registered_probe
 
 SOURCE = "dissected"
 DEFAULT_LAYER = "layer4"  # ResNets' last block, the layer of every published comparison
@@ -81,7 +82,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     know before the results (a normalisation that is only a default)."""
     started = time.perf_counter()
     engine = connect()
-    probe_row = _registered_probe(engine, request.probe)
+    probe_row = registered_probe(engine, request.probe)
     probe = Broden.open(Path(probe_row.path), split=request.split)
     if probe.content_sha256() != probe_row.content_sha256:
         raise LceError(f"The dataset at {probe_row.path} has changed since probe {request.probe!r} was added; run "
@@ -99,6 +100,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     for layer in layers:
         resolve_layer(loaded.module, layer)
     device = pick_device(request.device)
+    # A full layout from the user (nchw, nhwc, tokens with --prefix-tokens), or only `tokens`, whose prefix the
+    # model or the shape then says.
     given = MapLayout(request.layout or "tokens", request.prefix_tokens or 0) \
         if request.prefix_tokens is not None or request.layout in ("nchw", "nhwc") else None
     layouts = resolve_layouts(loaded.module.to(device), layers, image_size, device, given=given,
@@ -112,13 +115,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         stored = find_run(engine, request.model, layer, request.probe, settings.variant, settings.quantile,
                           seg_size, SOURCE)
         if stored is not None and not request.replace:
-            ours = {**run_settings, **_layout_settings(layouts[layer])}
-            # Settings a run of an older lce does not record are taken as the same.
-            changed = [f"{key} {stored.settings[key]} -> {ours[key]}" for key in IDENTITY
-                       if key in stored.settings and stored.settings[key] != ours[key]]
-            differences = ([f"with other settings ({'; '.join(changed)})"] if changed else [])
-            if stored.checkpoint_sha256 != loaded.checkpoint_sha256:
-                differences.insert(0, "from another checkpoint")
+            differences = _differences(stored, loaded.checkpoint_sha256,
+                                       {**run_settings, **_layout_settings(layouts[layer])})
             if not differences:
                 outcomes.append(IngestOutcome(layer, "skipped", stored.id, layout=_described(layouts[layer])))
                 continue
@@ -170,18 +168,6 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     return outcomes
 
 
-def _registered_probe(engine, name: str):
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT id, path, content_sha256, source FROM probe WHERE name = :n"),
-                           {"n": name}).first()
-        if row is None or row.source != "broden":
-            known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM probe"
-                                      " WHERE source = 'broden'")).scalar()
-            raise LceError(f"No probe dataset named {name!r} is registered (registered: {known or 'none'}); add one "
-                           "with `lce probe add NAME DIR` (or make one with `lce probe synth`).")
-    return row
-
-
 def _load_model(request: IngestRequest, image_size: int):
     """(LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch; built for the probe's
     `image_size`, with --mean/--std when given."""
@@ -216,6 +202,17 @@ def _model_settings(request: IngestRequest, loaded) -> dict:
         "mean": list(loaded.mean) if loaded.mean else None, "std": list(loaded.std) if loaded.std else None,
         "normalization_source": loaded.normalization_source,
     }
+
+
+def _differences(stored, checkpoint_sha256: str | None, ours: dict) -> list[str]:
+    """How the stored run differs from the one this ingest would make (checkpoint, IDENTITY settings); settings a
+    run of an older lce does not record are taken as the same."""
+    changed = [f"{key} {stored.settings[key]} -> {ours[key]}" for key in IDENTITY
+               if key in stored.settings and stored.settings[key] != ours[key]]
+    differences = [f"with other settings ({'; '.join(changed)})"] if changed else []
+    if stored.checkpoint_sha256 != checkpoint_sha256:
+        differences.insert(0, "from another checkpoint")
+    return differences
 
 
 def _described(layout) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from lce.config import lce_home
 from lce.db.connection import connect, connect_reader
@@ -78,18 +78,24 @@ def add_probe(name: str, root: Path, replace: bool = False, workers: int = 0,
                       cache.built, not fast)
 
 
-def registered_image_size(name: str) -> int:
-    """The image size of the registered probe dataset `name`, the size lce ingest feeds models at (read through
-    the read-only login); LceError naming the registered ones when there is none."""
-    with connect_reader(required=False).connect() as conn:
-        row = conn.execute(text("SELECT image_size FROM probe WHERE name = :n AND source = 'broden'"),
-                           {"n": name}).first()
+def registered_probe(engine: Engine, name: str):
+    """The registered probe dataset `name` (id, path, content_sha256, source, image_size); LceError naming the
+    registered ones when there is none."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT id, path, content_sha256, source, image_size FROM probe"
+                                " WHERE name = :n AND source = 'broden'"), {"n": name}).first()
         if row is None:
             known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM probe"
                                       " WHERE source = 'broden'")).scalar()
             raise LceError(f"No probe dataset named {name!r} is registered (registered: {known or 'none'}); add one "
                            "with `lce probe add NAME DIR` (or make one with `lce probe synth`).")
-    return row.image_size
+    return row
+
+
+def registered_image_size(name: str) -> int:
+    """The image size of the registered probe dataset `name`, the size lce ingest feeds models at (read through
+    the read-only login)."""
+    return registered_probe(connect_reader(required=False), name).image_size
 
 
 def _stored(conn, name: str):
