@@ -55,8 +55,9 @@ def ingest(
     seg_size: int | None = typer.Option(None, "--seg-size", help="Segmentation size S (default: 56 for 224-px "
                                                                  "images with dissect, the probe's own with netdissect)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Weights file (any layout of method.md §4)."),
-    arch: str | None = typer.Option(None, "--arch", help="torchvision architecture (resnet50) or "
-                                                         "package.module:function returning an nn.Module."),
+    arch: str | None = typer.Option(None, "--arch", help="torchvision architecture (resnet50), timm:NAME, hf:DIR "
+                                                         "(a saved Hugging Face model) or package.module:function "
+                                                         "returning an nn.Module (lce layers lists its layers)."),
     random_init: bool = typer.Option(False, "--random-init", help="Random weights (the paper's control)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
@@ -88,7 +89,13 @@ def ingest(
     60; the embedded server is started again), then the dissection is saved under $LCE_HOME/pending/ and
     `lce ingest --resume FILE` stores it later.
 
-    Example: lce ingest r18-seed1 --probe synth --arch resnet18 --random-init --seed 1
+    Each layer's layout (nchw, nhwc, or tokens after their prefix tokens) comes from --layout, the model or the
+    output's shape, and is printed with the result; an output that admits several readings stops the ingest
+    before it dissects anything.
+
+    Example: lce ingest r18-seed1 --probe synth --arch resnet18 --random-init --seed 1;
+    lce ingest vit-s-random --probe synth --arch timm:vit_small_patch16_224 --random-init --layer blocks.11;
+    lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
     from lce.config import write_retry_s
     from lce.dissect.engine import VARIANT_QUANTILE, DissectSettings
