@@ -93,6 +93,11 @@ def build_model(arch: str, *, checkpoint: Path | None = None, random_init: bool 
     module = made.module
     if normalization == FROM_SOURCE:
         normalization, normalization_source, warning = made.normalization, made.normalization_source, made.warning
+        if source.kind == "timm" and checkpoint is not None and warning is None:
+            # timm's config is that of the name's default pretrained weights, perhaps not the checkpoint's.
+            warning = (f"the input normalisation is {normalization_source}: mean {normalization.mean}, std "
+                       f"{normalization.std}; if {Path(checkpoint).name} was trained with others, pass --mean R,G,B "
+                       "--std R,G,B (the zoo's ViT entries carry their own).")
     else:
         warning = None
     common = dict(module=module, architecture=source.spec, normalization=normalization, source=source.kind,
