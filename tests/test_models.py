@@ -421,3 +421,19 @@ def test_timm_and_hf_prefixes_come_before_the_function_form(tmp_path):
         build_model("timm:no_such_net", random_init=True)
     with pytest.raises(LceError, match="is not a saved Hugging Face model \\(no config.json"):
         build_model(f"hf:{tmp_path}", random_init=True)
+
+
+def test_shapes_read_as_maps_only_when_they_grow_as_maps():
+    from lce.models.layout import from_shapes
+
+    assert from_shapes((1, 64, 8, 8), 64, (1, 64, 16, 16)).kind == "nchw"
+    assert from_shapes((1, 8, 8, 64), 64, (1, 16, 16, 64)).kind == "nhwc"
+    assert from_shapes((1, 512, 1, 1), 64, (1, 512, 1, 1)).kind == "nchw"  # adaptive pooling: the square pair
+    assert from_shapes((1, 8, 8, 8), 64, (1, 8, 8, 8)) is None  # three equal sides: any reading
+    # Attention weights over 1 + 16 tokens grow to 1 + 64: not a map, though their last two sides are equal.
+    assert from_shapes((1, 6, 17, 17), 64, (1, 6, 65, 65)) is None
+    assert from_shapes((1, 6, 17, 17), 64, None) is None  # one size: 17 is no stride of 64
+    assert from_shapes((1, 512, 7, 7), 224, None).kind == "nchw"  # a fixed-size model's last stage
+    assert from_shapes((1, 17, 32), 64, (1, 65, 32)) == MapLayout("tokens", 1)
+    assert from_shapes((1, 21, 32), 64, (1, 69, 32)) == MapLayout("tokens", 5)
+    assert from_shapes((1, 16, 32), 64, None) is None  # 0, 12 or 15 prefix tokens

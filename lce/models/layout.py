@@ -126,16 +126,17 @@ def from_shapes(shape: tuple[int, ...], image_size: int, doubled: tuple[int, ...
         if doubled is not None and len(doubled) == 4:
             kept = {axis for axis in (1, 2, 3) if doubled[axis] == shape[axis]}
             grown = {axis for axis in (1, 2, 3) if axis not in kept and abs(doubled[axis] - 2 * shape[axis]) <= 1}
-            if grown | kept == {1, 2, 3}:
-                if grown == {2, 3}:
-                    return MapLayout("nchw", origin="the shape (H, W double with the input's side)")
-                if grown == {1, 2}:
-                    return MapLayout("nhwc", origin="the shape (H, W double with the input's side)")
-                if grown:
-                    return None
-        # A square input gives a square grid: exactly one pair of equal dimensions, no larger than the image.
-        square_nchw = shape[2] == shape[3] <= image_size and shape[1] != shape[2]
-        square_nhwc = shape[1] == shape[2] <= image_size and shape[3] != shape[2]
+            if (grown, kept) == ({2, 3}, {1}):
+                return MapLayout("nchw", origin="the shape (H, W double with the input's side)")
+            if (grown, kept) == ({1, 2}, {3}):
+                return MapLayout("nhwc", origin="the shape (H, W double with the input's side)")
+            if kept != {1, 2, 3}:
+                return None  # it changed, but not as a map does (attention over all tokens)
+            # Nothing changed (adaptive pooling): the one shape must say it.
+        # A square input gives a square grid: exactly one pair of equal dimensions, whose side divides the image's
+        # (a stride; 17 x 17 attention weights over 1 + 16 tokens are no map of a 64-px image).
+        square_nchw = shape[2] == shape[3] and image_size % shape[2] == 0 and shape[1] != shape[2]
+        square_nhwc = shape[1] == shape[2] and image_size % shape[1] == 0 and shape[3] != shape[2]
         if square_nchw != square_nhwc:
             return MapLayout("nchw" if square_nchw else "nhwc", origin="the shape (the one square pair of sides)")
         return None
