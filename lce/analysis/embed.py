@@ -13,18 +13,16 @@ do not depend on the projection chosen for display.
 from __future__ import annotations
 
 import csv
-import json
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import text
 
 from lce.analysis.matrix import ConceptMatrix, Selection, concept_matrix, select_runs
 from lce.analysis.duck import duckdb_connection
-from lce.config import code_version
 from lce.db.connection import connect
+from lce.db.embeddings import EmbeddingPoint, EmbeddingRecord, write_embedding
 from lce.errors import LceError
 
 METHODS = ("pca", "mds", "tsne")
@@ -187,33 +185,14 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
 def store_embedding(result: EmbeddingResult) -> int:
     """The embedding and its points, in one transaction; returns the embedding's id."""
     settings = result.settings
-    with connect().begin() as conn:
-        probe_id = conn.execute(text("SELECT id FROM probe WHERE name = :n"), {"n": result.selection.probe}).scalar()
-        embedding_id = conn.execute(
-            text(
-                "INSERT INTO embedding (method, components, clusters, normalize, min_iou, layer, probe_id, variant,"
-                " seed, concept_count, explained_variance, inertia, settings, code_version)"
-                " VALUES (:method, :components, :clusters, :normalize, :min_iou, :layer, :probe, :variant, :seed,"
-                " :concepts, :explained, :inertia, CAST(:settings AS jsonb), :code) RETURNING id"
-            ),
-            dict(method=settings.method, components=settings.components, clusters=settings.clusters,
-                 normalize=settings.normalize, min_iou=settings.min_iou, layer=result.selection.layer,
-                 probe=probe_id, variant=result.selection.variant, seed=settings.seed,
-                 concepts=len(result.matrix.concepts), explained=result.explained_variance,
-                 inertia=result.inertia, settings=json.dumps(asdict(settings)), code=code_version()),
-        ).scalar_one()
-        conn.execute(
-            text(
-                "INSERT INTO embedding_point (embedding_id, model_id, run_id, coordinates, cluster)"
-                " SELECT :embedding, r.model_id, r.id, :coordinates, :cluster FROM run r WHERE r.id = :run"
-            ),
-            [
-                dict(embedding=embedding_id, run=run.run_id, coordinates=[float(v) for v in coords],
-                     cluster=int(cluster))
-                for run, coords, cluster in zip(result.selection.runs, result.coordinates, result.clusters)
-            ],
-        )
-    return embedding_id
+    points = [EmbeddingPoint(run_id=run.run_id, coordinates=[float(v) for v in coords], cluster=int(cluster))
+              for run, coords, cluster in zip(result.selection.runs, result.coordinates, result.clusters)]
+    return write_embedding(connect(), EmbeddingRecord(
+        method=settings.method, components=settings.components, clusters=settings.clusters,
+        normalize=settings.normalize, min_iou=settings.min_iou, layer=result.selection.layer,
+        probe=result.selection.probe, variant=result.selection.variant, seed=settings.seed,
+        concept_count=len(result.matrix.concepts), explained_variance=result.explained_variance,
+        inertia=result.inertia, settings=asdict(settings), points=points))
 
 
 def write_csv(result: EmbeddingResult, path: Path) -> None:
