@@ -158,7 +158,7 @@ def compare(model_a: str, model_b: str, min_iou: float | None = 0.04, layer: str
     if min_iou is not None and not 0.0 <= min_iou < 1.0:
         raise LceError(f"--min-iou must lie in [0, 1), not {min_iou}.")
     with connect_reader(required=False).connect() as conn:
-        known = conn.execute(text("SELECT name FROM model")).scalars().all()
+        known = conn.execute(text(read_sql("queries/model_names"))).scalars().all()
         runs = [_choose_run(conn, name, known, layer, probe, variant) for name in (model_a, model_b)]
         if runs[0]["run_id"] == runs[1]["run_id"]:
             raise LceError(f"Both names choose the same run ({runs[0]['run_id']}); compare two different models.")
@@ -212,15 +212,14 @@ def _distance(conn, run_a: int, run_b: int, embedding_id: int | None) -> tuple[E
     params = {"a": run_a, "b": run_b, "embedding": embedding_id}
     row = conn.execute(text(read_sql("queries/embedding_pair")), params).mappings().first()
     if row is None:
+        stored = conn.execute(text(read_sql("queries/embedding_ids"))).scalars().all()
         if embedding_id is None:
-            stored = conn.execute(text("SELECT count(*) FROM embedding")).scalar()
-            return None, (f"No stored embedding holds both runs ({stored} embedding(s) stored); `lce embed` with "
-                          "both models makes one.")
-        if conn.execute(text("SELECT 1 FROM embedding WHERE id = :e"), {"e": embedding_id}).first() is None:
+            return None, (f"No stored embedding holds both runs ({len(stored)} embedding(s) stored); `lce embed` "
+                          "with both models makes one.")
+        if embedding_id not in stored:
             raise LceError(f"No embedding with id {embedding_id} is stored (lce sql \"SELECT id, created_at FROM "
                            "embedding\" lists them).")
-        held = conn.execute(text("SELECT run_id FROM embedding_point WHERE embedding_id = :e AND run_id IN (:a, :b)"),
-                            {"e": embedding_id, "a": run_a, "b": run_b}).scalars().all()
+        held = conn.execute(text(read_sql("queries/embedding_held_runs")), params).scalars().all()
         missing = [str(run) for run in (run_a, run_b) if run not in held]
         raise LceError(f"Embedding {embedding_id} does not hold run(s) {', '.join(missing)}; leave --embedding out "
                        "to use the newest embedding that holds both.")

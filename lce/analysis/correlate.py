@@ -91,7 +91,7 @@ def correlate(embedding_id: int | None = None, method: str = "pearson") -> Corre
         if embedding is None:
             if embedding_id is None:
                 raise LceError("The database holds no embedding yet: make one with lce embed first.")
-            known = conn.execute(text("SELECT id FROM embedding ORDER BY id")).scalars().all()
+            known = conn.execute(text(read_sql("queries/embedding_ids"))).scalars().all()
             raise LceError(f"There is no embedding {embedding_id}; stored embeddings: "
                            f"{', '.join(map(str, known)) or 'none'}.")
         parameters = {"embedding": embedding.id}

@@ -102,9 +102,9 @@ def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
     from lce.resources import read_sql
 
     with connect_reader(required=False).connect() as conn:
-        probe = conn.execute(text("SELECT * FROM probe WHERE name = :n"), {"n": name}).mappings().first()
+        probe = conn.execute(text(read_sql("queries/probe")), {"name": name}).mappings().first()
         if probe is None:
-            known = conn.execute(text("SELECT string_agg(name, ', ' ORDER BY name) FROM probe")).scalar()
+            known = conn.execute(text(read_sql("queries/probe_names")), {"source": None}).scalar()
             raise LceError(f"No probe named {name!r}; stored probes: {known or 'none'}.")
         rows = conn.execute(text(read_sql("queries/probe_categories")), {"probe": probe["id"]}).all()
     console.print(f"probe {name!r}: {probe['source']}, {probe['image_count'] or 0:,} images "

@@ -36,6 +36,7 @@ from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
 from lce.probe.registry import registered_probe
+from lce.resources import read_sql
 
 SOURCE = "dissected"
 DEFAULT_LAYER = "layer4"  # ResNets' last block, the layer of every published comparison
@@ -225,7 +226,7 @@ def _layout_settings(layout) -> dict:
 
 def _concepts(engine, probe_id: int) -> dict[tuple[str, int], str]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT category, number, name FROM concept WHERE probe_id = :p"), {"p": probe_id})
+        rows = conn.execute(text(read_sql("queries/probe_concepts")), {"probe": probe_id})
         return {(row.category, row.number): row.name for row in rows}
 
 
