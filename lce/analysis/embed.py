@@ -157,7 +157,7 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
     try:
         selection = select_runs(con, list(settings.models), list(settings.exclude), settings.layer,
                                 settings.probe, settings.variant)
-        matrix = concept_matrix(con, selection, settings.min_iou, settings.normalize)
+        matrix = concept_matrix(selection, settings.min_iou, settings.normalize)
     finally:
         con.close()
     count = len(selection.runs)

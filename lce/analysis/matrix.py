@@ -1,11 +1,12 @@
 """The model x concept matrix that an embedding projects (method.md section 3), built by SQL.
 
-    selection = select_runs(models=[], exclude=["Random(R)"], layer="layer4")
+    selection = select_runs(con, models=[], exclude=["Random(R)"], layer="layer4")   # con: DuckDB (duck.py)
     matrix = concept_matrix(selection, min_iou=0.04, normalize="population")
-    matrix.values      # models x concepts, numpy
+    matrix.values      # models x concepts, numpy; matrix.concepts, .categories, .labels name the columns
 
-The counting and normalising are Postgres's model_concept_matrix_at (sql/model_concept_matrix.sql); DuckDB
-selects and normalises (sql/queries/embedding_matrix.sql) and pivots the long form into the matrix.
+The counting and normalising are Postgres's model_concept_matrix_at (sql/model_concept_matrix.sql), which
+sql/queries/embedding_matrix.sql selects and normalises in long form, with its parameters bound; the long form
+is pivoted here into the matrix.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+from sqlalchemy import text
 
+from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.resources import read_sql
 
@@ -58,8 +61,12 @@ class Selection:
 
 @dataclass(frozen=True)
 class ConceptMatrix:
+    """Rows are models, columns concepts; a column is named by the three parallel lists."""
+
     models: list[str]
-    concepts: list[str]
+    concepts: list[str]  # the column's name, the views' `concept` ('o_food'), in sorted order
+    categories: list[str]  # the column's category ('object')
+    labels: list[str]  # the column's label ('food')
     values: np.ndarray  # len(models) x len(concepts)
 
 
@@ -118,33 +125,30 @@ def select_runs(
     return Selection(runs=tuple(runs[0] for _, runs in sorted(per_model.items())), population=population)
 
 
-def concept_matrix(
-    con: duckdb.DuckDBPyConnection, selection: Selection, min_iou: float, normalize: str
-) -> ConceptMatrix:
+def concept_matrix(selection: Selection, min_iou: float, normalize: str) -> ConceptMatrix:
+    """The matrix of the selected runs at IoU > min_iou (read through the read-only login)."""
     if normalize not in NORMALIZATIONS:
         raise LceError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, not {normalize!r}.")
     if not 0.0 <= min_iou < 1.0:
         raise LceError(f"--min-iou must lie in [0, 1), not {min_iou}.")
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW matrix AS SELECT * FROM postgres_query("
-        f"'pg', 'SELECT * FROM model_concept_matrix_at({float(min_iou)!r})')"
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE matrix_long AS " + read_sql("queries/embedding_matrix"),
-        {
-            "population": list(selection.population),
-            "selected": [run.run_id for run in selection.runs],
-            "normalize": normalize,
-        },
-    )
-    if not con.execute("SELECT count(model) FROM matrix_long").fetchone()[0]:
+    parameters = {
+        "min_iou": float(min_iou),
+        "population": list(selection.population),
+        "selected": [run.run_id for run in selection.runs],
+        "normalize": normalize,
+    }
+    with connect_reader(required=False).connect() as conn:
+        rows = conn.execute(text(read_sql("queries/embedding_matrix")), parameters).all()
+    if not any(row.model is not None for row in rows):
         raise LceError(f"No unit of the selected runs is interpretable at IoU > {min_iou}: the matrix is empty.")
-    pivot = con.sql("PIVOT matrix_long ON concept USING sum(value) GROUP BY model")
-    concepts = sorted(column for column in pivot.columns if column != "model")
-    quoted = ['"' + concept.replace('"', '""') + '"' for concept in concepts]
-    rows = {row[0]: row[1:] for row in pivot.select("model", *quoted).fetchall()}
-    values = np.array(
-        [[value or 0.0 for value in rows.get(model, (0.0,) * len(concepts))] for model in selection.models],
-        dtype=np.float64,
-    )
-    return ConceptMatrix(models=selection.models, concepts=concepts, values=values)
+    # Columns in the order of their names (category initial, then label), as the matrix has always had them.
+    columns = sorted({(row.concept, row.category, row.label) for row in rows})
+    column_of = {(category, label): index for index, (_, category, label) in enumerate(columns)}
+    row_of = {model: index for index, model in enumerate(selection.models)}
+    values = np.zeros((len(selection.models), len(columns)), dtype=np.float64)
+    for row in rows:
+        if row.model in row_of and row.value is not None:  # a row without a model only names a column
+            values[row_of[row.model], column_of[(row.category, row.label)]] += row.value
+    return ConceptMatrix(models=selection.models, concepts=[concept for concept, _, _ in columns],
+                         categories=[category for _, category, _ in columns],
+                         labels=[label for _, _, label in columns], values=values)

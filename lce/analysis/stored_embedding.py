@@ -45,8 +45,7 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
         points = conn.execute(text(read_sql("queries/stored_embedding_points")),
                               {"embedding": row["id"]}).mappings().all()
         population = conn.execute(
-            text("SELECT id FROM run WHERE probe_id = :probe AND layer = :layer AND variant = :variant"
-                 " AND superseded_at IS NULL ORDER BY id"),
+            text(read_sql("queries/embedding_population")),
             {"probe": row["probe_id"], "layer": row["layer"], "variant": row["variant"]}).scalars().all()
     known = {field.name for field in fields(EmbedSettings)}
     settings = EmbedSettings(**{key: tuple(value) if isinstance(value, list) else value
@@ -70,15 +69,10 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
 def _recompute(row, settings: EmbedSettings, selection: Selection, coordinates: np.ndarray):
     """(matrix, loadings, reproduce, note): the matrix rebuilt from today's runs, and for PCA the loadings of the
     projection fitted to it, checked against the stored scores."""
-    from lce.analysis.duck import duckdb_connection
-
-    empty = ConceptMatrix(models=selection.models, concepts=[], values=np.zeros((len(selection.runs), 0)))
+    empty = ConceptMatrix(models=selection.models, concepts=[], categories=[], labels=[],
+                          values=np.zeros((len(selection.runs), 0)))
     try:
-        con = duckdb_connection(read_only=True)
-        try:
-            matrix = concept_matrix(con, selection, row["min_iou"], row["normalize"])
-        finally:
-            con.close()
+        matrix = concept_matrix(selection, row["min_iou"], row["normalize"])
     except LceError as error:
         return empty, None, None, f"The model x concept matrix could not be rebuilt: {error}"
     if row["method"] != "pca":

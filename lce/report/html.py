@@ -41,7 +41,6 @@ TOP_CONCEPTS = 10  # per run on the index page
 TOP_LOADINGS = 10  # per component in the loadings tables
 CLUSTER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                    "#bcbd22", "#17becf")  # matplotlib's tab10, as the embedding plot colours its clusters
-CATEGORY_OF_INITIAL = {name[0]: name for name in CATEGORY_COLOURS}
 
 
 @dataclass(frozen=True)
@@ -222,15 +221,15 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
                         table_id="embedding-points"))
 
     if result.loadings is not None and result.matrix.concepts:
-        plot_loadings(result.loadings, result.matrix.concepts, columns, images / "loadings.png")
+        plot_loadings(result.loadings, result.matrix, columns, images / "loadings.png")
         tables = []
+        matrix = result.matrix
         for name, row in zip(columns, result.loadings):
             order = sorted(range(len(row)), key=lambda i: -abs(row[i]))[:TOP_LOADINGS]
-            concepts = result.matrix.concepts
             tables.append(f"<div><h3>{name.upper()}</h3>" + table(
                 ["concept", "category", "loading"],
-                [[concepts[i].partition("_")[2], CATEGORY_OF_INITIAL.get(concepts[i][0], "?"), float(row[i])]
-                 for i in order], numeric={2}, table_id=f"loadings-{name}") + "</div>")
+                [[matrix.labels[i], matrix.categories[i], float(row[i])] for i in order],
+                numeric={2}, table_id=f"loadings-{name}") + "</div>")
         loadings = section("loadings", "Loadings: the concepts that distinguish the components",
                            paragraph(stored.loadings_note, "note"),
                            figure("img/loadings.png", "The largest loadings of each component"),
@@ -255,7 +254,7 @@ def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Sectio
     if stored is None:
         return None
     with connect_reader(required=False).connect() as conn:
-        if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM task_performance)")).scalar():
+        if not conn.execute(text(read_sql("queries/task_results_exist"))).scalar():
             return None
     try:
         correlation = correlate(stored.result.embedding_id)

@@ -5,7 +5,7 @@ elbow curve, the loadings per component and the models' category profiles.
     plot_embedding(result, Path("lce.png"))
     plot_correlation(correlation, Path("correlation.png"))
     plot_elbow(result.inertia, chosen=3, path=Path("elbow.png"))
-    plot_loadings(result.loadings, result.matrix.concepts, result.columns, Path("loadings.png"))
+    plot_loadings(result.loadings, result.matrix, result.columns, Path("loadings.png"))
     plot_profiles({"MoCoV1(R)": {"object": 454, "part": 371}, ...}, Path("profiles.png"))
 
 Every text is drawn as written: model, concept and metric names are the user's, and one with two dollar signs
@@ -24,6 +24,7 @@ from lce.analysis.embed import EmbeddingResult
 
 if TYPE_CHECKING:
     from lce.analysis.correlate import Correlation
+    from lce.analysis.matrix import ConceptMatrix
 
 
 def literal_text(plot: Callable) -> Callable:
@@ -176,9 +177,9 @@ def plot_elbow(inertia: list[float], chosen: int, path: Path) -> None:
 
 
 @literal_text
-def plot_loadings(loadings, concepts: list[str], columns: list[str], path: Path, top: int = 12) -> None:
-    """One panel per component: its `top` concepts by absolute loading, bars coloured by the concept's category
-    (the prefix of the matrix column: o_, p_, m_, c_, s_, t_), hatched when negative."""
+def plot_loadings(loadings, matrix: ConceptMatrix, columns: list[str], path: Path, top: int = 12) -> None:
+    """One panel per component: its `top` concepts (the matrix's columns) by absolute loading, bars coloured by the
+    concept's category, hatched when negative."""
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -186,11 +187,11 @@ def plot_loadings(loadings, concepts: list[str], columns: list[str], path: Path,
     count = len(columns)
     figure = Figure(figsize=(4.2 * count, 0.32 * top + 1.6))
     axes = figure.subplots(1, count, squeeze=False)[0]
-    by_initial = {name[0]: (name, colour) for name, colour in CATEGORY_COLOURS.items()}
+    concepts, categories = matrix.concepts, matrix.categories
     for ax, name, row in zip(axes, columns, loadings):
         order = np.argsort(-np.abs(row))[:top][::-1]
         values = row[order]
-        colours = [by_initial.get(concepts[i][0], ("", "grey"))[1] for i in order]
+        colours = [CATEGORY_COLOURS.get(categories[i], "grey") for i in order]
         bars = ax.barh(range(len(order)), values, color=colours, edgecolor="black", linewidth=0.4)
         for bar, value in zip(bars, values):
             if value < 0:
@@ -200,8 +201,8 @@ def plot_loadings(loadings, concepts: list[str], columns: list[str], path: Path,
         ax.set_title(name.upper(), fontsize=10)
         ax.set_xlabel("loading")
         ax.grid(True, axis="x", alpha=0.3)
-    shown = sorted({concepts[i][0] for row in loadings for i in np.argsort(-np.abs(row))[:top]})
-    figure.legend(handles=[Patch(color=by_initial[c][1], label=by_initial[c][0]) for c in shown if c in by_initial],
+    shown = sorted({categories[i] for row in loadings for i in np.argsort(-np.abs(row))[:top]})
+    figure.legend(handles=[Patch(color=CATEGORY_COLOURS[c], label=c) for c in shown if c in CATEGORY_COLOURS],
                   loc="lower center", ncol=len(shown), fontsize=8, frameon=False)
     figure.suptitle("Concepts with the largest loadings per component")
     figure.tight_layout(rect=(0, 0.06, 1, 1))
