@@ -87,9 +87,9 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
     except psycopg.OperationalError as error:
         raise LceError(f"Cannot reach the database: {first_line(error)}") from None
     with conn:
+        if not write:
+            conn.read_only = True  # psycopg opens the query's transaction with BEGIN READ ONLY
         try:
-            if not write:
-                conn.execute("SET TRANSACTION READ ONLY")
             cursor = conn.cursor()
             for json_type in ("json", "jsonb"):  # as text: JSON values vary in shape from row to row
                 cursor.adapters.register_loader(json_type, TextLoader)
