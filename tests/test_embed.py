@@ -140,3 +140,19 @@ def test_empty_database_says_what_to_do(cli, tmp_path):
     result = cli("embed", "--out", tmp_path / "x.csv")
     assert result.exit_code == 1
     assert "holds no runs yet" in result.stderr
+
+
+def test_each_matrix_column_carries_its_category_and_label(engine, paper_data):
+    """The matrix's columns keep the views' names ('m_wood') and say their category and label as fields, so that
+    nothing decodes a name's first letter."""
+    matrix = embed(EmbedSettings(exclude=tuple(PAPER_EXCLUDED)), store=False).matrix
+    assert len(matrix.concepts) == len(matrix.categories) == len(matrix.labels) == 145
+    assert matrix.concepts == sorted(matrix.concepts)
+    assert all(concept == f"{category[0]}_{label}"
+               for concept, category, label in zip(matrix.concepts, matrix.categories, matrix.labels))
+    counts = {category: matrix.categories.count(category) for category in set(matrix.categories)}
+    assert counts == {"material": 16, "object": 67, "part": 54, "color": 8}
+    with engine.connect() as conn:
+        stored = set(conn.execute(text("SELECT DISTINCT concept, category, label FROM model_concept_matrix"
+                                       " WHERE layer = 'layer4'")).all())
+    assert set(zip(matrix.concepts, matrix.categories, matrix.labels)) <= stored
