@@ -141,7 +141,7 @@ def concept_matrix(selection: Selection, min_iou: float, normalize: str) -> Conc
         rows = conn.execute(text(read_sql("queries/embedding_matrix")), parameters).all()
     if not any(row.model is not None for row in rows):
         raise LceError(f"No unit of the selected runs is interpretable at IoU > {min_iou}: the matrix is empty.")
-    # Columns in the order of their names (category initial, then label), as the matrix has always had them.
+    # Columns sorted by name, the views' concept: category initial, then label.
     columns = sorted({(row.concept, row.category, row.label) for row in rows})
     column_of = {(category, label): index for index, (_, category, label) in enumerate(columns)}
     row_of = {model: index for index, model in enumerate(selection.models)}
