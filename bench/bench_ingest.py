@@ -51,10 +51,12 @@ TARGETS = ("CPU: ingest <= 2.5x forward only with two passes, <= 1.3x with the a
 
 
 def parse_args() -> argparse.Namespace:
+    from lce.dissect.variants import DEFAULT_VARIANT, NAMES  # reads no environment
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet18", help="torchvision architecture or package.module:function")
     parser.add_argument("--layer", default="layer4")
-    parser.add_argument("--variant", default="dissect", choices=("dissect", "netdissect"))
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=NAMES)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init (and of the synthetic probe)")
     parser.add_argument("--images", type=int, default=500, help="images of the synthetic probe")
     parser.add_argument("--size", type=int, default=224, help="image size of the synthetic probe")

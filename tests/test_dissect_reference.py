@@ -3,7 +3,8 @@
 The reference follows method.md section 1 literally: T_u = torch.quantile of all of u's values (raw for
 netdissect, upsampled for dissect), M_u = upsampled activation > T_u, and per image and concept the counts
 I, A (dissect: all of M_u; netdissect: only images annotating the concept's category) and G, with whole-image
-labels covering every pixel. The upsampling itself is checked against its formula in its own test.
+labels covering every pixel. The upsampling itself is checked against its formula in its own test. Every
+registered variant (lce.dissect.variants) goes through the reference, which reads the variant's properties.
 """
 
 import math
@@ -14,6 +15,7 @@ import torch
 
 from lce.dissect.engine import DissectSettings, dissect
 from lce.dissect.upsample import upsample
+from lce.dissect.variants import CLAMPED, NAMES, ZERO_PADDED, variant
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset
@@ -38,17 +40,18 @@ def probe_dir(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("ref") / "probe", images=24, size=64, seed=7).path
 
 
-def reference(model, dataset: ProbeDataset, variant: str, quantile: float):
+def reference(model, dataset: ProbeDataset, name: str, quantile: float):
     """I (U, columns), A (U, columns), G (columns,), thresholds, with the engine's column numbering."""
+    spec = variant(name)
     categories = dataset.categories
     stride = max(dataset.probe.vocabulary) + 1
     items = [dataset[i] for i in range(len(dataset))]
     with torch.no_grad():
         acts = model(torch.stack([item["image"] for item in items])).float()
     size = dataset.seg_size
-    up = upsample(acts, size, variant)
+    up = upsample(acts, size, name)
     units = acts.shape[1]
-    values = acts if variant == "netdissect" else up
+    values = up if spec.threshold_upsampled else acts
     thresholds = torch.stack([torch.quantile(values[:, u].reshape(-1), 1 - quantile) for u in range(units)])
     columns = len(categories) * stride
     intersection = np.zeros((units, columns), dtype=np.int64)
@@ -76,12 +79,12 @@ def reference(model, dataset: ProbeDataset, variant: str, quantile: float):
         for u in range(units):
             for column in range(columns):
                 category = categories[column // stride]
-                if variant == "dissect" or category in labels.categories:
+                if not spec.activation_per_category or category in labels.categories:
                     activation[u, column] += masks[u].sum()
     return intersection, activation, truth, thresholds
 
 
-@pytest.mark.parametrize("variant", ["dissect", "netdissect"])
+@pytest.mark.parametrize("variant", NAMES)
 @pytest.mark.parametrize("budget", [0, 2**30], ids=["two-passes", "activation-cache"])
 def test_engine_equals_the_reference(probe_dir, tmp_path, variant, budget):
     probe = Broden.open(probe_dir)
@@ -132,24 +135,25 @@ def _bilinear(values: np.ndarray, y: float, x: float, clamp: bool) -> float:
     return total
 
 
-@pytest.mark.parametrize("variant", ["dissect", "netdissect"])
-def test_upsampling_follows_each_variants_formula(variant):
-    """dissect: feature pixel i at target i*s + (s-1)/2, zero beyond the edge; netdissect: half-pixel centres,
-    clamped edges."""
+@pytest.mark.parametrize("name", NAMES)
+def test_upsampling_follows_each_variants_formula(name):
+    """ZERO_PADDED (dissect): feature pixel i at target i*s + (s-1)/2, zero beyond the edge; CLAMPED (netdissect):
+    half-pixel centres, clamped edges."""
+    grid = variant(name).upsampling
     torch.manual_seed(0)
     acts = torch.rand(1, 2, 4, 4, dtype=torch.float64)
     size, scale = 14, 14 / 4
-    up = upsample(acts, size, variant)[0].numpy()
+    up = upsample(acts, size, name)[0].numpy()
     for unit in range(2):
         for y in range(size):
             for x in range(size):
-                if variant == "dissect":
+                if grid == ZERO_PADDED:
                     sy, sx = (y - (scale - 1) / 2) / scale, (x - (scale - 1) / 2) / scale
                 else:
                     sy, sx = (y + 0.5) / scale - 0.5, (x + 0.5) / scale - 0.5
-                expected = _bilinear(acts[0, unit].numpy(), sy, sx, clamp=variant == "netdissect")
+                expected = _bilinear(acts[0, unit].numpy(), sy, sx, clamp=grid == CLAMPED)
                 assert up[unit, y, x] == pytest.approx(expected, abs=1e-9)
-    if variant == "dissect":  # the corners lie beyond the outer feature centres: they fade
+    if grid == ZERO_PADDED:  # the corners lie beyond the outer feature centres: they fade
         assert up[0, 0, 0] < acts[0, 0, 0, 0]
 
 
@@ -170,7 +174,7 @@ def test_pruned_histogram_thresholds_keep_the_share_above_within_one_percent(pro
     assert ((share - 1).abs() < 0.01).all(), share
 
 
-@pytest.mark.parametrize("variant", ["dissect", "netdissect"])
+@pytest.mark.parametrize("variant", NAMES)
 @pytest.mark.parametrize("shape,size", [((7, 7), 56), ((4, 5), 14), ((1, 3), 8)])
 def test_cells_give_the_whole_maps_values_bit_for_bit_within_their_bounds(variant, shape, size):
     """The engine upsamples only some cells of a map: their values are exactly those of upsample(), every target

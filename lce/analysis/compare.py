@@ -1,7 +1,7 @@
 """How two models relate: the concepts both have and those only one has, their interpretable units per category,
 and their distance in a stored embedding.
 
-    comparison = compare("MoCoV1(R)", "InfoMin(R)", min_iou=0.04)
+    comparison = compare("MoCoV1(R)", "InfoMin(R)", min_iou=IOU_CUTOFF)  # lce.dissect.variants
     comparison.shared, comparison.only_a, comparison.only_b      # ConceptRow lists
     comparison.embedding.distance                                 # None when no stored embedding holds both
     write_csv(comparison, sys.stdout); json.dumps(comparison.to_json())
@@ -22,6 +22,7 @@ from typing import TextIO
 from sqlalchemy import text
 
 from lce.db.connection import connect_reader
+from lce.dissect.variants import IOU_CUTOFF
 from lce.errors import LceError
 from lce.resources import read_sql
 
@@ -151,7 +152,7 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def compare(model_a: str, model_b: str, min_iou: float | None = 0.04, layer: str | None = None,
+def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, layer: str | None = None,
             probe: str | None = None, variant: str | None = None, embedding_id: int | None = None) -> Comparison:
     """Compare the runs of two models at IoU > min_iou (None: each run's own cut-off); the distance comes from
     embedding `embedding_id`, else from the newest stored embedding that holds both runs."""

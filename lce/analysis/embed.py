@@ -23,6 +23,7 @@ from lce.analysis.matrix import ConceptMatrix, Selection, concept_matrix, select
 from lce.analysis.duck import duckdb_connection
 from lce.db.connection import connect
 from lce.db.embeddings import EmbeddingPoint, EmbeddingRecord, write_embedding
+from lce.dissect.variants import IOU_CUTOFF
 from lce.errors import LceError
 
 METHODS = ("pca", "mds", "tsne")
@@ -36,7 +37,7 @@ class EmbedSettings:
     layer: str | None = None
     probe: str | None = None
     variant: str | None = None
-    min_iou: float = 0.04  # the IoU cut-off of every published tool
+    min_iou: float = IOU_CUTOFF  # the IoU cut-off of every published tool
     normalize: str = "population"
     method: str = "pca"
     components: int = 3

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, user_errors
+from lce.dissect.variants import variant
 
 import_app = typer.Typer(
     help="Import published per-unit dissection results (one transaction per file; the same file twice is a no-op).\n\n"
@@ -39,7 +40,11 @@ def _write(records, replace: bool, started: float) -> None:
         console.print(f"Imported {len(changed)} run(s), {units:,} units, in {seconds:.1f} s.")
 
 
-@import_app.command("dissect-csv")
+@import_app.command("dissect-csv", help=f"""Dissect per-unit CSV: each distinct `name` becomes a model with one
+    `dissect` run ({variant("dissect").summary}). Label '-' means no concept; an empty IoU is kept as NULL.
+
+    Example: lce import dissect-csv models_dissect_profiles_raw.csv --layer layer4 --arch resnet50
+    """)
 @user_errors
 def dissect_csv(
     file: Path = typer.Argument(..., help="CSV with columns name,unit,iou,label,category (a leading index column "
@@ -50,11 +55,6 @@ def dissect_csv(
     arch: str | None = ARCH,
     replace: bool = REPLACE,
 ) -> None:
-    """Dissect per-unit CSV: each distinct `name` becomes a model with one `dissect` run (top-1% quantile, IoU
-    cut-off 0.04). Label '-' means no concept; an empty IoU is kept as NULL.
-
-    Example: lce import dissect-csv models_dissect_profiles_raw.csv --layer layer4 --arch resnet50
-    """
     from lce.importers.dissect_csv import read_dissect_csv
 
     started = time.perf_counter()
@@ -81,7 +81,12 @@ def dissect_report(
     _write(read_dissect_report(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)
 
 
-@import_app.command("netdissect-csv")
+@import_app.command("netdissect-csv", help=f"""NetDissect tally.csv: one `netdissect` run
+    ({variant("netdissect").summary}); each unit's label and score, and every category's best label with its
+    truth, activation and intersection counts.
+
+    Example: lce import netdissect-csv tally.csv --model resnet18-places365 --layer layer4 --arch resnet18
+    """)
 @user_errors
 def netdissect_csv(
     file: Path = typer.Argument(..., help="NetDissect / NetDissect-Lite tally.csv (unit numbers from 1)."),
@@ -91,11 +96,6 @@ def netdissect_csv(
     arch: str | None = ARCH,
     replace: bool = REPLACE,
 ) -> None:
-    """NetDissect tally.csv: one `netdissect` run (top-0.5% quantile, cut-off 0.04); each unit's label and
-    score, and every category's best label with its truth, activation and intersection counts.
-
-    Example: lce import netdissect-csv tally.csv --model resnet18-places365 --layer layer4 --arch resnet18
-    """
     from lce.importers.netdissect_csv import read_netdissect_csv
 
     started = time.perf_counter()

@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
+from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF, NAMES, VARIANTS, one_of
 from lce.errors import LceError
+
+# --help from lce.dissect.variants: every registered variant, its default quantile and segmentation size.
+VARIANT_HELP = one_of(tuple(f"{spec.name} ({spec.description})" for spec in VARIANTS)) + "."
+QUANTILE_HELP = "Top fraction of activations above the threshold (default {}).".format(
+    ", ".join(f"{spec.quantile:g} {spec.name}" for spec in VARIANTS))
+SEG_SIZE_HELP = "Segmentation size S (default: {}).".format(
+    ", ".join(f"{spec.seg_size_rule} with {spec.name}" for spec in VARIANTS))
 
 
 def parse_bytes(text: str) -> int:
@@ -47,13 +55,10 @@ def ingest(
                                                            "list); required unless --resume."),
     layer: list[str] = typer.Option([], "--layer", help="Layer by dotted module name (repeatable; default: the "
                                                         "zoo entry's, else layer4)."),
-    variant: str = typer.Option("dissect", "--variant", help="dissect (Bau et al. 2020, the LCE paper) or "
-                                                             "netdissect (Bau et al. 2017)."),
-    quantile: float | None = typer.Option(None, "--quantile", help="Top fraction of activations above the "
-                                                                   "threshold (default 0.01 dissect, 0.005 netdissect)."),
-    iou_threshold: float = typer.Option(0.04, "--iou-threshold", help="IoU cut-off for 'interpretable'."),
-    seg_size: int | None = typer.Option(None, "--seg-size", help="Segmentation size S (default: 56 for 224-px "
-                                                                 "images with dissect, the probe's own with netdissect)."),
+    variant: str = typer.Option(DEFAULT_VARIANT, "--variant", help=VARIANT_HELP),
+    quantile: float | None = typer.Option(None, "--quantile", help=QUANTILE_HELP),
+    iou_threshold: float = typer.Option(IOU_CUTOFF, "--iou-threshold", help="IoU cut-off for 'interpretable'."),
+    seg_size: int | None = typer.Option(None, "--seg-size", help=SEG_SIZE_HELP),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Weights file (any layout of method.md §4)."),
     arch: str | None = typer.Option(None, "--arch", help="torchvision architecture (resnet50), timm:NAME, hf:DIR "
                                                          "(a saved Hugging Face model) or package.module:function "
@@ -98,7 +103,7 @@ def ingest(
     lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
     from lce.config import write_retry_s
-    from lce.dissect.engine import VARIANT_QUANTILE, DissectSettings
+    from lce.dissect.engine import DissectSettings
     from lce.dissect.ingest import IngestRequest
     from lce.dissect.ingest import ingest as run_ingest
     from lce.importers.common import check_options
@@ -123,8 +128,8 @@ def ingest(
     for name in layer:
         check_options(layer=name)
     write_retry_s()  # a bad LCE_WRITE_RETRY_S is said now, not after the dissection
-    if variant not in VARIANT_QUANTILE:
-        raise LceError(f"--variant must be one of {', '.join(VARIANT_QUANTILE)}, not {variant!r}.")
+    if variant not in NAMES:
+        raise LceError(f"--variant must be one of {', '.join(NAMES)}, not {variant!r}.")
     if quantile is not None and not 0 < quantile < 1:
         raise LceError(f"--quantile must lie in (0, 1), not {quantile}.")
     if not 0 <= iou_threshold <= 1:

@@ -29,9 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Every category a concept may belong to (Broden's six).
-CATEGORIES = ("object", "part", "material", "color", "scene", "texture")
-VARIANTS = ("netdissect", "dissect")
+# The categories a concept may belong to (Broden's six) and the method's variants: their CHECKs below list
+# lce.dissect.variants' names, so a change there needs a migration (alembic check sees run.variant's comment).
+from lce.dissect.variants import CATEGORIES, NAMES
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -44,6 +44,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """The CHECK `column IN ('a', 'b')`."""
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
 
 def _created_at() -> Mapped[datetime]:
@@ -93,9 +98,9 @@ class Concept(Base):
 
     __table_args__ = (
         UniqueConstraint("probe_id", "category", "name"),
-        CheckConstraint(f"category IN {CATEGORIES}", name="category"),
+        CheckConstraint(_one_of("category", CATEGORIES), name="category"),
         CheckConstraint("number IS NULL OR number > 0", name="number"),
-        CheckConstraint(f"primary_category IN {CATEGORIES}", name="primary_category"),
+        CheckConstraint(_one_of("primary_category", CATEGORIES), name="primary_category"),
         Index(None, "probe_id", "number"),
     )
 
@@ -125,7 +130,9 @@ class Run(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"))
     probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id", ondelete="RESTRICT"))
     layer: Mapped[str] = mapped_column(Text)
-    variant: Mapped[str] = mapped_column(Text, comment="'netdissect' or 'dissect' (method.md section 1)")
+    variant: Mapped[str] = mapped_column(
+        Text, comment=" or ".join(repr(name) for name in NAMES) + " (method.md section 1)"
+    )
     quantile: Mapped[float] = mapped_column(Double, comment="top fraction of activations above the threshold")
     iou_threshold: Mapped[float] = mapped_column(Double, comment="IoU cut-off for 'interpretable' (strict >)")
     seg_size: Mapped[int | None] = mapped_column(Integer, comment="segmentation resolution S; NULL if unknown")
@@ -151,7 +158,7 @@ class Run(Base):
             "uq_run_current_identity", "model_id", "layer", "probe_id", "variant", "quantile", "seg_size", "source",
             unique=True, postgresql_nulls_not_distinct=True, postgresql_where=text("superseded_at IS NULL"),
         ),
-        CheckConstraint(f"variant IN {VARIANTS}", name="variant"),
+        CheckConstraint(_one_of("variant", NAMES), name="variant"),
         CheckConstraint("quantile > 0 AND quantile < 1", name="quantile"),
         CheckConstraint("iou_threshold >= 0 AND iou_threshold <= 1", name="iou_threshold"),
         CheckConstraint("seg_size IS NULL OR seg_size > 0", name="seg_size"),

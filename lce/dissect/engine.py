@@ -21,25 +21,23 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lce.dissect import variants
 from lce.dissect.tally import Tally
 from lce.dissect.threshold import ThresholdEstimator
 from lce.dissect.upsample import Cells, Upsampler
+from lce.dissect.variants import IOU_CUTOFF, Variant
 from lce.probe.dataset import ProbeDataset
 
 if TYPE_CHECKING:
     from lce.models.layout import MapLayout
 
-# method.md section 1: NetDissect (CVPR 2017) thresholds the top 0.5% of raw activations at the probe's own
-# segmentation size; Dissect (PNAS 2020) the top 1% of activations upsampled to 56 x 56 for 224-pixel images.
-VARIANT_QUANTILE = {"netdissect": 0.005, "dissect": 0.01}
-IOU_CUTOFF = 0.04  # every published tool
 TOP_IMAGES = 10
 
 
 @dataclass(frozen=True)
 class DissectSettings:
-    variant: str = "dissect"
-    quantile: float = 0.01
+    variant: str = variants.DEFAULT_VARIANT  # a name in lce.dissect.variants
+    quantile: float = variants.variant(variants.DEFAULT_VARIANT).quantile
     iou_threshold: float = IOU_CUTOFF
     seg_size: int | None = None  # None: the variant's default for the probe (see seg_size_for)
     batch_size: int = 32
@@ -49,13 +47,18 @@ class DissectSettings:
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> DissectSettings:
-        return cls(variant=variant, quantile=overrides.pop("quantile", None) or VARIANT_QUANTILE[variant],
+        return cls(variant=variant, quantile=overrides.pop("quantile", None) or variants.variant(variant).quantile,
                    **overrides)
+
+    @property
+    def spec(self) -> Variant:
+        """The registered variant these settings name."""
+        return variants.variant(self.variant)
 
     def seg_size_for(self, image_size: int, probe_seg_size: int) -> int:
         if self.seg_size:
             return self.seg_size
-        return probe_seg_size if self.variant == "netdissect" else image_size // 4  # 56 for 224 (Dissect)
+        return self.spec.seg_size(image_size, probe_seg_size)
 
 
 @dataclass
@@ -86,6 +89,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     exact_limit = exact_limit or (2**29 if device.type == "cuda" else 2**26)
     window = settings.threshold_window or (2**30 if device.type == "cuda" else 2**28)
     seg_size = dataset.seg_size
+    spec = settings.spec
     loader = _loader(dataset, settings)
     thresholds: dict[str, ThresholdEstimator] = {}
     tops: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -101,7 +105,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             for name in layers:
                 acts = capture.outputs[name].float()
                 if name not in thresholds:
-                    per_image = seg_size**2 if settings.variant == "dissect" else acts.shape[2] * acts.shape[3]
+                    per_image = seg_size**2 if spec.threshold_upsampled else acts.shape[2] * acts.shape[3]
                     estimator = ThresholdEstimator(acts.shape[1], settings.quantile, device, exact_limit,
                                                    expected=len(dataset) * per_image)
                     thresholds[name] = estimator
@@ -110,13 +114,13 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                     budget -= size if kept[name] is not None else 0
                     # Exact thresholds do not depend on the windows: a kept layer's are found from all at once.
                     whole = kept[name] is not None and estimator.exact
-                    windows[name] = _Window(estimator, seg_size, size if whole else window, exact_limit)
+                    windows[name] = _Window(estimator, seg_size, size if whole else window, exact_limit, spec)
                 if kept[name] is not None:
                     kept[name].append(acts)  # on the device; LayerCapture's outputs are copies already
-                if settings.variant == "netdissect":  # raw values: the estimator takes them as they come
-                    thresholds[name].add(acts.transpose(0, 1).reshape(acts.shape[1], -1))
-                else:
+                if spec.threshold_upsampled:
                     windows[name].add(acts)
+                else:  # raw values: the estimator takes them as they come
+                    thresholds[name].add(acts.transpose(0, 1).reshape(acts.shape[1], -1))
                 tops[name] = _top_images(tops.get(name), acts.amax(dim=(2, 3)), batch["index"].to(device))
             if first and all(kept[name] is not None for name in layers):
                 size = sum(batch[key][0].numel() * batch[key].element_size() for key in _LABELS) * len(dataset)
@@ -130,7 +134,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
         for window in windows.values():
             window.flush()
         limits = {name: estimator.thresholds() for name, estimator in thresholds.items()}
-        tallies = {name: Tally(len(limits[name]), dataset.categories, _max_label(dataset), settings.variant, device)
+        tallies = {name: Tally(len(limits[name]), dataset.categories, _max_label(dataset), spec, device)
                    for name in layers}
         layer_category = torch.tensor([dataset.categories.index(c) for c in dataset.layer_categories],
                                       dtype=torch.int64)
@@ -151,7 +155,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
                 acts = kept[name][position] if kept[name] is not None else capture.outputs[name].float()
                 tally = tallies[name]
                 tally.add_truth(columns)
-                cells = Upsampler.of(acts, seg_size, settings.variant).cells(acts)
+                cells = Upsampler.of(acts, seg_size, spec).cells(acts)
                 limit = limits[name].to(device)
                 # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
                 selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
@@ -199,14 +203,15 @@ _FIRST_ROUNDS = 4
 
 class _Window:
     """Pass 1's activations of a layer, buffered up to `size` bytes, then streamed into the layer's threshold
-    estimator (dissect variant): first each unit's cells of highest bound, in rounds of at most `round_values`
+    estimator (upsampled thresholds): first each unit's cells of highest bound, in rounds of at most `round_values`
     values in all, until every unit has a floor (the keep-th largest value so far, a lower bound of T_u; in the
     first window, until 4 * keep values of each unit are in); then, unit by unit, only the values of the other
     cells that exceed it. Most cells are never upsampled: with the values of a whole window at hand the first
     rounds put the floor close to T_u."""
 
-    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int, round_values: int):
+    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int, round_values: int, spec: Variant):
         self.estimator, self.seg_size, self.size, self.round_values = estimator, seg_size, size, round_values
+        self.spec = spec  # whose upsampling the values follow
         self.batches: list[torch.Tensor] = []
         self.bytes = 0
 
@@ -222,7 +227,7 @@ class _Window:
         acts = torch.cat(self.batches)
         self.batches, self.bytes = [], 0
         estimator = self.estimator
-        cells = Upsampler.of(acts, self.seg_size, "dissect").cells(acts)
+        cells = Upsampler.of(acts, self.seg_size, self.spec).cells(acts)
         bounds = _unit_major(cells.bounds())  # a cell's bound becomes -inf once its values are in
         count = acts.shape[0] * self.seg_size**2  # values per unit in this window
         wanted = 0 if bool(torch.isfinite(estimator.floor).any()) else _FIRST_ROUNDS * estimator.keep

@@ -9,8 +9,9 @@
 A concept is a (category, label number) pair, so the same label in two categories is two concepts; its column
 is category_index * (max_label + 1) + label. Only active pixels (a few in a thousand) are visited: their
 (unit, column) pairs are counted with index_add_ into int64 counters; whole-image labels (scene, texture) count
-as all S x S pixels of their image, so they take each map's count of active pixels at once. `dissect` counts a
-unit's activation A[u] over every pixel; `netdissect` counts A[u, k] only over images that annotate category k.
+as all S x S pixels of their image, so they take each map's count of active pixels at once. A variant counts a
+unit's activation A[u] over every pixel (dissect), or, with activation_per_category (netdissect), A[u, k] only
+over images that annotate category k.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-VARIANTS = ("netdissect", "dissect")
+from lce.dissect import variants
+from lce.dissect.variants import Variant
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,16 @@ class BatchLabels:
 
 
 class Tally:
-    def __init__(self, units: int, categories: list[str], max_label: int, variant: str,
+    def __init__(self, units: int, categories: list[str], max_label: int, variant: str | Variant,
                  device: torch.device | str = "cpu"):
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
-        self.units, self.categories, self.variant = units, list(categories), variant
+        self.units, self.categories, self.variant = units, list(categories), variants.variant(variant)
+        self.per_category = self.variant.activation_per_category  # A[u, k] rather than A[u]
         self.stride = max_label + 1
         self.columns = len(self.categories) * self.stride
         self.device = torch.device(device)
         self.intersection = torch.zeros(units * self.columns, dtype=torch.int64, device=self.device)
         self.truth = torch.zeros(self.columns, dtype=torch.int64, device=self.device)
-        shape = (units,) if variant == "dissect" else (units, len(self.categories))
+        shape = (units, len(self.categories)) if self.per_category else (units,)
         self.activation = torch.zeros(shape, dtype=torch.int64, device=self.device)
         self.images = 0
 
@@ -88,11 +89,11 @@ class Tally:
         for columns in labels.whole:
             hit = columns >= 0
             self.intersection.index_add_(0, (first_cell + columns[hit, None]).flatten(), per_map[hit].flatten())
-        if self.variant == "dissect":
-            self.activation += per_map.sum(dim=0)
-        else:
+        if self.per_category:
             # (U, categories): active pixels in the images that annotate each category (no int64 matmul on CUDA)
             self.activation += (per_map[:, :, None] * labels.annotated[:, None, :]).sum(dim=0)
+        else:
+            self.activation += per_map.sum(dim=0)
 
     def _count(self, cells: torch.Tensor) -> None:
         self.intersection.index_add_(0, cells, torch.ones_like(cells))
@@ -100,11 +101,11 @@ class Tally:
     def counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """I (U, columns), A broadcast to (U, columns), G (columns,)."""
         intersection = self.intersection.view(self.units, self.columns)
-        if self.variant == "dissect":
-            activation = self.activation[:, None].expand(self.units, self.columns)
-        else:
+        if self.per_category:
             category = torch.arange(self.columns, device=self.device) // self.stride
             activation = self.activation[:, category]
+        else:
+            activation = self.activation[:, None].expand(self.units, self.columns)
         return intersection, activation, self.truth
 
     def iou(self) -> torch.Tensor:

@@ -23,14 +23,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lce.dissect import variants
+from lce.dissect.variants import ZERO_PADDED, Variant
+
 # Bilinear weights are rounded to the dtype: a computed value may exceed its cell's largest corner by a few ulps
 # of the map's largest magnitude. Cell bounds add this share of it, which keeps them bounds.
 _ROUNDING_MARGIN = 2.0**-20
 
 
-def upsample(activations: torch.Tensor, size: int, variant: str) -> torch.Tensor:
-    """`netdissect`: bilinear with half-pixel centres and clamped edges (F.interpolate, align_corners=False, as
-    PIL's resize in NetDissect-Lite). `dissect`: davidbau/dissect's grid: feature pixel i sits at target
+def upsample(activations: torch.Tensor, size: int, variant: str | Variant) -> torch.Tensor:
+    """The variant's grid (a Variant or its name; lce.dissect.variants). `netdissect`, CLAMPED: bilinear with
+    half-pixel centres and clamped edges (F.interpolate, align_corners=False, as PIL's resize in
+    NetDissect-Lite). `dissect`, ZERO_PADDED: davidbau/dissect's grid: feature pixel i sits at target
     coordinate i*s + (s-1)/2 with s = size/h, sampled bilinearly with zero padding (grid_sample,
     align_corners=True), so values fade towards zero beyond the outer feature centres. A side of one feature
     pixel is constant in both variants."""
@@ -53,14 +57,14 @@ class _Axis:
     cell_w_right: torch.Tensor  # (h+1, m): w_right[samples]
 
 
-def _axis(source: int, size: int, variant: str, dtype: torch.dtype, device: torch.device) -> _Axis:
+def _axis(source: int, size: int, grid: str, dtype: torch.dtype, device: torch.device) -> _Axis:
     target = torch.arange(size, dtype=torch.float64)
     scale = size / source
     if source == 1:
         position = torch.zeros(size, dtype=torch.float64)
-    elif variant == "dissect":
+    elif grid == ZERO_PADDED:
         position = (target - (0.5 * scale - 0.5)) / scale  # may fall outside [0, h-1]: zero padding
-    else:
+    else:  # CLAMPED
         position = ((target + 0.5) / scale - 0.5).clamp(0, source - 1)  # F.interpolate's clamped edges
     padded = position + 1  # padded pixel p is feature pixel p - 1
     left = padded.floor().to(torch.int64).clamp(0, source)
@@ -79,16 +83,17 @@ def _axis(source: int, size: int, variant: str, dtype: torch.dtype, device: torc
 
 
 class Upsampler:
-    """One variant's upsampling of (h, w) maps to (size, size), whole or by cells (see the module docstring)."""
+    """One grid's upsampling of (h, w) maps to (size, size), whole or by cells (see the module docstring); `of`
+    gives the one of a variant."""
 
-    def __init__(self, height: int, width: int, size: int, variant: str, dtype: torch.dtype = torch.float32,
+    def __init__(self, height: int, width: int, size: int, grid: str, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
-        if variant not in ("netdissect", "dissect"):
-            raise ValueError(f"variant must be netdissect or dissect, not {variant!r}")
-        self.height, self.width, self.size, self.variant = height, width, size, variant
+        if grid not in variants.GRIDS:
+            raise ValueError(f"grid must be one of {variants.GRIDS}, not {grid!r}")
+        self.height, self.width, self.size, self.grid = height, width, size, grid
         device = torch.device(device)
-        self.y = _axis(height, size, variant, dtype, device)
-        self.x = _axis(width, size, variant, dtype, device)
+        self.y = _axis(height, size, grid, dtype, device)
+        self.x = _axis(width, size, grid, dtype, device)
         self.samples_in_cells = self.y.valid.sum(1)[:, None] * self.x.valid.sum(1)[None, :]  # (h+1, w+1)
         # A cell with no target sample (the padding's side of a clamped edge) can never be active.
         self.empty = self.samples_in_cells == 0
@@ -101,9 +106,10 @@ class Upsampler:
         return int(self.samples_in_cells.max())
 
     @staticmethod
-    def of(activations: torch.Tensor, size: int, variant: str) -> Upsampler:
+    def of(activations: torch.Tensor, size: int, variant: str | Variant) -> Upsampler:
         height, width = activations.shape[-2:]
-        return _cached(height, width, size, variant, activations.dtype, str(activations.device))
+        grid = variants.variant(variant).upsampling
+        return _cached(height, width, size, grid, activations.dtype, str(activations.device))
 
     def upsample(self, activations: torch.Tensor) -> torch.Tensor:
         """(B, U, h, w) -> (B, U, size, size)."""
@@ -157,5 +163,5 @@ class Cells:
 
 
 @functools.lru_cache(maxsize=16)
-def _cached(height: int, width: int, size: int, variant: str, dtype: torch.dtype, device: str) -> Upsampler:
-    return Upsampler(height, width, size, variant, dtype, device)
+def _cached(height: int, width: int, size: int, grid: str, dtype: torch.dtype, device: str) -> Upsampler:
+    return Upsampler(height, width, size, grid, dtype, device)

@@ -2,9 +2,9 @@
 
     records = read_dissect_csv(Path("models_dissect_profiles_raw.csv"), layer="layer4", probe="places365-upp")
 
-Each distinct `name` becomes a model with one run of the `dissect` variant (method.md section 1: top-1%
-quantile, IoU cut-off 0.04). Label `-` means the unit has no concept; an empty IoU is kept as NULL (a NaN is
-refused). Model names and labels follow lce.importers.common's rules (length, no control characters).
+Each distinct `name` becomes a model with one run of the `dissect` variant, with its quantile and IoU cut-off
+(lce.dissect.variants; method.md section 1). Label `-` means the unit has no concept; an empty IoU is kept as
+NULL (a NaN is refused). Model names and labels follow lce.importers.common's rules (length, no control characters).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lce.db.runs import RunRecord, UnitRow
+from lce.dissect.variants import variant
 from lce.errors import LceError
 from lce.importers.common import (
     MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_int, parse_iou, read_csv,
@@ -20,9 +21,7 @@ from lce.importers.common import (
 
 FORMAT = "dissect-csv"
 NO_LABEL = "-"
-# davidbau/dissect (Bau et al. PNAS 2020), as used by the LCE paper: top 1% of upsampled activations, IoU > 0.04.
-DISSECT_QUANTILE = 0.01
-IOU_CUTOFF = 0.04
+DISSECT = variant("dissect")  # davidbau/dissect (Bau et al. PNAS 2020), as the LCE paper used it
 
 
 def read_dissect_csv(path: Path, layer: str, probe: str, architecture: str | None = None) -> list[RunRecord]:
@@ -42,6 +41,6 @@ def read_dissect_csv(path: Path, layer: str, probe: str, architecture: str | Non
     index.check_range()
     return [
         imported_run(path=path, fmt=FORMAT, model=model, architecture=architecture, probe=probe, layer=layer,
-                     variant="dissect", quantile=DISSECT_QUANTILE, iou_threshold=IOU_CUTOFF, units=units)
+                     variant=DISSECT.name, quantile=DISSECT.quantile, iou_threshold=DISSECT.iou_cutoff, units=units)
         for model, units in sorted(units_by_model.items())
     ]

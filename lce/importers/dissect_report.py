@@ -17,7 +17,7 @@ from lce.importers.common import (
     MAX_LABEL, UnitIndex, Where, check_name, check_options, imported_run, parse_category, parse_int, parse_iou,
     read_json_text,
 )
-from lce.importers.dissect_csv import DISSECT_QUANTILE, IOU_CUTOFF, NO_LABEL
+from lce.importers.dissect_csv import DISSECT, NO_LABEL
 
 FORMAT = "dissect-report"
 
@@ -61,5 +61,5 @@ def read_dissect_report(
     index.check_range()
     return [
         imported_run(path=path, fmt=FORMAT, model=model, architecture=architecture, probe=probe, layer=layer,
-                     variant="dissect", quantile=DISSECT_QUANTILE, iou_threshold=IOU_CUTOFF, units=units)
+                     variant=DISSECT.name, quantile=DISSECT.quantile, iou_threshold=DISSECT.iou_cutoff, units=units)
     ]

@@ -15,6 +15,7 @@ from itertools import chain
 from pathlib import Path
 
 from lce.db.runs import RunRecord, TallyRow, UnitRow
+from lce.dissect.variants import variant
 from lce.errors import LceError
 from lce.importers.common import (
     MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_count, parse_int, parse_iou,
@@ -22,9 +23,7 @@ from lce.importers.common import (
 )
 
 FORMAT = "netdissect-csv"
-# Bau et al. CVPR 2017 (NetDissect, NetDissect-Lite): top 0.5% of raw activations, IoU > 0.04.
-NETDISSECT_QUANTILE = 0.005
-IOU_CUTOFF = 0.04
+NETDISSECT = variant("netdissect")  # Bau et al. CVPR 2017 (NetDissect, NetDissect-Lite)
 TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
 
 
@@ -72,6 +71,6 @@ def read_netdissect_csv(
     index.check_range()
     return [
         imported_run(path=path, fmt=FORMAT, model=model, architecture=architecture, probe=probe, layer=layer,
-                     variant="netdissect", quantile=NETDISSECT_QUANTILE, iou_threshold=IOU_CUTOFF, units=units,
-                     tallies=tallies, unlabelled_tallies_skipped=skipped)
+                     variant=NETDISSECT.name, quantile=NETDISSECT.quantile, iou_threshold=NETDISSECT.iou_cutoff,
+                     units=units, tallies=tallies, unlabelled_tallies_skipped=skipped)
     ]
