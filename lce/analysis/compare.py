@@ -25,8 +25,6 @@ from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.resources import read_sql
 
-PRESENCES = ("both", "only_a", "only_b")
-
 
 @dataclass(frozen=True)
 class ComparedRun:
