@@ -56,10 +56,11 @@ def user_errors(function: Callable) -> Callable:
 @contextmanager
 def progress_bars():
     """Rich progress bars on stderr, one per named task, with images/s and an ETA; yields the callback
-    update(name, done, total) that the library's long functions report to."""
+    update(name, done, total) that the library's long functions report to. Only on a terminal: elsewhere (a log)
+    rich would draw no bars but leave an empty line behind."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True) as bar:
+    with Progress(*columns, console=errors, transient=True, disable=not errors.is_interactive) as bar:
         tasks: dict[str, int] = {}
 
         def update(name: str, done: int, total: int) -> None:

@@ -117,8 +117,6 @@ def report(
     """
     from lce.report.html import ReportSettings, write_report
 
-    if batch_size < 1:
-        raise LceError(f"--batch-size must be at least 1, not {batch_size}.")
     settings = ReportSettings(out=out, embedding_id=embedding, min_iou=min_iou, strips=images, strip_units=units,
                               device=device, batch_size=batch_size)
     with progress_bars() as progress:
