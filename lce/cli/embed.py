@@ -9,7 +9,7 @@ import typer
 from lce.cli.app import app, console, user_errors
 
 
-@app.command("embed")
+@app.command("embed", short_help="Project the stored models into a Learned Concepts Embedding (CSV, plot).")
 @user_errors
 def embed(
     model: list[str] = typer.Option([], "--model", help="Embed only these models (repeatable; default: all)."),

@@ -35,7 +35,7 @@ def parse_rgb(option: str, text: str | None) -> tuple[float, ...] | None:
     return values
 
 
-@app.command("ingest")
+@app.command("ingest", short_help="Dissect a model's layer(s) over a probe and store every unit.")
 @user_errors
 def ingest(
     model: str | None = typer.Argument(None, help="Model name: a zoo entry (lce zoo), or any name with --arch "
@@ -148,7 +148,7 @@ def _resume(path: Path, replace: bool) -> None:
     console.print(f"Stored; {path} is deleted.", highlight=False)
 
 
-@app.command("zoo")
+@app.command("zoo", short_help="List the models lce knows by name.")
 @user_errors
 def zoo() -> None:
     """List the models lce knows by name: the paper's ResNet-50s, then self-supervised ViTs; architecture, layer,

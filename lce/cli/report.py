@@ -15,7 +15,7 @@ from lce.errors import LceError
 COMPARE_FORMATS = ("table", "csv", "json")
 
 
-@app.command("compare")
+@app.command("compare", short_help="How two models relate: shared concepts, categories, distance.")
 @user_errors
 def compare(
     model_a: str = typer.Argument(..., help="First model (lce models lists them)."),
@@ -96,7 +96,7 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-@app.command("report")
+@app.command("report", short_help="Write a static HTML report of the store.")
 @user_errors
 def report(
     out: Path = typer.Option(..., "--out", help="Directory to write the report to (DIR/index.html is its entry)."),
