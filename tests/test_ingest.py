@@ -1,5 +1,6 @@
 """`lce ingest`: dissected runs in the store, re-ingest rules, bad input, and a process killed mid-way."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -11,6 +12,10 @@ import torch
 import torchvision
 from sqlalchemy import text
 
+from lce.dissect.engine import DissectSettings
+from lce.dissect.ingest import IngestRequest
+from lce.dissect.ingest import ingest as run_ingest
+from lce.errors import LceError
 from lce.models.checkpoints import file_sha256
 
 
@@ -108,6 +113,52 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(cli, engine, synth, arg
     assert one(engine, "SELECT count(*) FROM run")[0] == 0
 
 
+# Each bad option of lce ingest, and the same request built in Python: the library refuses it with the message
+# that the command prints (the command only parses).
+REFUSED = [
+    (["--variant", "gradcam"], {"variant": "gradcam"},
+     "--variant must be one of netdissect, dissect, not 'gradcam'."),
+    (["--quantile", "0"], {"quantile": 0.0}, "--quantile must lie in (0, 1), not 0.0."),
+    (["--quantile", "1.5"], {"quantile": 1.5}, "--quantile must lie in (0, 1), not 1.5."),
+    (["--iou-threshold", "-0.1"], {"iou_threshold": -0.1}, "--iou-threshold must lie in [0, 1], not -0.1."),
+    (["--batch-size", "0"], {"batch_size": 0},
+     "--batch-size and --seg-size must be positive and --workers not negative."),
+    (["--workers", "-1"], {"workers": -1},
+     "--batch-size and --seg-size must be positive and --workers not negative."),
+    (["--seg-size", "0"], {"seg_size": 0},
+     "--batch-size and --seg-size must be positive and --workers not negative."),
+    (["--layout", "chw"], {"layout": "chw"}, "--layout must be one of nchw, nhwc, tokens, not 'chw'."),
+    (["--layout", "nchw", "--prefix-tokens", "1"], {"layout": "nchw", "prefix_tokens": 1},
+     "--prefix-tokens 1: a count of 0 or more, and only with --layout tokens."),
+    (["--prefix-tokens", "-1"], {"prefix_tokens": -1},
+     "--prefix-tokens -1: a count of 0 or more, and only with --layout tokens."),
+    (["--mean", "0.5,0.5"], {"mean": (0.5, 0.5)},
+     "--mean '0.5,0.5' should be three numbers separated by commas, R,G,B (e.g. 0.485,0.456,0.406)."),
+    (["--mean", "0.5,0.5,0.5", "--std", "0.2,0,0.2"], {"mean": (0.5, 0.5, 0.5), "std": (0.2, 0.0, 0.2)},
+     "--std '0.2,0,0.2' should be three positive numbers separated by commas, R,G,B (e.g. 0.229,0.224,0.225)."),
+    (["--mean", "0.5,0.5,0.5"], {"mean": (0.5, 0.5, 0.5)},
+     "Give --mean and --std together (R,G,B each), or neither for the source's own."),
+    (["--layer", "layer\t4"], {"layers": ["layer\t4"]}, "--layer"),
+]
+SETTINGS = ("variant", "quantile", "iou_threshold", "batch_size", "workers", "seg_size")
+
+
+@pytest.mark.parametrize("args, fields, message", REFUSED, ids=[" ".join(args) for args, _, _ in REFUSED])
+def test_the_library_refuses_what_the_command_refuses_with_its_message(cli, engine, args, fields, message):
+    result = cli("ingest", "r18", "--probe", "synth", "--arch", "resnet18", "--random-init", *args)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    printed = result.stderr.strip().removeprefix("error: ")
+    assert message in printed
+    with pytest.raises(LceError) as refused:
+        settings = DissectSettings.for_variant(
+            fields.get("variant", "dissect"), **{k: v for k, v in fields.items() if k in SETTINGS and k != "variant"})
+        run_ingest(IngestRequest(model="r18", probe="synth", arch="resnet18", random_init=True, settings=settings,
+                                 **{k: v for k, v in fields.items() if k not in SETTINGS}))
+    assert str(refused.value) == printed
+    assert one(engine, "SELECT count(*) FROM run")[0] == 0
+
+
 def test_unknown_probe_is_named(cli, engine, synth):
     result = cli("ingest", "r18", "--probe", "broden", "--arch", "resnet18", "--random-init")
     assert result.exit_code == 1 and "No probe dataset named 'broden' is registered (registered: synth)" in \
@@ -120,8 +171,21 @@ def test_embed_works_on_dissected_runs(cli, engine, synth, tmp_path):
     out = tmp_path / "lce.csv"
     result = cli("embed", "--clusters", "2", "--components", "2", "--out", out, "--plot", tmp_path / "lce.png")
     assert result.exit_code == 0, result.output
-    assert out.read_text().splitlines()[0] == "model,pc1,pc2,cluster"
-    assert len(out.read_text().splitlines()) == 4
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["model", "pc1", "pc2", "cluster"]
+    assert [row["model"] for row in rows] == ["r18-1", "r18-2", "r18-3"]
+    # The file is the stored embedding: the same points, rounded to 6 decimals, and the same clusters.
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT m.name, p.coordinates, p.cluster FROM embedding_point p"
+                                   " JOIN model m ON m.id = p.model_id ORDER BY m.name")).all()
+    assert [(row["model"], [float(row["pc1"]), float(row["pc2"])], int(row["cluster"])) for row in rows] == [
+        (name, [pytest.approx(value, abs=5e-7) for value in coordinates], cluster)
+        for name, coordinates, cluster in stored]
+    assert sorted({int(row["cluster"]) for row in rows}) == [0, 1]  # three models in two clusters
+    # PCA scores are centred, and the first component carries the most variance.
+    pc1, pc2 = ([float(row[column]) for row in rows] for column in ("pc1", "pc2"))
+    assert sum(pc1) == pytest.approx(0, abs=1e-5) and sum(pc2) == pytest.approx(0, abs=1e-5)
+    assert sum(v * v for v in pc1) >= sum(v * v for v in pc2) > 0
 
 
 def test_a_process_killed_during_ingest_leaves_no_rows(cli, engine, synth, database):

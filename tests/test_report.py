@@ -15,6 +15,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from lce.analysis.embed import EmbedSettings, embed
+from lce.errors import LceError
 from lce.report.html import ReportSettings, write_report
 from lce.report.strips import DissectedRun, unit_masks
 from tests.conftest import PAPER_EXCLUDED, shared_file
@@ -171,6 +172,20 @@ def test_report_without_an_embedding_says_how_to_make_one(cli, paper_data, tmp_p
 def test_an_empty_store_is_a_clear_error(cli, tmp_path):
     result = cli("report", "--out", tmp_path / "report")
     assert result.exit_code == 1 and "The database holds no runs yet" in result.stderr
+
+
+@pytest.mark.parametrize("args, fields, message", [
+    (["--batch-size", "0"], {"batch_size": 0}, "--batch-size must be at least 1, not 0."),
+    (["--units", "-1"], {"strip_units": -1}, "--units must be 0 or more, not -1."),
+    (["--min-iou", "1"], {"min_iou": 1.0}, "--min-iou must lie in [0, 1), not 1.0."),
+])
+def test_bad_options_are_refused_by_the_library_with_the_commands_message(cli, tmp_path, args, fields, message):
+    result = cli("report", "--out", tmp_path / "report", *args)
+    assert result.exit_code == 1 and result.stderr == f"error: {message}\n"
+    with pytest.raises(LceError) as refused:
+        write_report(ReportSettings(out=tmp_path / "report", **fields))
+    assert str(refused.value) == message
+    assert not (tmp_path / "report").exists()
 
 
 # ---- a tiny dissected setup -------------------------------------------------------------------------------------

@@ -86,11 +86,37 @@ def test_bad_sql_is_one_clear_error(cli, two_models, engine_name, message):
     assert "Traceback" not in result.stderr
 
 
-def test_format_needs_out_and_query_can_come_from_stdin(cli, two_models, tmp_path):
-    assert "give it with --out FILE" in cli("sql", "SELECT 1", "--format", "csv").stderr
+@pytest.mark.parametrize("engine_name", ["duckdb", "postgres"])
+def test_csv_and_json_go_to_standard_output_without_out(cli, two_models, tmp_path, engine_name):
+    """The same text as --out FILE, and nothing else on standard output (it is for a program)."""
+    printed = cli("sql", QUERY, "--engine", engine_name, "--format", "csv")
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout == "model,units\na,1\nb,1\n"
+    out = tmp_path / "result.csv"
+    assert cli("sql", QUERY, "--engine", engine_name, "--out", out).exit_code == 0
+    assert out.read_text() == printed.stdout
+    printed = cli("sql", QUERY, "--engine", engine_name, "--format", "json", "--max-rows", "1")  # every row
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout) == [{"model": "a", "units": 1}, {"model": "b", "units": 1}]
+
+
+def test_parquet_needs_a_file_and_query_can_come_from_stdin(cli, two_models, tmp_path):
+    refused = cli("sql", "SELECT 1", "--format", "parquet")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == ("error: --format parquet is binary and is not written to standard output: give "
+                                      "a file with --out FILE.")
     out = tmp_path / "stdin.csv"
     assert cli("sql", "-", "--out", out, input="SELECT 42 AS answer").exit_code == 0
     assert out.read_text().splitlines() == ["answer", "42"]
+    assert cli("sql", "-", "--format", "csv", input="SELECT 42 AS answer").stdout == "answer\n42\n"
+
+
+def test_a_wide_result_in_a_pipe_is_one_line_per_row(cli, two_models):
+    """Rich wraps tables at the terminal's width; the test runner is no terminal (COLUMNS=200 notwithstanding)."""
+    result = cli("sql", "SELECT name, repeat('x', 300) AS long FROM model ORDER BY name")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.startswith("│")]
+    assert [[cell.strip() for cell in row] for row in rows] == [["a", "x" * 300], ["b", "x" * 300]]
 
 
 def test_models_lists_runs_units_and_interpretable_units(cli, two_models):
@@ -101,6 +127,25 @@ def test_models_lists_runs_units_and_interpretable_units(cli, two_models):
     assert rows["a"][-2:] == ["2", "1"]  # units, interpretable
     assert rows["b"][-2:] == ["1", "1"]
     assert "imported:dissect-csv" in result.stdout
+
+
+def test_models_as_csv_and_json(cli, two_models):
+    printed = cli("models", "--format", "csv")
+    assert printed.exit_code == 0, printed.output
+    assert list(csv.reader(printed.stdout.splitlines())) == [
+        ["model", "architecture", "run", "layer", "probe", "variant", "source", "units", "interpretable"],
+        ["a", "", "1", "layer4", "places365-upp", "dissect", "imported:dissect-csv", "2", "1"],
+        ["b", "", "2", "layer4", "places365-upp", "dissect", "imported:dissect-csv", "1", "1"]]
+    rows = json.loads(cli("models", "--format", "json").stdout)
+    assert [(row["model"], row["architecture"], row["units"], row["interpretable"]) for row in rows] == [
+        ("a", None, 2, 1), ("b", None, 1, 1)]
+    assert "--format must be one of table, csv, json" in cli("models", "--format", "parquet").stderr
+
+
+def test_no_models_is_a_header_or_an_empty_array(cli):
+    assert cli("models", "--format", "csv").stdout == (
+        "model,architecture,run,layer,probe,variant,source,units,interpretable\n")
+    assert json.loads(cli("models", "--format", "json").stdout) == []
 
 
 def test_postgres_results_keep_their_types_and_vary_in_shape(cli, database, tmp_path):

@@ -26,8 +26,6 @@ from lce.dissect.variants import IOU_CUTOFF
 from lce.errors import LceError
 from lce.resources import read_sql
 
-PRESENCES = ("both", "only_a", "only_b")
-
 
 @dataclass(frozen=True)
 class ComparedRun:

@@ -1,7 +1,7 @@
 """`lce sql`: ad-hoc SQL over the unit store, in DuckDB (Postgres attached) or in Postgres itself.
 
     relation = run_query("SELECT model, count(*) FROM unit_label WHERE interpretable GROUP BY model")
-    export(relation, "csv", Path("counts.csv"))
+    export(relation, "csv", Path("counts.csv"))  # or export_stream(relation, "csv", sys.stdout): the same text
 
 DuckDB is the default engine: Postgres's tables and views are reachable by name and local CSV/Parquet files can
 be joined in. `engine="postgres"` runs the query in Postgres (its dialect and functions such as
@@ -15,7 +15,10 @@ are refused before they run. `write=True` logs in as the owner.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 import psycopg
@@ -76,7 +79,7 @@ def _executed(con: duckdb.DuckDBPyConnection, statement) -> duckdb.DuckDBPyRelat
         columns = [column[0] for column in con.description or []]
     except duckdb.Error:
         rows, columns = [], []
-    return _relation(columns or ["result"], rows or [("ok",)])
+    return rows_relation(columns or ["result"], rows or [("ok",)])
 
 
 def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
@@ -114,10 +117,10 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
                 raise LceError("The query holds several statements; lce sql --engine postgres runs one at a "
                                "time.") from None
             raise LceError(f"PostgreSQL could not run the query: {first_line(error)}") from None
-    return _relation(columns, rows)
+    return rows_relation(columns, rows)
 
 
-def _relation(columns: list[str], rows: list[tuple]) -> duckdb.DuckDBPyRelation:
+def rows_relation(columns: list[str], rows: list[tuple]) -> duckdb.DuckDBPyRelation:
     """Rows from Postgres as a DuckDB relation (through Arrow, which keeps their types), so that every engine
     shares the output code."""
     table = pyarrow.table({
@@ -151,8 +154,35 @@ def export(relation: duckdb.DuckDBPyRelation, fmt: str, out: Path) -> int:
     elif fmt == "parquet":
         relation.write_parquet(str(out))
     elif fmt == "json":
-        rows = [dict(zip(relation.columns, row)) for row in relation.fetchall()]
-        out.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+        out.write_text(_json(relation))
     else:
         raise LceError(f"--format must be one of {', '.join(FORMATS[1:])} with --out, not {fmt!r}.")
     return count
+
+
+def export_stream(relation: duckdb.DuckDBPyRelation, fmt: str, stream: TextIO) -> int:
+    """Write the result to an open text stream (standard output) as csv or json, the same text that `export`
+    writes to a file; returns the row count. Parquet is binary: it needs a file."""
+    count = relation.count("*").fetchone()[0]
+    if fmt == "csv":
+        # Through DuckDB's own CSV writer, so that a pipe gets byte for byte what --out FILE gets.
+        with tempfile.TemporaryDirectory(prefix="lce-csv-") as folder:
+            path = Path(folder) / "result.csv"
+            relation.write_csv(str(path), header=True)
+            with path.open(newline="") as written:
+                shutil.copyfileobj(written, stream)
+    elif fmt == "json":
+        stream.write(_json(relation))
+    elif fmt == "parquet":
+        raise LceError("--format parquet is binary and is not written to standard output: give a file with --out "
+                       "FILE.")
+    else:
+        raise LceError(f"--format must be one of csv, json to standard output, not {fmt!r}.")
+    stream.flush()
+    return count
+
+
+def _json(relation: duckdb.DuckDBPyRelation) -> str:
+    """An array of objects, one per row."""
+    rows = [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+    return json.dumps(rows, indent=1, default=str) + "\n"

@@ -26,10 +26,7 @@ from lce.resources import read_sql
 class StoredEmbedding:
     result: EmbeddingResult  # coordinates, clusters, inertia and explained variance as stored
     created_at: datetime
-    loadings_note: str
-    # True: the recomputed projection gives the stored scores, so the loadings are the embedding's; False: the
-    # runs changed since it was stored; None: no loadings (MDS, t-SNE, or the matrix could not be rebuilt).
-    loadings_reproduce: bool | None
+    loadings_note: str  # whether the recomputed loadings reproduce the stored scores, or why there are none
 
 
 def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
@@ -55,39 +52,38 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
                    for p in points),
         population=tuple(population))
     coordinates = np.array([list(p["coordinates"]) for p in points], dtype=np.float64)
-    matrix, loadings, reproduce, note = _recompute(row, settings, selection, coordinates)
+    matrix, loadings, note = _recompute(row, settings, selection, coordinates)
     result = EmbeddingResult(
         settings=settings, selection=selection, matrix=matrix, coordinates=coordinates,
         clusters=np.array([p["cluster"] for p in points], dtype=np.int64), inertia=list(row["inertia"]),
         explained_variance=list(row["explained_variance"]) if row["explained_variance"] else None,
         loadings=loadings, embedding_id=row["id"],
     )
-    return StoredEmbedding(result=result, created_at=row["created_at"], loadings_note=note,
-                           loadings_reproduce=reproduce)
+    return StoredEmbedding(result=result, created_at=row["created_at"], loadings_note=note)
 
 
 def _recompute(row, settings: EmbedSettings, selection: Selection, coordinates: np.ndarray):
-    """(matrix, loadings, reproduce, note): the matrix rebuilt from today's runs, and for PCA the loadings of the
+    """(matrix, loadings, note): the matrix rebuilt from today's runs, and for PCA the loadings of the
     projection fitted to it, checked against the stored scores."""
     empty = ConceptMatrix(models=selection.models, concepts=[], categories=[], labels=[],
                           values=np.zeros((len(selection.runs), 0)))
     try:
         matrix = concept_matrix(selection, row["min_iou"], row["normalize"])
     except LceError as error:
-        return empty, None, None, f"The model x concept matrix could not be rebuilt: {error}"
+        return empty, None, f"The model x concept matrix could not be rebuilt: {error}"
     if row["method"] != "pca":
-        return matrix, None, None, f"A {row['method'].upper()} embedding has no loadings (PCA only)."
+        return matrix, None, f"A {row['method'].upper()} embedding has no loadings (PCA only)."
     if row["components"] > min(matrix.values.shape):
-        return matrix, None, None, (f"The {len(selection.runs)} runs left in embedding {row['id']} allow fewer than "
-                                    f"its {row['components']} components; no loadings.")
+        return matrix, None, (f"The {len(selection.runs)} runs left in embedding {row['id']} allow fewer than "
+                              f"its {row['components']} components; no loadings.")
     projection = Projection("pca", row["components"], settings.seed)
     scores = projection.fit_transform(matrix.values)
     scale = max(1.0, float(np.abs(coordinates).max(initial=0.0)))
     if np.allclose(scores, coordinates, rtol=0.0, atol=1e-6 * scale):
-        return matrix, projection.loadings_, True, (
+        return matrix, projection.loadings_, (
             "The store keeps no loadings: these are recomputed from the model x concept matrix with the embedding's "
             "settings, and reproduce its stored scores.")
-    return matrix, projection.loadings_, False, (
+    return matrix, projection.loadings_, (
         f"The store keeps no loadings, and the runs have changed since embedding {row['id']} was computed (runs "
         "added, replaced or re-imported): these loadings are those of today's matrix, whose scores differ from the "
         "stored ones. Run lce embed again for a consistent picture.")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 app = typer.Typer(
@@ -18,13 +18,43 @@ app = typer.Typer(
         "Example: lce import dissect-csv models_dissect_profiles_raw.csv && lce embed --out lce.csv --plot lce.png"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: commands, subcommands and options
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-console = Console()
+UNWRAPPED = 100_000  # columns: wider than any row, so that nothing printed to a pipe or a file is wrapped
+
+
+class OutputConsole(Console):
+    """Rich's console for standard output, wrapped at the terminal's width only on a terminal: in a pipe or a log
+    file every line and every table row is printed whole (rich would wrap them at 80 columns), so that grep and
+    cut see one row per line."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(UNWRAPPED, size.height)
+
+
+console = OutputConsole()
 errors = Console(stderr=True)
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        from lce.config import code_version
+
+        typer.echo(code_version())
+        raise typer.Exit()
+
+
+@app.callback()
+def lce_options(version: bool = typer.Option(False, "--version", is_eager=True, expose_value=False,
+                                             callback=_print_version,
+                                             help="Print lce's version, as recorded with every result, and exit.")
+                ) -> None:
+    """Options of lce itself, before the command (the app's help= is what --help shows)."""
 
 
 def user_errors(function: Callable) -> Callable:
@@ -56,10 +86,11 @@ def user_errors(function: Callable) -> Callable:
 @contextmanager
 def progress_bars():
     """Rich progress bars on stderr, one per named task, with images/s and an ETA; yields the callback
-    update(name, done, total) that the library's long functions report to."""
+    update(name, done, total) that the library's long functions report to. Only on a terminal: elsewhere (a log)
+    rich would draw no bars but leave an empty line behind."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True) as bar:
+    with Progress(*columns, console=errors, transient=True, disable=not errors.is_interactive) as bar:
         tasks: dict[str, int] = {}
 
         def update(name: str, done: int, total: int) -> None:

@@ -11,10 +11,10 @@ db_app = typer.Typer(
     "Example: psql \"$(lce db url)\"",
     no_args_is_help=True,
 )
-app.add_typer(db_app, name="db")
+app.add_typer(db_app, name="db", short_help="The database lce uses: status, upgrade, url, stop.")
 
 
-@db_app.command("status")
+@db_app.command("status", short_help="Where the database is, whether it runs, its schema and rows.")
 @user_errors
 def status() -> None:
     """Where the database is, whether it runs, its schema revision and row counts.
@@ -46,7 +46,7 @@ def status() -> None:
         console.print(f"  {table:<13} {count:>10,} rows")
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", short_help="Migrate the schema to the newest revision; grant the read-only role.")
 @user_errors
 def upgrade() -> None:
     """Migrate the schema to the newest revision (every command also does this on first use), and give the
@@ -78,7 +78,7 @@ def upgrade() -> None:
                                                       else "has SELECT on every table and view"))
 
 
-@db_app.command("url")
+@db_app.command("url", short_help="Print the connection URL (the read-only login unless --write).")
 @user_errors
 def url(
     sqlalchemy: bool = typer.Option(False, "--sqlalchemy", help="Print the SQLAlchemy URL (with driver)."),
@@ -99,7 +99,7 @@ def url(
     typer.echo(found.render_as_string(hide_password=not show_password))
 
 
-@db_app.command("stop")
+@db_app.command("stop", short_help="Stop the embedded server.")
 @user_errors
 def stop() -> None:
     """Stop the embedded server (it otherwise keeps running between commands).

@@ -10,7 +10,7 @@ from lce.cli.app import app, console, user_errors
 from lce.dissect.variants import IOU_CUTOFF, one_of
 
 
-@app.command("embed")
+@app.command("embed", short_help="Project the stored models into a Learned Concepts Embedding (CSV, plot).")
 @user_errors
 def embed(
     model: list[str] = typer.Option([], "--model", help="Embed only these models (repeatable; default: all)."),

@@ -15,7 +15,7 @@ import_app = typer.Typer(
     "Example: lce import dissect-csv models_dissect_profiles_raw.csv --layer layer4",
     no_args_is_help=True,
 )
-app.add_typer(import_app, name="import")
+app.add_typer(import_app, name="import", short_help="Import published per-unit dissection results.")
 
 REPLACE = typer.Option(False, "--replace", help="Swap runs already stored for this file's, atomically.")
 ARCH = typer.Option(None, "--arch", help="Architecture of the model(s), e.g. resnet50 (stored with the model).")
@@ -40,7 +40,7 @@ def _write(records, replace: bool, started: float) -> None:
         console.print(f"Imported {len(changed)} run(s), {units:,} units, in {seconds:.1f} s.")
 
 
-@import_app.command("dissect-csv", help=f"""Dissect per-unit CSV: each distinct `name` becomes a model with one
+@import_app.command("dissect-csv", short_help="Import Dissect's per-unit CSV (one run per model).", help=f"""Dissect per-unit CSV: each distinct `name` becomes a model with one
     `dissect` run ({variant("dissect").summary}). Label '-' means no concept; an empty IoU is kept as NULL.
 
     Example: lce import dissect-csv models_dissect_profiles_raw.csv --layer layer4 --arch resnet50
@@ -61,7 +61,7 @@ def dissect_csv(
     _write(read_dissect_csv(file, layer=layer, probe=probe, architecture=arch), replace, started)
 
 
-@import_app.command("dissect-report")
+@import_app.command("dissect-report", short_help="Import a davidbau/dissect report.json.")
 @user_errors
 def dissect_report(
     file: Path = typer.Argument(..., help="davidbau/dissect report.json ({\"units\": [{unit, iou, label, cat}]})."),
@@ -81,7 +81,7 @@ def dissect_report(
     _write(read_dissect_report(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)
 
 
-@import_app.command("netdissect-csv", help=f"""NetDissect tally.csv: one `netdissect` run
+@import_app.command("netdissect-csv", short_help="Import a NetDissect tally.csv.", help=f"""NetDissect tally.csv: one `netdissect` run
     ({variant("netdissect").summary}); each unit's label and score, and every category's best label with its
     truth, activation and intersection counts.
 

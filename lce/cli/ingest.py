@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
-from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF, NAMES, VARIANTS, one_of
+from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
 from lce.errors import LceError
 
 # --help from lce.dissect.variants: every registered variant, its default quantile and segmentation size.
@@ -30,23 +29,21 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
-def parse_rgb(option: str, text: str | None) -> tuple[float, float, float] | None:
-    """'0.485,0.456,0.406' as three floats (std: positive ones); None stays None."""
+def parse_rgb(option: str, text: str | None) -> tuple[float, ...] | None:
+    """'0.485,0.456,0.406' as floats (checked by the library: three, std positive); None stays None."""
     if text is None:
         return None
+    from lce.dissect.ingest import check_rgb
+
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or not all(math.isfinite(v) for v in values) or (
-            option == "--std" and min(values) <= 0):
-        kind = "positive numbers" if option == "--std" else "numbers"
-        raise LceError(f"{option} {text!r} should be three {kind} separated by commas, R,G,B (e.g. "
-                       f"{'0.229,0.224,0.225' if option == '--std' else '0.485,0.456,0.406'}).")
+    check_rgb(option, values, given=text)  # here too, so that the message quotes what was typed
     return values
 
 
-@app.command("ingest")
+@app.command("ingest", short_help="Dissect a model's layer(s) over a probe and store every unit.")
 @user_errors
 def ingest(
     model: str | None = typer.Argument(None, help="Model name: a zoo entry (lce zoo), or any name with --arch "
@@ -102,12 +99,9 @@ def ingest(
     lce ingest vit-s-random --probe synth --arch timm:vit_small_patch16_224 --random-init --layer blocks.11;
     lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
-    from lce.config import write_retry_s
     from lce.dissect.engine import DissectSettings
     from lce.dissect.ingest import IngestRequest
     from lce.dissect.ingest import ingest as run_ingest
-    from lce.importers.common import check_options
-    from lce.models.layout import KINDS
 
     if resume is not None:
         dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
@@ -124,22 +118,7 @@ def ingest(
                        "FILE to store a dissection saved when the database went away.")
     if probe is None:
         raise LceError("Missing --probe NAME: the registered probe dataset to dissect over (lce probe list).")
-    check_options(model=model, probe=probe, architecture=arch)
-    for name in layer:
-        check_options(layer=name)
-    write_retry_s()  # a bad LCE_WRITE_RETRY_S is said now, not after the dissection
-    if variant not in NAMES:
-        raise LceError(f"--variant must be one of {', '.join(NAMES)}, not {variant!r}.")
-    if quantile is not None and not 0 < quantile < 1:
-        raise LceError(f"--quantile must lie in (0, 1), not {quantile}.")
-    if not 0 <= iou_threshold <= 1:
-        raise LceError(f"--iou-threshold must lie in [0, 1], not {iou_threshold}.")
-    if batch_size < 1 or workers < 0 or (seg_size is not None and seg_size < 1):
-        raise LceError("--batch-size and --seg-size must be positive and --workers not negative.")
-    if layout is not None and layout not in KINDS:
-        raise LceError(f"--layout must be one of {', '.join(KINDS)}, not {layout!r}.")
-    if prefix_tokens is not None and (prefix_tokens < 0 or layout not in (None, "tokens")):
-        raise LceError(f"--prefix-tokens {prefix_tokens}: a count of 0 or more, and only with --layout tokens.")
+    # The settings and the request check their own values (DissectSettings, IngestRequest.validate).
     settings = DissectSettings.for_variant(variant, quantile=quantile, iou_threshold=iou_threshold,
                                            seg_size=seg_size, batch_size=batch_size, workers=workers,
                                            cache_budget=parse_bytes(cache_budget))
@@ -174,7 +153,7 @@ def _resume(path: Path, replace: bool) -> None:
     console.print(f"Stored; {path} is deleted.", highlight=False)
 
 
-@app.command("zoo")
+@app.command("zoo", short_help="List the models lce knows by name.")
 @user_errors
 def zoo() -> None:
     """List the models lce knows by name: the paper's ResNet-50s, then self-supervised ViTs; architecture, layer,

@@ -15,7 +15,7 @@ DEFAULT_SIZE = 224
 MIN_SIZE = 8  # a smaller side leaves a stride-8 stage without a pixel: a typo, not a probe's size
 
 
-@app.command("layers")
+@app.command("layers", short_help="List the modules of a model that lce ingest --layer can name.")
 @user_errors
 def layers(
     arch: str = typer.Argument(..., help="A zoo model (lce zoo), or any --arch of lce ingest: a torchvision "

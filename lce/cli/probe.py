@@ -15,13 +15,13 @@ probe_app = typer.Typer(
     "Example: lce probe synth synth-probe && lce probe add synth synth-probe",
     no_args_is_help=True,
 )
-app.add_typer(probe_app, name="probe")
+app.add_typer(probe_app, name="probe", short_help="Probe datasets (Broden format): check, add, list, show, synth.")
 
 FAST_SKIPS = ("decoding the images (a truncated JPEG is then found by lce ingest) and re-hashing label files whose "
               "size and modification time match the decode cache's manifest")
 
 
-@probe_app.command("check")
+@probe_app.command("check", short_help="Validate a Broden-format dataset and list its problems.")
 @user_errors
 def check(
     directory: Path = typer.Argument(..., help="The dataset directory (index.csv, label.csv, images/ ...)."),
@@ -46,7 +46,7 @@ def check(
                   f"{time.perf_counter() - started:.1f} s)")
 
 
-@probe_app.command("add")
+@probe_app.command("add", short_help="Check, decode and register a probe dataset.")
 @user_errors
 def add(
     name: str = typer.Argument(..., help="Name to register the probe under (used by lce ingest --probe)."),
@@ -74,7 +74,7 @@ def add(
         console.print(f"--fast: skipped {FAST_SKIPS}; `lce probe check --deep` decodes everything.", highlight=False)
 
 
-@probe_app.command("list")
+@probe_app.command("list", short_help="List the stored probes.")
 @user_errors
 def list_probes() -> None:
     """List the stored probes.
@@ -88,7 +88,7 @@ def list_probes() -> None:
     print_relation(run_query(read_sql("queries/probes"), engine="postgres"), max_rows=1000)
 
 
-@probe_app.command("show")
+@probe_app.command("show", short_help="Concepts and images per category of a stored probe.")
 @user_errors
 def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
     """Concepts and images per category of a stored probe.
@@ -116,7 +116,7 @@ def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
     console.print(table)
 
 
-@probe_app.command("synth")
+@probe_app.command("synth", short_help="Write a synthetic probe in the Broden format.")
 @user_errors
 def synth(
     out: Path = typer.Argument(..., help="Directory to write (must not exist, or be empty)."),

@@ -11,16 +11,19 @@ from rich.table import Table
 from lce.cli.app import app, console, user_errors
 from lce.errors import LceError
 
+MODELS_FORMATS = ("table", "csv", "json")
 
-@app.command("sql")
+
+@app.command("sql", short_help="Run SQL over the unit store (DuckDB or PostgreSQL).")
 @user_errors
 def sql(
     query: str = typer.Argument(..., help="The SQL to run; '-' reads it from standard input."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (Postgres attached, local files reachable) or "
                                                           "postgres (runs in Postgres, read-only transaction)."),
-    fmt: str = typer.Option("table", "--format", help="table (terminal), csv, json or parquet (the last three "
-                                                      "need --out)."),
-    out: Path | None = typer.Option(None, "--out", help="File to write the result to."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), csv, json (both to standard output "
+                                                      "without --out) or parquet (needs --out)."),
+    out: Path | None = typer.Option(None, "--out", help="File to write the result to (its suffix says the format "
+                                                        "when --format is not given)."),
     write: bool = typer.Option(False, "--write", help="Allow a query that writes."),
     max_rows: int = typer.Option(50, "--max-rows", help="Rows shown on the terminal."),
 ) -> None:
@@ -30,13 +33,14 @@ def sql(
 
     Example: lce sql "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model"
     """
-    from lce.analysis.query import FORMATS, export, run_query
+    from lce.analysis.query import FORMATS, export, export_stream, run_query
     from lce.output_paths import check_output
 
     if fmt not in FORMATS:
         raise LceError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
-    if fmt != "table" and out is None:
-        raise LceError(f"--format {fmt} writes a file: give it with --out FILE.")
+    if fmt == "parquet" and out is None:
+        raise LceError("--format parquet is binary and is not written to standard output: give a file with --out "
+                       "FILE.")
     if out is not None and fmt == "table":
         fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(out.suffix.lower(), "")
         if not fmt:
@@ -48,8 +52,10 @@ def sql(
     if out is not None:
         count = export(relation, fmt, out)
         console.print(f"{count:,} row(s) written to {out}")
-        return
-    print_relation(relation, max_rows)
+    elif fmt == "table":
+        print_relation(relation, max_rows)
+    else:
+        export_stream(relation, fmt, sys.stdout)  # every row, and nothing else: this output is for a program
 
 
 def print_relation(relation, max_rows: int) -> None:
@@ -78,21 +84,29 @@ def _cell(value) -> str:
     return str(value).replace("[", r"\[")
 
 
-@app.command("models")
+@app.command("models", short_help="List the stored models and their runs.")
 @user_errors
-def models() -> None:
+def models(
+    fmt: str = typer.Option("table", "--format", help="table (terminal), csv or json (to standard output)."),
+) -> None:
     """List the models with their runs: layer, probe, variant, source, units and interpretable units.
 
-    Example: lce models
+    Example: lce models; lce models --format csv > models.csv
     """
     from sqlalchemy import text
 
+    from lce.analysis.query import export_stream, rows_relation
     from lce.db.connection import connect_reader
     from lce.resources import read_sql
 
+    if fmt not in MODELS_FORMATS:
+        raise LceError(f"--format must be one of {', '.join(MODELS_FORMATS)}, not {fmt!r}.")
     with connect_reader(required=False).connect() as conn:
         result = conn.execute(text(read_sql("queries/models")))
         columns, rows = list(result.keys()), result.fetchall()
+    if fmt != "table":
+        export_stream(rows_relation(columns, [tuple(row) for row in rows]), fmt, sys.stdout)
+        return
     if not rows:
         console.print("No models yet: import results with lce import ... first.")
         return

@@ -16,7 +16,7 @@ from lce.errors import LceError
 COMPARE_FORMATS = ("table", "csv", "json")
 
 
-@app.command("compare")
+@app.command("compare", short_help="How two models relate: shared concepts, categories, distance.")
 @user_errors
 def compare(
     model_a: str = typer.Argument(..., help="First model (lce models lists them)."),
@@ -97,7 +97,7 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-@app.command("report")
+@app.command("report", short_help="Write a static HTML report of the store.")
 @user_errors
 def report(
     out: Path = typer.Option(..., "--out", help="Directory to write the report to (DIR/index.html is its entry)."),
@@ -118,8 +118,6 @@ def report(
     """
     from lce.report.html import ReportSettings, write_report
 
-    if batch_size < 1:
-        raise LceError(f"--batch-size must be at least 1, not {batch_size}.")
     settings = ReportSettings(out=out, embedding_id=embedding, min_iou=min_iou, strips=images, strip_units=units,
                               device=device, batch_size=batch_size)
     with progress_bars() as progress:

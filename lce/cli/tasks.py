@@ -13,10 +13,10 @@ tasks_app = typer.Typer(
     "Example: lce tasks import models_performance_on_tasks.csv && lce tasks list",
     no_args_is_help=True,
 )
-app.add_typer(tasks_app, name="tasks")
+app.add_typer(tasks_app, name="tasks", short_help="Transfer-task results per model: import, list.")
 
 
-@tasks_app.command("import")
+@tasks_app.command("import", short_help="Store transfer-task results from a CSV.")
 @user_errors
 def import_tasks(
     file: Path = typer.Argument(..., help="Wide CSV (a model column, one column per metric) or long CSV "
@@ -63,7 +63,7 @@ def import_tasks(
                       f"{result.values_written:,} value(s) written.")
 
 
-@tasks_app.command("list")
+@tasks_app.command("list", short_help="List the stored task metrics.")
 @user_errors
 def list_tasks() -> None:
     """Stored metrics: family, direction, task, dataset, how many models have a value, and the range.
@@ -77,7 +77,7 @@ def list_tasks() -> None:
     print_relation(run_query(read_sql("queries/task_metrics"), engine="postgres"), max_rows=10_000)
 
 
-@app.command("correlate")
+@app.command("correlate", short_help="Correlate an embedding with the stored task results.")
 @user_errors
 def correlate(
     embedding: int | None = typer.Option(None, "--embedding", help="Embedding id (default: the newest)."),

@@ -26,6 +26,7 @@ from lce.dissect.tally import Tally
 from lce.dissect.threshold import ThresholdEstimator
 from lce.dissect.upsample import Cells, Upsampler
 from lce.dissect.variants import IOU_CUTOFF, Variant
+from lce.errors import LceError
 from lce.probe.dataset import ProbeDataset
 
 if TYPE_CHECKING:
@@ -45,9 +46,26 @@ class DissectSettings:
     cache_budget: int = 2 * 2**30  # bytes of activations kept from pass 1
     threshold_window: int | None = None  # bytes buffered in pass 1 for thresholds (_Window): 256 MiB, GPU 1 GiB
 
+    def __post_init__(self) -> None:
+        """Settings that cannot be dissected are an LceError here, whoever builds them (the messages name the
+        options of lce ingest)."""
+        if self.variant not in variants.NAMES:
+            raise LceError(f"--variant must be one of {', '.join(variants.NAMES)}, not {self.variant!r}.")
+        if not 0 < self.quantile < 1:
+            raise LceError(f"--quantile must lie in (0, 1), not {self.quantile}.")
+        if not 0 <= self.iou_threshold <= 1:
+            raise LceError(f"--iou-threshold must lie in [0, 1], not {self.iou_threshold}.")
+        if self.batch_size < 1 or self.workers < 0 or (self.seg_size is not None and self.seg_size < 1):
+            raise LceError("--batch-size and --seg-size must be positive and --workers not negative.")
+
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> DissectSettings:
-        return cls(variant=variant, quantile=overrides.pop("quantile", None) or variants.variant(variant).quantile,
+        """The variant's settings: its quantile unless `quantile` is given (None: the variant's). An unknown
+        variant is refused by __post_init__."""
+        quantile = overrides.pop("quantile", None)
+        if quantile is None and variant in variants.NAMES:
+            quantile = variants.variant(variant).quantile
+        return cls(variant=variant, quantile=0.0 if quantile is None else quantile,
                    **overrides)
 
     @property

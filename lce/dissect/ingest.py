@@ -17,6 +17,7 @@ connection (which starts the embedded server again); after that the runs are sav
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,37 @@ class IngestRequest:
     mean: tuple[float, float, float] | None = None  # with std: overrides the source's normalisation
     std: tuple[float, float, float] | None = None
 
+    def validate(self) -> None:
+        """An LceError for a request that cannot be ingested as given, said before anything is loaded or dissected
+        (the settings check their own fields when built). The messages name the options of lce ingest."""
+        from lce.importers.common import check_options
+        from lce.models.layout import KINDS
+
+        check_options(model=self.model, probe=self.probe, architecture=self.arch)
+        for name in self.layers:
+            check_options(layer=name)
+        write_retry_s()  # a bad LCE_WRITE_RETRY_S is said now, not after the dissection
+        if self.layout is not None and self.layout not in KINDS:
+            raise LceError(f"--layout must be one of {', '.join(KINDS)}, not {self.layout!r}.")
+        if self.prefix_tokens is not None and (self.prefix_tokens < 0 or self.layout not in (None, "tokens")):
+            raise LceError(f"--prefix-tokens {self.prefix_tokens}: a count of 0 or more, and only with --layout "
+                           "tokens.")
+        for option, values in (("--mean", self.mean), ("--std", self.std)):
+            if values is not None:
+                check_rgb(option, values)
+        if (self.mean is None) != (self.std is None):
+            raise LceError("Give --mean and --std together (R,G,B each), or neither for the source's own.")
+
+
+def check_rgb(option: str, values: tuple[float, ...], given: str | None = None) -> None:
+    """--mean: three finite numbers R,G,B; --std: three positive ones. `given`: the text they were read from."""
+    values = tuple(values)
+    if len(values) != 3 or not all(math.isfinite(v) for v in values) or (option == "--std" and min(values) <= 0):
+        kind = "positive numbers" if option == "--std" else "numbers"
+        given = ",".join(f"{v:g}" for v in values) if given is None else given
+        raise LceError(f"{option} {given!r} should be three {kind} separated by commas, R,G,B (e.g. "
+                       f"{'0.229,0.224,0.225' if option == '--std' else '0.485,0.456,0.406'}).")
+
 
 @dataclass
 class IngestOutcome:
@@ -81,6 +113,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
            warn: Callable[[str], None] | None = None) -> list[IngestOutcome]:
     """Dissect and store the request's layers (see the module docstring); `warn` hears what the user should
     know before the results (a normalisation that is only a default)."""
+    request.validate()
     started = time.perf_counter()
     engine = connect()
     probe_row = registered_probe(engine, request.probe)
@@ -175,9 +208,7 @@ def _load_model(request: IngestRequest, image_size: int):
     from lce.models import build, zoo
 
     normalization = build.FROM_SOURCE
-    if request.mean is not None or request.std is not None:
-        if request.mean is None or request.std is None:
-            raise LceError("Give --mean and --std together (R,G,B each), or neither for the source's own.")
+    if request.mean is not None:  # with std (IngestRequest.validate)
         normalization = zoo.Normalization(tuple(request.mean), tuple(request.std))
     if request.arch is not None:
         return build.build_model(request.arch, checkpoint=request.checkpoint, random_init=request.random_init,

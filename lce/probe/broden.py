@@ -217,11 +217,6 @@ class Broden:
         """A hash of the dataset's CSV files (index, labels, categories, per-category codes)."""
         return csv_content_sha256(self.root)
 
-    @property
-    def pixel_categories(self) -> list[str]:
-        """Categories with label PNGs in some image."""
-        return [c for c in self.categories if any(row.label_files(c) for row in self.rows)]
-
     def max_layers(self) -> dict[str, int]:
         """The most label layers any image has, per category."""
         return {c: max((len(row.label_files(c)) for row in self.rows), default=0) for c in self.categories}

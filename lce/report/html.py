@@ -84,6 +84,8 @@ def write_report(settings: ReportSettings, progress: Progress | None = None) -> 
         raise LceError(f"--min-iou must lie in [0, 1), not {settings.min_iou}.")
     if settings.strip_units is not None and settings.strip_units < 0:
         raise LceError(f"--units must be 0 or more, not {settings.strip_units}.")
+    if settings.batch_size < 1:
+        raise LceError(f"--batch-size must be at least 1, not {settings.batch_size}.")
     with connect_reader(required=False).connect() as conn:
         runs = [dict(row) for row in conn.execute(text(read_sql("queries/report_runs"))).mappings()]
     if not runs:
