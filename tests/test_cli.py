@@ -79,7 +79,7 @@ def test_completion_script_completes_commands():
 
 
 def test_tables_are_wrapped_on_a_terminal_and_whole_elsewhere():
-    from lce.cli.query import _table
+    from lce.cli.tables import table as _table
 
     row = ("a-model-name-" * 10, "layer4", "imported:dissect-csv")
     printed = {}

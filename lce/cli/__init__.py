@@ -1,8 +1,9 @@
-"""The `lce` command line: thin commands over the library (each module registers its commands on `app`)."""
+"""The `lce` command line: thin commands over the library, one module per command or command group, named after
+it (`lce import ...` lives in imports.py: `import` is a Python keyword). Each module registers its commands on `app`;
+the order of the imports is the order of `lce --help`."""
 
-from lce.cli import db, embed, imports, ingest, layers, probe, query  # noqa: F401  (registering the commands)
-from lce.cli import tasks  # noqa: F401
-from lce.cli import report  # noqa: F401  (lce compare, lce report)
+from lce.cli import db, embed, imports, ingest, zoo, layers, probe, sql, models, tasks, correlate  # noqa: F401
+from lce.cli import compare, report  # noqa: F401
 from lce.cli.app import app
 
 

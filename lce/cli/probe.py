@@ -82,7 +82,7 @@ def list_probes() -> None:
     Example: lce probe list
     """
     from lce.analysis.query import run_query
-    from lce.cli.query import print_relation
+    from lce.cli.tables import print_relation
     from lce.resources import read_sql
 
     print_relation(run_query(read_sql("queries/probes"), engine="postgres"), max_rows=1000)

@@ -1,4 +1,4 @@
-"""`lce tasks import|list` and `lce correlate`: transfer-task results, and how an embedding relates to them."""
+"""`lce tasks import|list`: transfer-task results per model (lce correlate relates an embedding to them)."""
 
 from __future__ import annotations
 
@@ -71,43 +71,7 @@ def list_tasks() -> None:
     Example: lce tasks list
     """
     from lce.analysis.query import run_query
-    from lce.cli.query import print_relation
+    from lce.cli.tables import print_relation
     from lce.resources import read_sql
 
     print_relation(run_query(read_sql("queries/task_metrics"), engine="postgres"), max_rows=10_000)
-
-
-@app.command("correlate", short_help="Correlate an embedding with the stored task results.")
-@user_errors
-def correlate(
-    embedding: int | None = typer.Option(None, "--embedding", help="Embedding id (default: the newest)."),
-    method: str = typer.Option("pearson", "--method", help="pearson or spearman."),
-    out: Path | None = typer.Option(None, "--out", help="CSV in long form: metric,family,component,r."),
-    plot: Path | None = typer.Option(None, "--plot", help="PNG heatmap of r."),
-) -> None:
-    """Correlate an embedding's components and its models' category profiles (all_<category>: interpretable
-    units, unique_<category>: distinct concepts) with every stored task metric, and average per task family.
-    Models without task results are left out and named. r is with the raw value (for lower-is-better metrics a
-    negative r goes with better results).
-
-    Example: lce correlate --out correlation.csv --plot correlation.png
-    """
-    from lce.analysis.correlate import correlate as run_correlate
-    from lce.analysis.correlate import summary, write_csv
-    from lce.errors import LceError
-    from lce.output_paths import check_output
-
-    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
-    if len(set(outputs)) < len(outputs):
-        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
-    result = run_correlate(embedding, method)
-    for line in summary(result):
-        console.print(line, highlight=False, soft_wrap=True)
-    if out is not None:
-        write_csv(result, out)
-        console.print(f"wrote {out}")
-    if plot is not None:
-        from lce.report.plots import plot_correlation
-
-        plot_correlation(result, plot)
-        console.print(f"wrote {plot}")

@@ -1,4 +1,4 @@
-"""`lce sql` and `lce models`: reading the store."""
+"""`lce sql`: ad-hoc SQL over the store, as the read-only role."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from lce.cli.app import app, console, user_errors
+from lce.cli.tables import print_relation
 from lce.errors import LceError
-
-MODELS_FORMATS = ("table", "csv", "json")
 
 
 @app.command("sql", short_help="Run SQL over the unit store (DuckDB or PostgreSQL).")
@@ -56,61 +54,3 @@ def sql(
         print_relation(relation, max_rows)
     else:
         export_stream(relation, fmt, sys.stdout)  # every row, and nothing else: this output is for a program
-
-
-def print_relation(relation, max_rows: int) -> None:
-    total = relation.count("*").fetchone()[0]
-    table = _table(relation.columns)
-    for row in relation.limit(max_rows).fetchall():
-        table.add_row(*(_cell(value) for value in row))
-    console.print(table)
-    shown = min(total, max_rows)
-    console.print(f"{total:,} row(s)" + (f", first {shown} shown (--max-rows)" if total > shown else ""))
-
-
-def _table(columns: list[str]) -> Table:
-    # Fold long values rather than cutting them: a truncated model name or label is no answer.
-    table = Table(header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "[dim]NULL[/]"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("[", r"\[")
-
-
-@app.command("models", short_help="List the stored models and their runs.")
-@user_errors
-def models(
-    fmt: str = typer.Option("table", "--format", help="table (terminal), csv or json (to standard output)."),
-) -> None:
-    """List the models with their runs: layer, probe, variant, source, units and interpretable units.
-
-    Example: lce models; lce models --format csv > models.csv
-    """
-    from sqlalchemy import text
-
-    from lce.analysis.query import export_stream, rows_relation
-    from lce.db.connection import connect_reader
-    from lce.resources import read_sql
-
-    if fmt not in MODELS_FORMATS:
-        raise LceError(f"--format must be one of {', '.join(MODELS_FORMATS)}, not {fmt!r}.")
-    with connect_reader(required=False).connect() as conn:
-        result = conn.execute(text(read_sql("queries/models")))
-        columns, rows = list(result.keys()), result.fetchall()
-    if fmt != "table":
-        export_stream(rows_relation(columns, [tuple(row) for row in rows]), fmt, sys.stdout)
-        return
-    if not rows:
-        console.print("No models yet: import results with lce import ... first.")
-        return
-    table = _table(columns)
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row))
-    console.print(table)

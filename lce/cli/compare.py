@@ -1,0 +1,96 @@
+"""`lce compare`: how two models relate."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.table import Table
+
+from lce.cli.app import app, console, user_errors
+from lce.dissect.variants import IOU_CUTOFF, one_of
+from lce.errors import LceError
+
+COMPARE_FORMATS = ("table", "csv", "json")
+
+
+@app.command("compare", short_help="How two models relate: shared concepts, categories, distance.")
+@user_errors
+def compare(
+    model_a: str = typer.Argument(..., help="First model (lce models lists them)."),
+    model_b: str = typer.Argument(..., help="Second model."),
+    min_iou: float = typer.Option(IOU_CUTOFF, "--min-iou", help="A unit counts when its IoU exceeds this."),
+    layer: str | None = typer.Option(None, "--layer", help="Layer, when a model has runs on several."),
+    probe: str | None = typer.Option(None, "--probe", help="Probe, when a model has runs on several."),
+    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when a model has runs of several."),
+    embedding: int | None = typer.Option(None, "--embedding", help="Embedding id for the distance (default: the "
+                                                                   "newest stored embedding that holds both)."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), csv (one row per concept) or json "
+                                                      "(everything, the distance included)."),
+) -> None:
+    """The concepts both models have and those only one has (interpretable units and best IoU per concept), their
+    interpretable units and concepts per category, and their distance in the newest embedding that holds both.
+
+    Example: lce compare 'MoCoV1(R)' 'InfoMin(R)' --format json > pair.json
+    """
+    from lce.analysis.compare import compare as run_compare
+    from lce.analysis.compare import write_csv
+
+    if fmt not in COMPARE_FORMATS:
+        raise LceError(f"--format must be one of {', '.join(COMPARE_FORMATS)}, not {fmt!r}.")
+    comparison = run_compare(model_a, model_b, min_iou=min_iou, layer=layer, probe=probe, variant=variant,
+                             embedding_id=embedding)
+    if fmt == "csv":
+        write_csv(comparison, sys.stdout)
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(comparison.to_json(), indent=1) + "\n")
+    else:
+        _print_comparison(comparison)
+
+
+def _print_comparison(comparison) -> None:
+    a, b = comparison.a, comparison.b
+    for side, run in (("A", a), ("B", b)):
+        console.print(f"{side}: {run.model} (run {run.run_id}: {run.layer}, probe {run.probe}, {run.variant}, "
+                      f"{run.source})", highlight=False)
+    console.print(f"IoU > {comparison.min_iou}: {a.interpretable} of {a.units} units of A and {b.interpretable} of "
+                  f"{b.units} of B are interpretable; {len(comparison.shared)} concepts shared, "
+                  f"{len(comparison.only_a)} only in A, {len(comparison.only_b)} only in B"
+                  + (f" (Jaccard {comparison.jaccard:.2f})" if comparison.jaccard is not None else ""),
+                  highlight=False)
+    distance = comparison.embedding
+    if distance is None:
+        console.print(f"Distance: {comparison.embedding_note}", highlight=False)
+    else:
+        clusters = ("the same cluster" if distance.same_cluster
+                    else f"clusters {distance.cluster_a} and {distance.cluster_b}")
+        console.print(
+            f"Distance in embedding {distance.embedding_id} ({distance.method}, {distance.components} components, "
+            f"IoU > {distance.min_iou}): {distance.distance:.3f}, the {_ordinal(distance.rank)} closest of its "
+            f"{distance.pairs} pairs (median {distance.median_distance:.3f}, largest {distance.max_distance:.3f}); "
+            f"{clusters}.", highlight=False)
+    table = Table("category", header_style="bold", title="Interpretable units and concepts per category")
+    for column in ("units A", "units B", "concepts A", "concepts B", "shared"):
+        table.add_column(column, justify="right")
+    for row in comparison.categories:
+        table.add_row(row.category, str(row.units_a), str(row.units_b), str(row.concepts_a), str(row.concepts_b),
+                      str(row.shared))
+    console.print(table)
+    table = Table("concept", "category", "in", header_style="bold", title="Concepts")
+    for column in ("units A", "best IoU A", "units B", "best IoU B"):
+        table.add_column(column, justify="right")
+    shown = {"both": "both", "only_a": "A only", "only_b": "B only"}
+    for row in comparison.concepts:
+        table.add_row(row.label.replace("[", r"\["), row.category, shown[row.presence], str(row.units_a),
+                      _iou(row.max_iou_a), str(row.units_b), _iou(row.max_iou_b))
+    console.print(table)
+
+
+def _iou(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
