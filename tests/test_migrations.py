@@ -113,3 +113,40 @@ def test_superseded_runs_migration_keeps_data_and_downgrades_to_the_old_views(em
         assert "superseded_at" not in {c["name"] for c in inspect(engine).get_columns("run")}
         view = conn.execute(text("SELECT pg_get_functiondef('unit_label_at(double precision)'::regprocedure)")).scalar()
         assert "superseded" not in view
+
+
+def test_model_settings_are_backfilled_for_runs_of_an_older_lce(empty_database):
+    """0006 -> 0007: dissected runs that do not record how their model was made get it from the model row, as lce
+    0.1.0 built it: a zoo entry named in the notes (SimCLR's without mean/std), else the architecture with
+    ImageNet's; imported runs and runs that record it already are left alone; the downgrade takes back only that."""
+    engine = connection.connect(upgrade=False)
+    migrate.upgrade(engine, "0006")
+    models = [("simclr-v1", "resnet50", "SimCLR-v1: resnet50 from r50_1x_sk0.pth (layout torchvision)", "ab"),
+              ("r18", "resnet18", "resnet18, random init (seed 3)", None),
+              ("simclr-v1-like", "resnet50", "SimCLR-v1: resnet50 from x.pth", "cd")]
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO probe (name, source) VALUES ('p', 'imported')"))
+        for name, architecture, notes, checkpoint in models:
+            conn.execute(text("INSERT INTO model (name, architecture, notes) VALUES (:n, :a, :notes)"),
+                         {"n": name, "a": architecture, "notes": notes})
+            conn.execute(text(
+                "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, source, code_version,"
+                " unit_count, checkpoint_sha256, settings) SELECT m.id, p.id, 'layer4', 'dissect', 0.01, 0.04,"
+                " 'dissected', 'v', 1, :c, CAST(:s AS jsonb) FROM model m, probe p WHERE m.name = :n"),
+                {"n": name, "c": checkpoint, "s": '{"seed": 3, "random_init": true}' if checkpoint is None else '{}'})
+    migrate.upgrade(engine)
+
+    def settings() -> dict:
+        with engine.connect() as conn:
+            return {row.name: row.settings for row in conn.execute(text(
+                "SELECT m.name, r.settings FROM run r JOIN model m ON m.id = r.model_id"))}
+
+    backfilled = settings()
+    assert {key: backfilled["simclr-v1"][key] for key in ("architecture", "zoo", "mean", "std", "random_init")} == \
+        {"architecture": "resnet50", "zoo": "simclr-v1", "mean": None, "std": None, "random_init": False}
+    assert {key: backfilled["r18"][key] for key in ("architecture", "source", "zoo", "mean", "seed")} == \
+        {"architecture": "resnet18", "source": "torchvision", "zoo": None, "mean": [0.485, 0.456, 0.406], "seed": 3}
+    assert backfilled["simclr-v1-like"]["zoo"] is None and backfilled["simclr-v1-like"]["std"] == [0.229, 0.224, 0.225]
+    migrate.downgrade(engine, "0006")
+    assert settings() == {"simclr-v1": {"random_init": False, "seed": None}, "r18": {"seed": 3, "random_init": True},
+                          "simclr-v1-like": {"random_init": False, "seed": None}}

@@ -325,16 +325,28 @@ def test_a_model_that_no_longer_gives_the_stored_activations_draws_nothing(engin
     assert "does not reproduce the activations stored with run" in strips.note
 
 
-def test_a_run_of_an_older_lce_is_rebuilt_from_its_model_row(engine, dissected, tmp_path):
-    """Runs stored before the settings said how the model was made: the model's architecture with ImageNet's
-    normalisation (a torchvision resnet18's own), its layer read as nchw."""
+def test_a_run_of_an_older_lce_is_rebuilt_from_its_backfilled_settings(engine, dissected, tmp_path):
+    """Runs stored before the settings said how the model was made get them from migration 0007 (the model's
+    architecture, ImageNet's normalisation, the seed), and their layer is read as nchw, as lce read it then."""
+    from lce.db import migrate
+
+    older = "'architecture' - 'source' - 'zoo' - 'model_image_size' - 'checkpoint_layout' - 'mean' - 'std'" \
+            " - 'normalization_source' - 'layout' - 'prefix_tokens' - 'layout_origin'"
     with engine.begin() as conn:
-        conn.execute(text("UPDATE run SET settings = settings - 'architecture' - 'source' - 'zoo' - 'model_image_size'"
-                          " - 'checkpoint_layout' - 'mean' - 'std' - 'normalization_source' - 'layout'"
-                          " - 'prefix_tokens' - 'layout_origin'"))
+        conn.execute(text(f"UPDATE run SET settings = settings - {older} || '{{\"random_init\": true}}'"))
+    migrate.downgrade(engine, "0006")
+    migrate.upgrade(engine)
     strips, settings = strips_of(engine, "r18", tmp_path)
-    assert "architecture" not in settings and "layout" not in settings
+    assert {key: settings[key] for key in ("architecture", "source", "zoo", "mean", "std", "random_init", "seed")} \
+        == {"architecture": "resnet18", "source": "torchvision", "zoo": None, "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225], "random_init": True, "seed": 1}
+    assert settings["normalization_source"] == "backfilled by migration 0007 from the model row"
+    assert "layout" not in settings
     assert_drawn(strips)
+    migrate.downgrade(engine, "0006")  # the backfill goes, and what was recorded before stays
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT settings FROM run")).scalar_one()
+    assert "architecture" not in after and after["seed"] == 1
 
 
 def tiny_swin_64() -> torch.nn.Module:

@@ -122,7 +122,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         raise LceError(f"The dataset at {probe_row.path} has changed since probe {request.probe!r} was added; run "
                        f"`lce probe add {request.probe} {probe_row.path} --replace` first.")
     image_size = probe.rows[0].ih
-    loaded, default_layer, family = _load_model(request, image_size)
+    spec, loaded, default_layer, family = _load_model(request, image_size)
     layers = request.layers or [default_layer]
     settings = request.settings
     seg_size = settings.seg_size_for(image_size, probe.rows[0].sh)
@@ -140,7 +140,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         if request.prefix_tokens is not None or request.layout in ("nchw", "nhwc") else None
     layouts = resolve_layouts(loaded.module.to(device), layers, image_size, device, given=given,
                               given_kind=request.layout if given is None else None)
-    run_settings = _model_settings(request, loaded)
+    run_settings = spec.settings(loaded)
     if loaded.warning and warn:
         warn(loaded.warning)
 
@@ -203,37 +203,21 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
 
 
 def _load_model(request: IngestRequest, image_size: int):
-    """(LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch; built for the probe's
-    `image_size`, with --mean/--std when given."""
+    """(ModelSpec, LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch; built for
+    the probe's `image_size`, with --mean/--std when given."""
     from lce.models import build, zoo
 
-    normalization = build.FROM_SOURCE
-    if request.mean is not None:  # with std (IngestRequest.validate)
-        normalization = zoo.Normalization(tuple(request.mean), tuple(request.std))
+    normalization, origin = build.FROM_SOURCE, "given"
+    if request.mean is not None:  # validate() saw to it that std comes with it
+        normalization, origin = zoo.Normalization(tuple(request.mean), tuple(request.std)), "--mean/--std"
+    common = dict(checkpoint=request.checkpoint, random_init=request.random_init, seed=request.seed,
+                  image_size=image_size, normalization=normalization, normalization_source=origin)
     if request.arch is not None:
-        return build.build_model(request.arch, checkpoint=request.checkpoint, random_init=request.random_init,
-                                 seed=request.seed, image_size=image_size, normalization=normalization,
-                                 normalization_source="--mean/--std"), DEFAULT_LAYER, None
+        spec = build.ModelSpec(request.arch, **common)
+        return spec, spec.build(), DEFAULT_LAYER, None
     entry = zoo.zoo_entry(request.model)  # an unknown name is an LceError listing the zoo
-    loaded = build.build_zoo_model(entry, request.checkpoint, seed=request.seed, random_init=request.random_init,
-                                   image_size=image_size, normalization=normalization)
-    return loaded, entry.layer, entry.family
-
-
-def _model_settings(request: IngestRequest, loaded) -> dict:
-    """What the run records of how its model was made: enough for lce report to build it again."""
-    return {
-        "architecture": loaded.architecture, "source": loaded.source, "zoo": None if request.arch else request.model,
-        "model_image_size": loaded.image_size,
-        # Absolute, so that lce report finds the file again from any directory.
-        "checkpoint": str(request.checkpoint.resolve()) if request.checkpoint else None,
-        "checkpoint_layout": loaded.checkpoint_layout,
-        # Weights drawn from the seed: --random-init, or a zoo entry that is a random control (no checkpoint).
-        "random_init": loaded.checkpoint_sha256 is None,
-        "seed": request.seed if loaded.checkpoint_sha256 is None else None,
-        "mean": list(loaded.mean) if loaded.mean else None, "std": list(loaded.std) if loaded.std else None,
-        "normalization_source": loaded.normalization_source,
-    }
+    spec = build.ModelSpec(entry.architecture, zoo=entry.name, **common)
+    return spec, spec.build(), entry.layer, entry.family
 
 
 def _differences(stored, checkpoint_sha256: str | None, ours: dict) -> list[str]:

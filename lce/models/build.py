@@ -120,8 +120,8 @@ def build_model(arch: str, *, checkpoint: Path | None = None, random_init: bool 
 
 
 def build_zoo_model(entry: ZooEntry, checkpoint: Path | None, *, seed: int = 0, random_init: bool = False,
-                    image_size: int | None = None,
-                    normalization: Normalization | None | str = FROM_SOURCE) -> LoadedModel:
+                    image_size: int | None = None, normalization: Normalization | None | str = FROM_SOURCE,
+                    normalization_source: str = "--mean/--std") -> LoadedModel:
     """Build a zoo entry: from its checkpoint, or from `seed` for the random control (which takes no file) or
     when random_init asks for the entry's architecture untrained. normalization: the entry's unless given."""
     if entry.layout is None and checkpoint is not None:
@@ -134,7 +134,7 @@ def build_zoo_model(entry: ZooEntry, checkpoint: Path | None, *, seed: int = 0, 
     if normalization == FROM_SOURCE:
         normalization, origin = entry.normalization, f"the zoo ({entry.name})"
     else:
-        origin = "--mean/--std"
+        origin = normalization_source
     loaded = build_model(entry.architecture, checkpoint=None if untrained else checkpoint, random_init=untrained,
                          seed=seed, normalization=normalization, normalization_source=origin,
                          image_size=image_size)
@@ -142,6 +142,59 @@ def build_zoo_model(entry: ZooEntry, checkpoint: Path | None, *, seed: int = 0, 
                        checkpoint_sha256=loaded.checkpoint_sha256, checkpoint_layout=loaded.checkpoint_layout,
                        normalization=loaded.normalization, description=f"{entry.title}: {loaded.description}",
                        source=loaded.source, normalization_source=origin, image_size=image_size)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a model is made: what lce ingest asks for and what a run records (settings()), so that one build()
+    serves the ingest and lce report, which builds a stored run's model again (ModelSpec.recorded).
+
+    architecture: an --arch spec; zoo: the zoo entry it comes from (its normalisation and description), if any;
+    normalization: FROM_SOURCE (the source's or the zoo entry's), or as given (None: [0, 1] inputs).
+    """
+
+    architecture: str
+    checkpoint: Path | None = None
+    random_init: bool = False
+    seed: int = 0
+    image_size: int | None = None
+    normalization: Normalization | None | str = FROM_SOURCE
+    normalization_source: str = "given"
+    zoo: str | None = None
+
+    def build(self) -> LoadedModel:
+        if self.zoo is not None:
+            from lce.models.zoo import zoo_entry
+
+            return build_zoo_model(zoo_entry(self.zoo), self.checkpoint, seed=self.seed, random_init=self.random_init,
+                                   image_size=self.image_size, normalization=self.normalization,
+                                   normalization_source=self.normalization_source)
+        return build_model(self.architecture, checkpoint=self.checkpoint, random_init=self.random_init, seed=self.seed,
+                           normalization=self.normalization, normalization_source=self.normalization_source,
+                           image_size=self.image_size)
+
+    def settings(self, loaded: LoadedModel) -> dict:
+        """What a run records of its model (the keys ModelSpec.recorded reads), with what building it found."""
+        drawn = loaded.checkpoint_sha256 is None  # weights drawn from the seed (--random-init, the zoo's control)
+        return {
+            "architecture": loaded.architecture, "source": loaded.source, "zoo": self.zoo,
+            "model_image_size": loaded.image_size,
+            # Absolute, so that lce report finds the file again from any directory.
+            "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else None,
+            "checkpoint_layout": loaded.checkpoint_layout, "random_init": drawn, "seed": self.seed if drawn else None,
+            "mean": list(loaded.mean) if loaded.mean else None, "std": list(loaded.std) if loaded.std else None,
+            "normalization_source": loaded.normalization_source,
+        }
+
+    @classmethod
+    def recorded(cls, settings: dict) -> ModelSpec:
+        """The model of a stored run, from its settings: its normalisation exactly as recorded."""
+        mean, std, checkpoint = settings.get("mean"), settings.get("std"), settings.get("checkpoint")
+        return cls(architecture=settings["architecture"], checkpoint=Path(checkpoint) if checkpoint else None,
+                   random_init=bool(settings.get("random_init")), seed=settings.get("seed") or 0,
+                   image_size=settings.get("model_image_size"),
+                   normalization=Normalization(tuple(mean), tuple(std)) if mean and std else None,
+                   normalization_source="the run's settings", zoo=settings.get("zoo"))
 
 
 def classification_architectures() -> list[str]:

@@ -65,7 +65,6 @@ class DissectedRun:
     run_id: int
     model: str
     architecture: str | None
-    notes: str | None  # read only for runs of an older lce (_older_architecture)
     layer: str
     variant: str
     seg_size: int | None
@@ -76,7 +75,7 @@ class DissectedRun:
 
     @classmethod
     def of(cls, row) -> DissectedRun:
-        return cls(run_id=row["run_id"], model=row["model"], architecture=row["architecture"], notes=row["notes"],
+        return cls(run_id=row["run_id"], model=row["model"], architecture=row["architecture"],
                    layer=row["layer"], variant=row["variant"], seg_size=row["seg_size"],
                    checkpoint_sha256=row["checkpoint_sha256"], settings=dict(row["settings"] or {}),
                    probe_path=row["probe_path"], probe_sha256=row["probe_sha256"])
@@ -290,58 +289,34 @@ def _open_probe(run: DissectedRun):
 
 
 def _rebuild_model(run: DissectedRun):
-    """The model as lce ingest built it, from the settings the run recorded (lce.dissect.ingest._model_settings):
-    the architecture at the image size it was made for, with the checkpoint file, the random-init seed or the
-    Hugging Face directory's own weights, and the mean and std exactly as recorded (none: [0, 1] inputs)."""
-    from lce.models.build import build_model
+    """The model as lce ingest built it, from the settings the run recorded (lce.models.build.ModelSpec; runs of an
+    older lce got them from migration 0007): the architecture at the image size it was made for, with the
+    checkpoint file, the random-init seed or the Hugging Face directory's own weights, and the mean and std exactly
+    as recorded (none: [0, 1] inputs)."""
+    from lce.models.build import ModelSpec
     from lce.models.sources import parse_arch
-    from lce.models.zoo import Normalization
 
-    recorded = run.settings
-    if "architecture" in recorded:
-        architecture, image_size = recorded["architecture"], recorded.get("model_image_size")
-        mean, std = recorded.get("mean"), recorded.get("std")
-        normalization = Normalization(tuple(mean), tuple(std)) if mean and std else None
-    else:
-        architecture, normalization = _older_architecture(run)
-        image_size = None
-    if not architecture:
+    if not run.settings.get("architecture"):
         raise StripsUnavailable("the run does not record the model's architecture.")
+    spec = ModelSpec.recorded(run.settings)
     try:
-        source = parse_arch(architecture)
+        source = parse_arch(spec.architecture)
     except LceError as error:
         raise StripsUnavailable(f"the recorded architecture cannot be read: {error}") from None
-    checkpoint = recorded.get("checkpoint")
-    if source.kind == "hf":  # the directory holds the weights (or, for a random init, the configuration)
-        if not Path(source.name).is_dir():
-            raise StripsUnavailable(f"the model's directory {source.name} is gone (the model cannot be run again).")
-        random_init = bool(recorded.get("random_init"))
-    else:
-        if checkpoint is None and run.checkpoint_sha256 is not None:
-            raise StripsUnavailable("the run does not record where its checkpoint file was.")
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            raise StripsUnavailable(f"the checkpoint file {checkpoint} is gone (the model cannot be run again).")
-        random_init = checkpoint is None  # also the zoo's random control, which is not recorded as --random-init
+    if source.kind == "hf" and not Path(source.name).is_dir():
+        raise StripsUnavailable(f"the model's directory {source.name} is gone (the model cannot be run again).")
+    if source.kind != "hf" and spec.checkpoint is None and run.checkpoint_sha256 is not None:
+        raise StripsUnavailable("the run does not record where its checkpoint file was.")
+    if spec.checkpoint is not None and not spec.checkpoint.is_file():
+        raise StripsUnavailable(f"the checkpoint file {spec.checkpoint} is gone (the model cannot be run again).")
     try:
-        loaded = build_model(architecture, checkpoint=Path(checkpoint) if checkpoint else None,
-                             random_init=random_init, seed=recorded.get("seed") or 0, normalization=normalization,
-                             image_size=image_size, normalization_source="the run's settings")
+        loaded = spec.build()
     except LceError as error:
         raise StripsUnavailable(f"the model cannot be built again: {error}") from None
     if loaded.checkpoint_sha256 != run.checkpoint_sha256:
-        weights = f"the weights in {source.name} are" if source.kind == "hf" else f"the file {checkpoint} is"
+        weights = f"the weights in {source.name} are" if source.kind == "hf" else f"the file {spec.checkpoint} is"
         raise StripsUnavailable(f"{weights} no longer the checkpoint that was dissected (the SHA-256 differs).")
     return loaded
-
-
-def _older_architecture(run: DissectedRun):
-    """(architecture, normalisation) of a run stored by an lce that did not record them: a zoo entry when the
-    model's notes say so, else the model's architecture with ImageNet normalisation. Kept only for those runs."""
-    from lce.models.zoo import IMAGENET, zoo_entries
-
-    entry = next((e for e in zoo_entries() if e.name == run.model.strip().lower()
-                  and (run.notes or "").startswith(f"{e.title}: ")), None)
-    return (entry.architecture, entry.normalization) if entry else (run.architecture, IMAGENET)
 
 
 def _recorded_layout(run: DissectedRun):
