@@ -95,7 +95,7 @@ def forward_only(model, layer: str, dataset, settings, device, layouts=None) -> 
     from lce.models.layers import LayerCapture
 
     with LayerCapture(model, [layer], layouts) as capture, torch.inference_mode():
-        for batch in _loader(dataset, settings):
+        for batch in _loader(dataset, settings, device):
             model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             capture.outputs[layer]
 

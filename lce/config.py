@@ -1,9 +1,12 @@
-"""Where lce keeps its data and which database it talks to.
+"""Where lce keeps its data, which database it talks to, and which device it computes on.
 
     LCE_HOME                    data directory (embedded Postgres under $LCE_HOME/postgres); default: per-user data dir
     LCE_DATABASE_URL            an external PostgreSQL server instead of the embedded one (the owner's login)
     LCE_DATABASE_READONLY_URL   the same server's read-only login, for `lce sql` (the embedded server has its own)
     LCE_WRITE_RETRY_S           seconds an ingest keeps retrying its write when the database goes away (default 60)
+
+    device = pick_device("auto")                # CUDA when present, else the CPU
+    budget = DeviceBudget.for_device(device)    # block sizes the dissection engine uses on it
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import lce
@@ -95,3 +99,30 @@ def pick_device(name: str = "auto"):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise LceError(f"--device {name}: no CUDA device is available here; use --device cpu (or auto).")
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """How much work the dissection engine hands the device at once, chosen by the device's type (for_device) here
+    and nowhere else: a GPU takes large blocks (each block costs a host sync; it has the memory), the CPU smaller
+    ones. The sizes change how fast a dissection runs, never its results (thresholds stay exact up to
+    `exact_limit`, and an ingest records whether they were)."""
+
+    exact_limit: int  # values per unit times units a layer's thresholds may hold and stay exact (dissect/threshold.py)
+    threshold_window: int  # bytes of pass 1's activations buffered per layer for upsampled thresholds (engine._Window)
+    cell_chunk: int  # cells upsampled at once (each a few dozen floats)
+    histogram_chunk: int  # values per chunk of units counted at once into a threshold histogram
+    pin_memory: bool  # the DataLoader pins its batches (for fast copies to a GPU)
+
+    @staticmethod
+    def for_device(device) -> DeviceBudget:
+        """The budget of a torch device (or its name: "cpu", "cuda", "cuda:1")."""
+        import torch
+
+        return _GPU_BUDGET if torch.device(device).type == "cuda" else _CPU_BUDGET
+
+
+_CPU_BUDGET = DeviceBudget(exact_limit=2**26, threshold_window=2**28, cell_chunk=2**15, histogram_chunk=2**25,
+                           pin_memory=False)
+_GPU_BUDGET = DeviceBudget(exact_limit=2**29, threshold_window=2**30, cell_chunk=2**19, histogram_chunk=2**28,
+                           pin_memory=True)

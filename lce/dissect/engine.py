@@ -10,6 +10,11 @@ and G, again upsampling only the cells that can exceed T_u. When a layer's activ
 they are kept from pass 1 at full precision (on the device), pass 2 reads them instead of running the model
 again, and exact thresholds are found after pass 1 from all the activations at once (fewer cells to upsample).
 Thresholds depend only on the values, so the results are identical either way.
+
+dissect() is the outline (the loader, pass 1 over the layers, the thresholds, pass 2, the results); a
+LayerDissection holds one layer's state and does its share of each pass; _Window streams a layer's upsampled
+values into its ThresholdEstimator (lce.dissect.threshold). How much each step hands the device at once comes
+from lce.config.DeviceBudget.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lce.config import DeviceBudget
 from lce.dissect import variants
-from lce.dissect.tally import Tally
+from lce.dissect.tally import BatchLabels, Tally
 from lce.dissect.threshold import ThresholdEstimator
 from lce.dissect.upsample import Cells, Upsampler
 from lce.dissect.variants import IOU_CUTOFF, Variant
@@ -44,7 +50,7 @@ class DissectSettings:
     batch_size: int = 32
     workers: int = 0
     cache_budget: int = 2 * 2**30  # bytes of activations kept from pass 1
-    threshold_window: int | None = None  # bytes buffered in pass 1 for thresholds (_Window): 256 MiB, GPU 1 GiB
+    threshold_window: int | None = None  # bytes buffered in pass 1 for thresholds (_Window); None: DeviceBudget's
 
     def __post_init__(self) -> None:
         """Settings that cannot be dissected are an LceError here, whoever builds them (the messages name the
@@ -100,105 +106,161 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
     settings.seg_size_for(...), as lce.dissect.ingest does). `layouts` says how each layer's output holds its units
     (lce.models.layout.resolve_layouts; a layer left out is read as nchw). Thresholds stay exact while each
-    layer's need at most `exact_limit` values (default 2**26 on the CPU, 2**29 on a GPU; see ThresholdEstimator)."""
+    layer's need at most `exact_limit` values (default: the device's, lce.config.DeviceBudget; see
+    lce.dissect.threshold)."""
     from lce.models.layers import LayerCapture
 
     model = model.to(device).eval()
-    exact_limit = exact_limit or (2**29 if device.type == "cuda" else 2**26)
-    window = settings.threshold_window or (2**30 if device.type == "cuda" else 2**28)
-    seg_size = dataset.seg_size
-    spec = settings.spec
-    loader = _loader(dataset, settings)
-    thresholds: dict[str, ThresholdEstimator] = {}
-    tops: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    kept: dict[str, list[torch.Tensor] | None] = {}
-    windows: dict[str, _Window] = {}
-    labels: list[dict[str, torch.Tensor]] | None = None  # pass 1's labels, when pass 2 reads kept activations
-    budget = settings.cache_budget
-    done = 0
+    budget = DeviceBudget.for_device(device)
+    exact_limit = exact_limit or budget.exact_limit
+    window = settings.threshold_window or budget.threshold_window
+    cache = _CacheBudget(settings.cache_budget)
+    dissections: dict[str, LayerDissection] = {}
+    kept_labels: list[dict[str, torch.Tensor]] | None = None  # pass 1's labels, when pass 2 reads kept activations
     with LayerCapture(model, layers, layouts) as capture, torch.inference_mode():
-        for batch in loader:  # pass 1: thresholds and top images
+        # Pass 1: each layer's thresholds and top images (and its activations, when they fit the cache).
+        done = 0
+        for batch in _loader(dataset, settings, device):
             model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
-            first = not thresholds
+            first = not dissections
+            index = batch["index"].to(device)
             for name in layers:
                 acts = capture.outputs[name].float()
-                if name not in thresholds:
-                    per_image = seg_size**2 if spec.threshold_upsampled else acts.shape[2] * acts.shape[3]
-                    estimator = ThresholdEstimator(acts.shape[1], settings.quantile, device, exact_limit,
-                                                   expected=len(dataset) * per_image)
-                    thresholds[name] = estimator
-                    size = acts[0].numel() * acts.element_size() * len(dataset)
-                    kept[name] = [] if size <= budget else None  # else the model runs again in pass 2
-                    budget -= size if kept[name] is not None else 0
-                    # Exact thresholds do not depend on the windows: a kept layer's are found from all at once.
-                    whole = kept[name] is not None and estimator.exact
-                    windows[name] = _Window(estimator, seg_size, size if whole else window, exact_limit, spec)
-                if kept[name] is not None:
-                    kept[name].append(acts)  # on the device; LayerCapture's outputs are copies already
-                if spec.threshold_upsampled:
-                    windows[name].add(acts)
-                else:  # raw values: the estimator takes them as they come
-                    thresholds[name].add(acts.transpose(0, 1).reshape(acts.shape[1], -1))
-                tops[name] = _top_images(tops.get(name), acts.amax(dim=(2, 3)), batch["index"].to(device))
-            if first and all(kept[name] is not None for name in layers):
+                if name not in dissections:  # the first batch shows the layer's size
+                    dissections[name] = LayerDissection(name, acts, dataset, settings, device, exact_limit, window,
+                                                        cache)
+                dissections[name].add(acts, index)
+            if first and all(layer.kept is not None for layer in dissections.values()):
                 size = sum(batch[key][0].numel() * batch[key].element_size() for key in _LABELS) * len(dataset)
-                labels = [] if size <= budget else None  # else pass 2 loads them again
-            if labels is not None:
-                labels.append({key: batch[key] for key in _LABELS})
+                kept_labels = [] if cache.take(size) else None  # else pass 2 loads them again
+            if kept_labels is not None:
+                kept_labels.append({key: batch[key] for key in _LABELS})
             done += len(batch["index"])
             if progress:
                 progress("pass 1", done, len(dataset))
 
-        for window in windows.values():
-            window.flush()
-        limits = {name: estimator.thresholds() for name, estimator in thresholds.items()}
-        tallies = {name: Tally(len(limits[name]), dataset.categories, _max_label(dataset), spec, device)
-                   for name in layers}
-        layer_category = torch.tensor([dataset.categories.index(c) for c in dataset.layer_categories],
-                                      dtype=torch.int64)
-        whole_category = torch.tensor([dataset.categories.index(c) for c in dataset.whole_categories],
-                                      dtype=torch.int64)
-        cached_all = all(kept[name] is not None for name in layers)
-        if labels is None:
-            labels_only = ProbeDataset(dataset.probe, image_size=dataset.image_size, seg_size=seg_size,
-                                       cache=dataset.cache, images=False) if cached_all else dataset
+        for layer in dissections.values():
+            layer.finish_thresholds(dataset)
+
+        # Pass 2: the tallies, from the kept activations or from a second forward pass.
+        all_kept = all(layer.kept is not None for layer in dissections.values())
+        if kept_labels is None:
+            batches = _loader(_labels_only(dataset) if all_kept else dataset, settings, device)
+        else:
+            batches = kept_labels
+        layer_category = _category_indices(dataset, dataset.layer_categories)
+        whole_category = _category_indices(dataset, dataset.whole_categories)
         done = 0
-        for position, batch in enumerate(labels or _loader(labels_only, settings)):  # pass 2: tallies
-            if not cached_all:
+        for position, batch in enumerate(batches):
+            if not all_kept:
                 model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             # The batch's label columns: the same for every layer's tally.
-            columns = tallies[layers[0]].labels(batch["layers"], layer_category, batch["whole"], whole_category,
-                                                batch["annotated"])
+            columns = dissections[layers[0]].tally.labels(batch["layers"], layer_category, batch["whole"],
+                                                          whole_category, batch["annotated"])
             for name in layers:
-                acts = kept[name][position] if kept[name] is not None else capture.outputs[name].float()
-                tally = tallies[name]
-                tally.add_truth(columns)
-                cells = Upsampler.of(acts, seg_size, spec).cells(acts)
-                limit = limits[name].to(device)
-                # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
-                selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
-                for chunk in _chunks(selected, device):
-                    image, unit, cell_y, cell_x = chunk
-                    values = cells.values(*chunk)
-                    active, slot_y, slot_x = (values > limit[unit][:, None, None]).nonzero(as_tuple=True)
-                    y, x = cells.positions(cell_y[active], cell_x[active], slot_y, slot_x)
-                    tally.add_pixels(columns, image[active], unit[active], y, x)
+                layer = dissections[name]
+                acts = layer.kept[position] if layer.kept is not None else capture.outputs[name].float()
+                layer.tally_batch(acts, columns)
             done += len(batch["index"])
             if progress:
                 progress("pass 2", done, len(dataset))
-    return {
-        name: LayerResult(layer=name, thresholds=limits[name], tally=tallies[name], top_images=tops[name][1],
-                          top_activations=tops[name][0], threshold_exact=thresholds[name].exact,
-                          cached=kept[name] is not None)
-        for name in layers
-    }
+    return {name: dissections[name].result() for name in layers}
 
 
-def _loader(dataset: ProbeDataset, settings: DissectSettings) -> torch.utils.data.DataLoader:
+class _CacheBudget:
+    """Bytes left of settings.cache_budget for keeping pass 1's activations (and then labels) for pass 2."""
+
+    def __init__(self, size: int):
+        self.left = size
+
+    def take(self, size: int) -> bool:
+        """Whether `size` bytes fit what is left (and then they are taken)."""
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+class LayerDissection:
+    """One layer's dissection, made from its first batch of activations (B, U, h, w).
+
+    Pass 1, `add` each batch: the top images, the threshold estimator (the raw values, or the upsampled ones
+    through a _Window), and the activations themselves in `kept` when the layer's fit the cache budget (else
+    `kept` is None and pass 2 runs the model again). `finish_thresholds` then sets `thresholds` and a `tally`.
+    Pass 2, `tally_batch` each batch's activations. `result` is the LayerResult."""
+
+    def __init__(self, name: str, first: torch.Tensor, dataset: ProbeDataset, settings: DissectSettings,
+                 device: torch.device, exact_limit: int, window: int, cache: _CacheBudget):
+        self.name, self.device, self.spec, self.seg_size = name, device, settings.spec, dataset.seg_size
+        per_image = self.seg_size**2 if self.spec.threshold_upsampled else first.shape[2] * first.shape[3]
+        self.estimator = ThresholdEstimator(first.shape[1], settings.quantile, device, exact_limit,
+                                            expected=len(dataset) * per_image)
+        size = first[0].numel() * first.element_size() * len(dataset)  # the layer's activations over the probe
+        self.kept: list[torch.Tensor] | None = [] if cache.take(size) else None
+        self.window: _Window | None = None  # upsampled thresholds: the values go to the estimator through it
+        if self.spec.threshold_upsampled:
+            # Exact thresholds do not depend on the windows: a kept layer's are found from all at once.
+            whole = self.kept is not None and self.estimator.exact
+            self.window = _Window(self.estimator, self.seg_size, size if whole else window, exact_limit, self.spec)
+        self.top: tuple[torch.Tensor, torch.Tensor] | None = None  # (peaks, images), (U, k) each
+        self.thresholds: torch.Tensor | None = None  # (U,), once pass 1 is over
+        self.tally: Tally | None = None
+
+    def add(self, acts: torch.Tensor, index: torch.Tensor) -> None:
+        """Pass 1 over a batch: acts (B, U, h, w) of the images `index` (dataset indices, on the device)."""
+        if self.kept is not None:
+            self.kept.append(acts)  # on the device; LayerCapture's outputs are copies already
+        if self.window is not None:
+            self.window.add(acts)
+        else:  # raw values: the estimator takes them as they come
+            self.estimator.add(acts.transpose(0, 1).reshape(acts.shape[1], -1))
+        self.top = _top_images(self.top, acts.amax(dim=(2, 3)), index)
+
+    def finish_thresholds(self, dataset: ProbeDataset) -> None:
+        """After pass 1: the last window into the estimator, T_u from it, and an empty tally for pass 2."""
+        if self.window is not None:
+            self.window.flush()
+        self.thresholds = self.estimator.thresholds()
+        self.tally = Tally(len(self.thresholds), dataset.categories, _max_label(dataset), self.spec, self.device)
+
+    def tally_batch(self, acts: torch.Tensor, columns: BatchLabels) -> None:
+        """Pass 2 over a batch: G from its labels, I and A from the pixels of M_u, acts (B, U, h, w) upsampled
+        and masked at T_u."""
+        self.tally.add_truth(columns)
+        cells = Upsampler.of(acts, self.seg_size, self.spec).cells(acts)
+        limit = self.thresholds.to(self.device)
+        # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
+        selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
+        for chunk in _chunks(selected, self.device):
+            image, unit, cell_y, cell_x = chunk
+            values = cells.values(*chunk)
+            active, slot_y, slot_x = (values > limit[unit][:, None, None]).nonzero(as_tuple=True)
+            y, x = cells.positions(cell_y[active], cell_x[active], slot_y, slot_x)
+            self.tally.add_pixels(columns, image[active], unit[active], y, x)
+
+    def result(self) -> LayerResult:
+        return LayerResult(layer=self.name, thresholds=self.thresholds, tally=self.tally, top_images=self.top[1],
+                           top_activations=self.top[0], threshold_exact=self.estimator.exact,
+                           cached=self.kept is not None)
+
+
+def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.device) -> torch.utils.data.DataLoader:
+    """The probe's batches, in order; pinned for a GPU (lce.config.DeviceBudget)."""
     return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
-                                       num_workers=settings.workers, pin_memory=torch.cuda.is_available(),
+                                       num_workers=settings.workers,
+                                       pin_memory=DeviceBudget.for_device(device).pin_memory,
                                        worker_init_fn=_one_thread if settings.workers else None,
                                        prefetch_factor=4 if settings.workers else None)
+
+
+def _labels_only(dataset: ProbeDataset) -> ProbeDataset:
+    """The probe without its images: what pass 2 loads when every layer's activations were kept."""
+    return ProbeDataset(dataset.probe, image_size=dataset.image_size, seg_size=dataset.seg_size,
+                        cache=dataset.cache, images=False)
+
+
+def _category_indices(dataset: ProbeDataset, categories: list[str]) -> torch.Tensor:
+    return torch.tensor([dataset.categories.index(c) for c in categories], dtype=torch.int64)
 
 
 def _one_thread(_worker: int) -> None:
@@ -208,7 +270,7 @@ def _one_thread(_worker: int) -> None:
 
 def _chunks(index: tuple[torch.Tensor, ...], device: torch.device):
     """Index tensors of selected cells, a bounded number at a time (each cell's values are a few dozen floats)."""
-    step = 2**19 if device.type == "cuda" else 2**15
+    step = DeviceBudget.for_device(device).cell_chunk
     for start in range(0, len(index[0]), step):
         yield tuple(part[start:start + step] for part in index)
 
@@ -252,6 +314,9 @@ class _Window:
         per_unit = min(_FIRST_ROUNDS * estimator.keep, self.round_values // len(bounds))
         step = min(bounds.shape[1], -(-per_unit // cells.sampler.samples_per_cell))
         seen = 0
+        # Invariant: the cells set to -inf in `bounds` are each unit's seen / samples_per_cell cells of highest
+        # bound, every value of theirs that could exceed the floor is in the estimator (the rest cannot change T_u),
+        # and `count` is the window's values per unit the estimator has still to count (all, until the first add).
         while seen < wanted or not bool(torch.isfinite(estimator.floor).all()):
             highest, cell = bounds.topk(step, dim=1)
             if not bool(torch.isfinite(highest).any()):
