@@ -78,6 +78,9 @@ def ingest(
                                                          "the source's, recorded with the run)."),
     std: str | None = typer.Option(None, "--std", help="Input normalisation std R,G,B (with --mean)."),
     replace: bool = typer.Option(False, "--replace", help="Swap an existing run for the same model and layer."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the memory plan (each "
+                                                          "phase's peak on the device, what is kept, the block "
+                                                          "sizes); dissect and write nothing."),
     resume: Path | None = typer.Option(None, "--resume", help="Store the runs that an ingest saved under "
                                                               "$LCE_HOME/pending/ when its database went away "
                                                               "(its message names the file); nothing is dissected. The saved "
@@ -127,7 +130,15 @@ def ingest(
                             mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std))
     with progress_bars() as progress:
         outcomes = run_ingest(request, progress, warn=lambda message: errors.print(
-            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True))
+            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), dry_run=dry_run)
+    plans = [outcome.plan for outcome in outcomes if outcome.plan]
+    if plans:  # the same plan for every layer: printed once, after what each layer would do
+        for outcome in outcomes:
+            action = "to dissect" if outcome.status == "planned" else f"already ingested (run {outcome.run_id})"
+            console.print(f"{model} {outcome.layer}: {action}; layout {outcome.layout}", highlight=False,
+                          soft_wrap=True)
+        console.print(plans[0], highlight=False, soft_wrap=True)
+        return
     for outcome in outcomes:
         if outcome.status == "skipped":
             console.print(f"{model} {outcome.layer}: already ingested with this checkpoint and settings (run "

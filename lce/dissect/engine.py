@@ -14,7 +14,8 @@ Thresholds depend only on the values, so the results are identical either way.
 dissect() is the outline (the loader, pass 1 over the layers, the thresholds, pass 2, the results); a
 LayerDissection holds one layer's state and does its share of each pass; _Window streams a layer's upsampled
 values into its ThresholdEstimator (lce.dissect.threshold). How much each step hands the device at once comes
-from lce.config.DeviceBudget.
+lce.dissect.memory's plan (the device type's preferred sizes, lowered to fit the device's memory), made before
+the first batch unless the caller gives one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lce.config import DeviceBudget
 from lce.dissect import variants
 from lce.dissect.tally import BatchLabels, Tally
 from lce.dissect.threshold import ThresholdEstimator
@@ -36,6 +36,7 @@ from lce.errors import LceError
 from lce.probe.dataset import ProbeDataset
 
 if TYPE_CHECKING:
+    from lce.dissect.memory import MemoryPlan
     from lce.models.layout import MapLayout
 
 TOP_IMAGES = 10
@@ -102,37 +103,35 @@ _LABELS = ("layers", "whole", "annotated", "index")  # what pass 2 reads of a ba
 
 def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
             device: torch.device, progress: Progress | None = None,
-            exact_limit: int | None = None, layouts: dict[str, MapLayout] | None = None) -> dict[str, LayerResult]:
+            exact_limit: int | None = None, layouts: dict[str, MapLayout] | None = None,
+            plan: MemoryPlan | None = None) -> dict[str, LayerResult]:
     """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
     settings.seg_size_for(...), as lce.dissect.ingest does). `layouts` says how each layer's output holds its units
     (lce.models.layout.resolve_layouts; a layer left out is read as nchw). Thresholds stay exact while each
-    layer's need at most `exact_limit` values (default: the device's, lce.config.DeviceBudget; see
-    lce.dissect.threshold)."""
+    layer's need at most `exact_limit` values (default: the plan's; see lce.dissect.threshold). `plan` sizes what
+    is kept and how much is handed the device at once (default: lce.dissect.memory.plan_dissection's, for the
+    device's memory now, made from the first batch; an LceError when it cannot fit)."""
     from lce.models.layers import LayerCapture
 
     model = model.to(device).eval()
-    budget = DeviceBudget.for_device(device)
-    exact_limit = exact_limit or budget.exact_limit
-    window = settings.threshold_window or budget.threshold_window
-    cache = _CacheBudget(settings.cache_budget)
     dissections: dict[str, LayerDissection] = {}
-    kept_labels: list[dict[str, torch.Tensor]] | None = None  # pass 1's labels, when pass 2 reads kept activations
+    # Pass 1's labels, when the plan keeps them for pass 2.
+    kept_labels: list[dict[str, torch.Tensor]] | None = [] if plan is not None and plan.keep_labels else None
     with LayerCapture(model, layers, layouts) as capture, torch.inference_mode():
         # Pass 1: each layer's thresholds and top images (and its activations, when they fit the cache).
         done = 0
         for batch in _loader(dataset, settings, device):
-            model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
-            first = not dissections
+            with _planning(model, plan) as hooks:
+                model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
+            if plan is None:  # the first batch shows the layers' sizes and the model's footprint
+                plan = _plan_from(hooks, capture, layers, dataset, settings, device, exact_limit)
+                kept_labels = [] if plan.keep_labels else None
             index = batch["index"].to(device)
             for name in layers:
                 acts = capture.outputs[name].float()
                 if name not in dissections:  # the first batch shows the layer's size
-                    dissections[name] = LayerDissection(name, acts, dataset, settings, device, exact_limit, window,
-                                                        cache)
+                    dissections[name] = LayerDissection(name, acts, dataset, settings, device, plan)
                 dissections[name].add(acts, index)
-            if first and all(layer.kept is not None for layer in dissections.values()):
-                size = sum(batch[key][0].numel() * batch[key].element_size() for key in _LABELS) * len(dataset)
-                kept_labels = [] if cache.take(size) else None  # else pass 2 loads them again
             if kept_labels is not None:
                 kept_labels.append({key: batch[key] for key in _LABELS})
             done += len(batch["index"])
@@ -167,41 +166,52 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     return {name: dissections[name].result() for name in layers}
 
 
-class _CacheBudget:
-    """Bytes left of settings.cache_budget for keeping pass 1's activations (and then labels) for pass 2."""
+def _planning(model: torch.nn.Module, plan: MemoryPlan | None):
+    """FootprintHooks around the forward pass while there is no plan yet, else nothing."""
+    from contextlib import nullcontext
 
-    def __init__(self, size: int):
-        self.left = size
+    from lce.dissect.memory import FootprintHooks
 
-    def take(self, size: int) -> bool:
-        """Whether `size` bytes fit what is left (and then they are taken)."""
-        if size > self.left:
-            return False
-        self.left -= size
-        return True
+    return FootprintHooks(model) if plan is None else nullcontext()
+
+
+def _plan_from(hooks, capture, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
+               device: torch.device, exact_limit: int | None) -> MemoryPlan:
+    from lce.dissect.memory import ProbeShape, plan_memory
+
+    images = next(iter(capture.outputs.values())).shape[0]
+    shapes = {name: tuple(capture.outputs[name].shape[1:]) for name in layers}
+    return plan_memory(shapes, ProbeShape.of(dataset), settings, device, hooks.footprint(images, dataset.image_size),
+                       exact_limit=exact_limit)
 
 
 class LayerDissection:
     """One layer's dissection, made from its first batch of activations (B, U, h, w).
 
     Pass 1, `add` each batch: the top images, the threshold estimator (the raw values, or the upsampled ones
-    through a _Window), and the activations themselves in `kept` when the layer's fit the cache budget (else
-    `kept` is None and pass 2 runs the model again). `finish_thresholds` then sets `thresholds` and a `tally`.
+    through a _Window), and the activations themselves in `kept` when the plan keeps them (they fit the cache
+    budget and the device; else `kept` is None and pass 2 runs the model again). `finish_thresholds` then sets `thresholds` and a `tally`.
     Pass 2, `tally_batch` each batch's activations. `result` is the LayerResult."""
 
     def __init__(self, name: str, first: torch.Tensor, dataset: ProbeDataset, settings: DissectSettings,
-                 device: torch.device, exact_limit: int, window: int, cache: _CacheBudget):
+                 device: torch.device, plan: MemoryPlan):
         self.name, self.device, self.spec, self.seg_size = name, device, settings.spec, dataset.seg_size
+        layer = plan.layers[name]
+        if (layer.units, layer.height, layer.width) != tuple(first.shape[1:]):
+            raise RuntimeError(f"layer {name}: the plan was made for {layer.units} x {layer.height} x {layer.width} "
+                               f"maps, the model gives {tuple(first.shape[1:])}")
         per_image = self.seg_size**2 if self.spec.threshold_upsampled else first.shape[2] * first.shape[3]
-        self.estimator = ThresholdEstimator(first.shape[1], settings.quantile, device, exact_limit,
-                                            expected=len(dataset) * per_image)
-        size = first[0].numel() * first.element_size() * len(dataset)  # the layer's activations over the probe
-        self.kept: list[torch.Tensor] | None = [] if cache.take(size) else None
+        self.estimator = ThresholdEstimator(first.shape[1], settings.quantile, device, layer.exact_limit,
+                                            expected=len(dataset) * per_image,
+                                            histogram_chunk=plan.sizes.histogram_chunk)
+        self.kept: list[torch.Tensor] | None = [] if layer.kept else None
+        self.cell_chunk = plan.sizes.cell_chunk
         self.window: _Window | None = None  # upsampled thresholds: the values go to the estimator through it
         if self.spec.threshold_upsampled:
-            # Exact thresholds do not depend on the windows: a kept layer's are found from all at once.
-            whole = self.kept is not None and self.estimator.exact
-            self.window = _Window(self.estimator, self.seg_size, size if whole else window, exact_limit, self.spec)
+            # Exact thresholds do not depend on the windows: a kept layer's are found from all at once when the
+            # plan has room for it (layer.window is then all of them).
+            self.window = _Window(self.estimator, self.seg_size, layer.window, plan.round_values, self.spec,
+                                  self.cell_chunk)
         self.top: tuple[torch.Tensor, torch.Tensor] | None = None  # (peaks, images), (U, k) each
         self.thresholds: torch.Tensor | None = None  # (U,), once pass 1 is over
         self.tally: Tally | None = None
@@ -231,7 +241,7 @@ class LayerDissection:
         limit = self.thresholds.to(self.device)
         # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
         selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
-        for chunk in _chunks(selected, self.device):
+        for chunk in _chunks(selected, self.cell_chunk):
             image, unit, cell_y, cell_x = chunk
             values = cells.values(*chunk)
             active, slot_y, slot_x = (values > limit[unit][:, None, None]).nonzero(as_tuple=True)
@@ -248,7 +258,7 @@ def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.devi
     """The probe's batches, in order; pinned for a GPU (lce.config.DeviceBudget)."""
     return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
                                        num_workers=settings.workers,
-                                       pin_memory=DeviceBudget.for_device(device).pin_memory,
+                                       pin_memory=torch.device(device).type == "cuda",
                                        worker_init_fn=_one_thread if settings.workers else None,
                                        prefetch_factor=4 if settings.workers else None)
 
@@ -268,9 +278,8 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
-def _chunks(index: tuple[torch.Tensor, ...], device: torch.device):
-    """Index tensors of selected cells, a bounded number at a time (each cell's values are a few dozen floats)."""
-    step = DeviceBudget.for_device(device).cell_chunk
+def _chunks(index: tuple[torch.Tensor, ...], step: int):
+    """Index tensors of selected cells, `step` at a time (each cell's values are a few dozen floats)."""
     for start in range(0, len(index[0]), step):
         yield tuple(part[start:start + step] for part in index)
 
@@ -289,8 +298,10 @@ class _Window:
     cells that exceed it. Most cells are never upsampled: with the values of a whole window at hand the first
     rounds put the floor close to T_u."""
 
-    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int, round_values: int, spec: Variant):
+    def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int, round_values: int, spec: Variant,
+                 cell_chunk: int):
         self.estimator, self.seg_size, self.size, self.round_values = estimator, seg_size, size, round_values
+        self.cell_chunk = cell_chunk  # cells upsampled at once
         self.spec = spec  # whose upsampling the values follow
         self.batches: list[torch.Tensor] = []
         self.bytes = 0
@@ -322,10 +333,10 @@ class _Window:
             if not bool(torch.isfinite(highest).any()):
                 break  # every value of the window is in
             bounds.scatter_(1, cell, -math.inf)
-            estimator.add(_values(cells, cell, highest > estimator.floor[:, None]), count=count)
+            estimator.add(_values(cells, cell, highest > estimator.floor[:, None], self.cell_chunk), count=count)
             count, seen = 0, seen + step * cells.sampler.samples_per_cell
         selected = (bounds > estimator.floor[:, None]).nonzero(as_tuple=True)  # (unit, cell)
-        for unit, cell in _chunks(selected, acts.device):
+        for unit, cell in _chunks(selected, self.cell_chunk):
             image, cell_y, cell_x = _from_unit_major(cells, cell)
             values = cells.values(image, unit, cell_y, cell_x)
             row, slot_y, slot_x = (values > estimator.floor[unit][:, None, None]).nonzero(as_tuple=True)
@@ -347,14 +358,14 @@ def _from_unit_major(cells: Cells, cell: torch.Tensor) -> tuple[torch.Tensor, to
     return image, within // cells_x, within % cells_x
 
 
-def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
+def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor, step: int) -> torch.Tensor:
     """(U, n) upsampled values of the open cells of each unit's row of flat cell indices (over images, cells_y,
     cells_x), -inf in the other slots."""
     unit = torch.arange(len(cell), device=cell.device)[:, None].expand_as(cell)[open_]
     image, cell_y, cell_x = _from_unit_major(cells, cell[open_])
     index = (image, unit, cell_y, cell_x)
     dense = torch.full((*cell.shape, cells.sampler.samples_per_cell), -math.inf, device=cell.device)
-    dense[open_] = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, cell.device)])
+    dense[open_] = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, step)])
     return dense.flatten(1)
 
 

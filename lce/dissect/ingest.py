@@ -107,12 +107,15 @@ class IngestOutcome:
     threshold_exact: bool = True
     cached: bool = False
     layout: str = ""  # how the layer's output was read, and who said so
+    plan: str = ""  # the memory plan, in lce.dissect.memory.MemoryPlan.describe()'s words (status "planned")
 
 
 def ingest(request: IngestRequest, progress: Progress | None = None,
-           warn: Callable[[str], None] | None = None) -> list[IngestOutcome]:
+           warn: Callable[[str], None] | None = None, dry_run: bool = False) -> list[IngestOutcome]:
     """Dissect and store the request's layers (see the module docstring); `warn` hears what the user should
-    know before the results (a normalisation that is only a default)."""
+    know before the results (a normalisation that is only a default). With `dry_run`, everything is checked and
+    the model built, and the layers to dissect come back "planned" with the memory plan (lce.dissect.memory):
+    nothing is dissected or written (an LceError when the plan does not fit the device)."""
     request.validate()
     started = time.perf_counter()
     engine = connect()
@@ -160,6 +163,14 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         todo.append(layer)
     if not todo:
         return outcomes
+    from lce.dissect.memory import plan_dissection
+
+    # The memory plan before any work: a dissection that cannot fit the device stops here.
+    plan = plan_dissection(loaded.module, todo, ProbeDataset(probe, image_size=image_size, seg_size=seg_size),
+                           settings, device, layouts={layer: layouts[layer] for layer in todo})
+    if dry_run:
+        return outcomes + [IngestOutcome(layer, "planned", None, layout=_described(layouts[layer]),
+                                         plan=plan.describe()) for layer in todo]
     # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read stale.
     cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
     dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
@@ -167,7 +178,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     concepts = _concepts(engine, probe_row.id)  # before the dissection: afterwards, only the write needs the database
     try:
         results = dissect(loaded.module, todo, dataset, settings, device, progress,
-                          layouts={layer: layouts[layer] for layer in todo})
+                          layouts={layer: layouts[layer] for layer in todo}, plan=plan)
     except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
         raise LceError(error.user_message()) from None
     model = ModelInfo(name=request.model, architecture=loaded.architecture,

@@ -39,9 +39,11 @@ class ThresholdEstimator:
     lce.config.DeviceBudget). `exact` says whether the thresholds are torch.quantile's bit for bit."""
 
     def __init__(self, units: int, quantile: float, device: torch.device | str = "cpu",
-                 exact_limit: int | None = None, bins: int = 8192, expected: int | None = None):
+                 exact_limit: int | None = None, bins: int = 8192, expected: int | None = None,
+                 histogram_chunk: int | None = None):
         self.exact_limit, self.bins = exact_limit or DeviceBudget.for_device(device).exact_limit, bins
-        self.algorithm = choose(units, quantile, device, self.exact_limit, bins, expected)
+        self.histogram_chunk = histogram_chunk  # values a Histogram counts at once (None: the device's)
+        self.algorithm = choose(units, quantile, device, self.exact_limit, bins, expected, histogram_chunk)
 
     @property
     def exact(self) -> bool:
@@ -69,7 +71,7 @@ class ThresholdEstimator:
         algorithm = self.algorithm
         algorithm.add(values, count)
         if isinstance(algorithm, ExactBuffer) and algorithm.count * algorithm.units > self.exact_limit:
-            self.algorithm = Histogram.of_buffer(algorithm, self.bins)
+            self.algorithm = Histogram.of_buffer(algorithm, self.bins, self.histogram_chunk)
 
     def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
         """Add values unit by unit: values[k] (N,) is a value of unit[k]. Only with `expected` known, and for the
@@ -83,7 +85,7 @@ class ThresholdEstimator:
 
 
 def choose(units: int, quantile: float, device: torch.device | str, exact_limit: int, bins: int = 8192,
-           expected: int | None = None) -> ExactBuffer | RunningTop | Histogram:
+           expected: int | None = None, histogram_chunk: int | None = None) -> ExactBuffer | RunningTop | Histogram:
     """The algorithm for these sizes: without `expected`, an ExactBuffer (ThresholdEstimator swaps it for a
     Histogram once `exact_limit` values are exceeded); with it, a RunningTop while the top values and as many
     pending fit `exact_limit`, else a Histogram."""
@@ -92,7 +94,7 @@ def choose(units: int, quantile: float, device: torch.device | str, exact_limit:
     keep = _values_read_by_quantile(quantile, expected)
     if 2 * units * keep <= exact_limit:
         return RunningTop(units, quantile, device, expected)
-    return Histogram(units, quantile, device, bins, keep)
+    return Histogram(units, quantile, device, bins, keep, histogram_chunk)
 
 
 class _Algorithm:
@@ -214,20 +216,21 @@ class Histogram(_Algorithm):
     exact = False
 
     def __init__(self, units: int, quantile: float, device: torch.device | str = "cpu", bins: int = 8192,
-                 keep: int | None = None):
+                 keep: int | None = None, chunk: int | None = None):
         super().__init__(units, quantile, device, keep)
         self.bins = bins
         self.counts: torch.Tensor | None = None  # (units, bins) int64, from the first values on
         self.low: torch.Tensor | None = None  # (units,) lower edge of bin 0
         self.width: torch.Tensor | None = None  # (units,) bin width
         self._pairs_since_floor = 0  # pairs counted since the floor last rose
-        # Bound the temporaries: a chunk of units at a time (larger on a GPU, where each chunk costs a host sync).
-        self._chunk_values = DeviceBudget.for_device(self.device).histogram_chunk
+        # Bound the temporaries: a chunk of units at a time (larger on a GPU, where each chunk costs a host sync;
+        # lce.dissect.memory sizes it to the device).
+        self._chunk_values = chunk or DeviceBudget.for_device(self.device).histogram_chunk
 
     @classmethod
-    def of_buffer(cls, buffer: ExactBuffer, bins: int = 8192) -> Histogram:
+    def of_buffer(cls, buffer: ExactBuffer, bins: int = 8192, chunk: int | None = None) -> Histogram:
         """An ExactBuffer's values so far, in a histogram."""
-        histogram = cls(buffer.units, buffer.quantile, buffer.device, bins)
+        histogram = cls(buffer.units, buffer.quantile, buffer.device, bins, chunk=chunk)
         histogram.count = buffer.count
         histogram._start(torch.cat(buffer.buffer, dim=1))
         return histogram
