@@ -28,6 +28,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TEMPLATE = "lce_test_template"
 
 
+def pytest_addoption(parser):
+    # bench/gpu_check.py runs the reference-equality tests with --lce-device cuda: the same tests, on the GPU.
+    parser.addoption("--lce-device", default="cpu", help="torch device of the engine's reference tests (cpu)")
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The device the engine's reference tests dissect on: the CPU unless --lce-device says otherwise."""
+    import torch
+
+    return torch.device(request.config.getoption("--lce-device"))
+
+
 def shared_file(relative: str) -> Path:
     """A reference file from ../shared/data; the test skips (with the reason) only when the folder is absent."""
     path = SHARED_DATA / relative

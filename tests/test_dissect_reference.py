@@ -40,26 +40,31 @@ def probe_dir(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("ref") / "probe", images=24, size=64, seed=7).path
 
 
-def reference(model, dataset: ProbeDataset, name: str, quantile: float):
-    """I (U, columns), A (U, columns), G (columns,), thresholds, with the engine's column numbering."""
+def reference(model, dataset: ProbeDataset, name: str, quantile: float, batch_size: int,
+              device: torch.device = torch.device("cpu")):
+    """I (U, columns), A (U, columns), G (columns,), thresholds (on `device`), with the engine's column numbering.
+    The model runs on `device` in batches of `batch_size`, as the engine's, so that a GPU picks the same
+    convolution algorithms and gives the same activations."""
     spec = variant(name)
     categories = dataset.categories
     stride = max(dataset.probe.vocabulary) + 1
     items = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([item["image"] for item in items]).to(device)
     with torch.no_grad():
-        acts = model(torch.stack([item["image"] for item in items])).float()
+        acts = torch.cat([model.to(device)(batch) for batch in images.split(batch_size)]).float()
     size = dataset.seg_size
     up = upsample(acts, size, name)
     units = acts.shape[1]
     values = up if spec.threshold_upsampled else acts
     thresholds = torch.stack([torch.quantile(values[:, u].reshape(-1), 1 - quantile) for u in range(units)])
+    up = up.cpu()
     columns = len(categories) * stride
     intersection = np.zeros((units, columns), dtype=np.int64)
     activation = np.zeros((units, columns), dtype=np.int64)
     truth = np.zeros(columns, dtype=np.int64)
     for i, item in enumerate(items):
         labels = dataset.labels_of(i)
-        masks = (up[i] > thresholds[:, None, None]).numpy()  # (U, S, S)
+        masks = (up[i] > thresholds.cpu()[:, None, None]).numpy()  # (U, S, S)
         present = {}  # column -> (S, S) bool pixels of that concept in this image
         for category, layers in labels.pixel.items():
             for layer in layers:
@@ -86,34 +91,35 @@ def reference(model, dataset: ProbeDataset, name: str, quantile: float):
 
 @pytest.mark.parametrize("variant", NAMES)
 @pytest.mark.parametrize("budget", [0, 2**30], ids=["two-passes", "activation-cache"])
-def test_engine_equals_the_reference(probe_dir, tmp_path, variant, budget):
+def test_engine_equals_the_reference(probe_dir, tmp_path, variant, budget, device):
     probe = Broden.open(probe_dir)
     settings = DissectSettings.for_variant(variant, batch_size=5, cache_budget=budget,
                                           threshold_window=5 * 6 * 8 * 8 * 4)  # one batch a window
     seg = settings.seg_size_for(64, probe.rows[0].sh)
     dataset = ProbeDataset(probe, seg_size=seg, cache=DecodeCache.build(probe, tmp_path / "cache"))
     model = TinyNet()
-    result = dissect(model, ["features"], dataset, settings, torch.device("cpu"))["features"]
+    result = dissect(model, ["features"], dataset, settings, device)["features"]
     assert result.cached == (budget > 0)
     assert result.threshold_exact
-    intersection, activation, truth, thresholds = reference(model, dataset, variant, settings.quantile)
+    intersection, activation, truth, thresholds = reference(model, dataset, variant, settings.quantile,
+                                                            settings.batch_size, device)
     assert torch.equal(result.thresholds, thresholds)
-    found_i, found_a, found_g = (t.numpy() for t in result.tally.counts())
+    found_i, found_a, found_g = (t.cpu().numpy() for t in result.tally.counts())
     assert np.array_equal(found_g, truth)
     assert np.array_equal(found_i, intersection)
     assert np.array_equal(found_a, activation)
     assert intersection.sum() > 0 and (truth > 0).sum() > 20
     union = activation + truth[None, :] - intersection
     expected = np.where(union > 0, intersection / np.maximum(union, 1), 0.0)
-    assert np.allclose(result.tally.iou().numpy(), expected, atol=1e-6, rtol=0)
+    assert np.allclose(result.tally.iou().cpu().numpy(), expected, atol=1e-6, rtol=0)
 
 
-def test_cache_and_two_passes_store_the_same_numbers(probe_dir, tmp_path):
+def test_cache_and_two_passes_store_the_same_numbers(probe_dir, tmp_path, device):
     probe = Broden.open(probe_dir)
     dataset = ProbeDataset(probe, seg_size=16)
     runs = [dissect(TinyNet(), ["features"], dataset,
                     DissectSettings.for_variant("dissect", batch_size=7, cache_budget=budget),
-                    torch.device("cpu"))["features"] for budget in (0, 2**30)]
+                    device)["features"] for budget in (0, 2**30)]
     assert torch.equal(runs[0].thresholds, runs[1].thresholds)
     for a, b in zip(runs[0].tally.counts(), runs[1].tally.counts()):
         assert torch.equal(a, b)
@@ -157,17 +163,17 @@ def test_upsampling_follows_each_variants_formula(name):
         assert up[0, 0, 0] < acts[0, 0, 0, 0]
 
 
-def test_pruned_histogram_thresholds_keep_the_share_above_within_one_percent(probe_dir):
+def test_pruned_histogram_thresholds_keep_the_share_above_within_one_percent(probe_dir, device):
     """Beyond the exact limit, pass 1 streams only the cells that can still reach the top q into a histogram:
     the share of upsampled values above T_u stays within 1% of q (exact thresholds give 62 / 6144 here)."""
     probe = Broden.open(probe_dir)
     dataset = ProbeDataset(probe, seg_size=16)
     settings = DissectSettings.for_variant("dissect", batch_size=5)
     model = TinyNet()
-    result = dissect(model, ["features"], dataset, settings, torch.device("cpu"), exact_limit=500)["features"]
+    result = dissect(model, ["features"], dataset, settings, device, exact_limit=500)["features"]
     assert not result.threshold_exact
     with torch.no_grad():
-        values = torch.cat([upsample(model(batch["image"]), 16, "dissect")
+        values = torch.cat([upsample(model(batch["image"].to(device)), 16, "dissect")
                             for batch in torch.utils.data.DataLoader(dataset, batch_size=5)])
     values = values.transpose(0, 1).reshape(6, -1)
     share = (values > result.thresholds[:, None]).double().mean(dim=1) / settings.quantile
@@ -176,13 +182,13 @@ def test_pruned_histogram_thresholds_keep_the_share_above_within_one_percent(pro
 
 @pytest.mark.parametrize("variant", NAMES)
 @pytest.mark.parametrize("shape,size", [((7, 7), 56), ((4, 5), 14), ((1, 3), 8)])
-def test_cells_give_the_whole_maps_values_bit_for_bit_within_their_bounds(variant, shape, size):
+def test_cells_give_the_whole_maps_values_bit_for_bit_within_their_bounds(variant, shape, size, device):
     """The engine upsamples only some cells of a map: their values are exactly those of upsample(), every target
     pixel lies in one cell, and no value exceeds its cell's bound."""
     from lce.dissect.upsample import Upsampler
 
     torch.manual_seed(1)
-    acts = torch.randn(2, 3, *shape)
+    acts = torch.randn(2, 3, *shape).to(device)
     whole = upsample(acts, size, variant)
     cells = Upsampler.of(acts, size, variant).cells(acts)
     bounds = cells.bounds()

@@ -6,18 +6,18 @@ import torch
 from lce.dissect.threshold import ThresholdEstimator
 
 
-def stream():
+def stream(device: torch.device = torch.device("cpu")):
     torch.manual_seed(0)
     data = torch.relu(torch.randn(16, 120_000)) * torch.linspace(0.5, 5, 16)[:, None]
     data[3] -= 2.0  # negative values too
     data[5, 100_000:] *= 4  # a larger range arrives late: the histogram has to grow
-    return data
+    return data.to(device)  # the same values on every device (drawn on the CPU)
 
 
 @pytest.mark.parametrize("quantile", [0.01, 0.005])
-def test_exact_thresholds_equal_torch_quantile(quantile):
-    data = stream()
-    estimator = ThresholdEstimator(16, quantile, exact_limit=10**8)
+def test_exact_thresholds_equal_torch_quantile(quantile, device):
+    data = stream(device)
+    estimator = ThresholdEstimator(16, quantile, device, exact_limit=10**8)
     for chunk in data.split(7_000, dim=1):
         estimator.add(chunk)
     assert estimator.exact
@@ -25,10 +25,10 @@ def test_exact_thresholds_equal_torch_quantile(quantile):
 
 
 @pytest.mark.parametrize("quantile", [0.01, 0.005])
-def test_histogram_thresholds_keep_the_share_above_within_one_percent(quantile):
-    data = stream()
-    plain = ThresholdEstimator(16, quantile, exact_limit=10_000)
-    informed = ThresholdEstimator(16, quantile, exact_limit=10_000, expected=data.shape[1])
+def test_histogram_thresholds_keep_the_share_above_within_one_percent(quantile, device):
+    data = stream(device)
+    plain = ThresholdEstimator(16, quantile, device, exact_limit=10_000)
+    informed = ThresholdEstimator(16, quantile, device, exact_limit=10_000, expected=data.shape[1])
     for chunk in data.split(7_000, dim=1):
         plain.add(chunk)
         informed.add(chunk)
@@ -40,11 +40,11 @@ def test_histogram_thresholds_keep_the_share_above_within_one_percent(quantile):
 
 
 @pytest.mark.parametrize("quantile", [0.01, 0.005])
-def test_a_running_top_of_each_unit_gives_torch_quantile_exactly(quantile):
+def test_a_running_top_of_each_unit_gives_torch_quantile_exactly(quantile, device):
     """With the stream's length known, the estimator keeps only the values torch.quantile reads; values at or
     below its floor may be left out (as -inf), and the thresholds are still bit for bit those of torch.quantile."""
-    data = stream()
-    estimator = ThresholdEstimator(16, quantile, expected=data.shape[1])
+    data = stream(device)
+    estimator = ThresholdEstimator(16, quantile, device, expected=data.shape[1])
     assert estimator.keep == (1_201 if quantile == 0.01 else 601)  # ranks floor(p) and ceil(p) from the top
     left_out = 0
     for chunk in data.split(7_000, dim=1):
@@ -57,17 +57,17 @@ def test_a_running_top_of_each_unit_gives_torch_quantile_exactly(quantile):
 
 
 @pytest.mark.parametrize("exact_limit", [10**8, 10_000], ids=["running-top", "histogram"])
-def test_values_given_unit_by_unit_count_as_the_same_values_given_in_rows(exact_limit):
+def test_values_given_unit_by_unit_count_as_the_same_values_given_in_rows(exact_limit, device):
     """add_pairs takes a batch's values above the floor as (unit, value) pairs in any order: the thresholds are
     those of the same stream given in rows (torch.quantile's, bit for bit, while exact)."""
-    data = stream()
-    rows = ThresholdEstimator(16, 0.01, exact_limit=exact_limit, expected=data.shape[1])
-    pairs = ThresholdEstimator(16, 0.01, exact_limit=exact_limit, expected=data.shape[1])
-    shuffle = torch.Generator().manual_seed(3)
+    data = stream(device)
+    rows = ThresholdEstimator(16, 0.01, device, exact_limit=exact_limit, expected=data.shape[1])
+    pairs = ThresholdEstimator(16, 0.01, device, exact_limit=exact_limit, expected=data.shape[1])
+    shuffle = torch.Generator(device).manual_seed(3)
     for chunk in data.split(7_000, dim=1):
         rows.add(chunk)
         unit, column = (chunk > pairs.floor[:, None]).nonzero(as_tuple=True)
-        order = torch.randperm(len(unit), generator=shuffle)
+        order = torch.randperm(len(unit), generator=shuffle, device=device)
         pairs.add_pairs(unit[order], chunk[unit, column][order], count=chunk.shape[1])
     assert pairs.exact == rows.exact == (exact_limit == 10**8)
     assert torch.equal(pairs.thresholds(), rows.thresholds())
