@@ -307,11 +307,10 @@ def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget
         if exact:
             estimator = units * keep * FLOAT * 3 // 2  # the top and up to a quarter of it pending, and then some
             estimator_peak = units * keep * RUNNING_TOP_BYTES
-        else:  # counted a chunk of units at a time, each add at most a round (upsampled) or a batch (raw values)
+        else:  # each add at most a round (upsampled values) or a batch (raw values)
             estimator = units * HISTOGRAM_BINS * INDEX + 3 * units * FLOAT
             added = round_values if spec.threshold_upsampled else layer_batch // FLOAT
-            estimator_peak = (5 * units * HISTOGRAM_BINS * INDEX
-                              + max(min(sizes.histogram_chunk, added), added // units) * HISTOGRAM_BYTES)
+            estimator_peak = histogram_peak(units, added, sizes.histogram_chunk)
         is_whole = kept and whole.get(name, False) and spec.threshold_upsampled and exact
         window = kept_bytes if is_whole else max(layer_batch, sizes.threshold_window)
         layer_plans[name] = LayerPlan(name, units, height, width, keep, kept, is_whole, window, exact, limit,
@@ -354,6 +353,13 @@ def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget
     host = _host_bytes(probe, batch, workers if workers is not None else settings.workers, device)
     return MemoryPlan(str(device), budget, capacity, layer_plans, keep_labels, sizes, round_values, phases, host,
                       parts)
+
+
+def histogram_peak(units: int, added: int, chunk: int) -> int:
+    """Bytes a Histogram (lce.dissect.threshold) of `units` units holds while it counts `added` values at once in
+    chunks of `chunk` values (whole units: at least one unit's values): its counts, their growth's temporaries,
+    and a chunk's."""
+    return 5 * units * HISTOGRAM_BINS * INDEX + max(min(chunk, added), added // units) * HISTOGRAM_BYTES
 
 
 def _exact_limit(preferred: int, units: int, keep: int, budget: int) -> int:
