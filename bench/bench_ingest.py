@@ -19,7 +19,8 @@ With --repeat N the phases run round-robin N times (machines are noisy: drift hi
 gives median and min seconds, the ratio of medians to forward only, and the median of each repetition's ratio
 to its own forward pass (paired: drift between repetitions cancels out). On CUDA the clock stops after
 torch.cuda.synchronize(). Peak memory is the process's ru_maxrss after each phase (a high-water mark: it never
-goes down) and, on CUDA, torch.cuda.max_memory_allocated() of that phase. There is no pass/fail: the issue's
+goes down) and, on CUDA, torch.cuda.max_memory_allocated() and max_memory_reserved() of that phase, beside the
+memory plan's peak for each dissection (lce.dissect.memory, printed before the phases). There is no pass/fail: the issue's
 targets are printed beside the figures.
 
 LCE_HOME is a fresh temporary directory (LCE_DATABASE_URL is removed): the decode cache, the synthetic probe and
@@ -106,6 +107,7 @@ class Phase:
         self.seconds: list[float] = []
         self.rss_mib = 0.0
         self.cuda_mib: float | None = None
+        self.reserved_mib: float | None = None
         self.result = None  # dissect()'s LayerResult, for the dissection phases
 
 
@@ -125,6 +127,7 @@ def measure(phase: Phase, device) -> None:
     phase.rss_mib = peak_rss_mib()
     if device.type == "cuda":
         phase.cuda_mib = max(phase.cuda_mib or 0.0, torch.cuda.max_memory_allocated(device) / 2**20)
+        phase.reserved_mib = max(phase.reserved_mib or 0.0, torch.cuda.max_memory_reserved(device) / 2**20)
     del result
 
 
@@ -168,6 +171,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
 
     from lce.config import lce_home, pick_device
     from lce.dissect.engine import DissectSettings, dissect
+    from lce.dissect.memory import plan_dissection
     from lce.models.build import build_model
     from lce.models.layout import resolve_layouts
     from lce.probe.broden import Broden
@@ -222,12 +226,17 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
 
     layer, limit = args.layer, args.exact_limit
     layouts = resolve_layouts(model, [layer], image_size, device)  # as lce ingest reads the layer
+    # The memory plans, as lce ingest makes them (and prints them with --dry-run).
+    plans = {name: plan_dissection(model, [layer], dataset, settings, device, layouts, limit)
+             for name, settings in (("two passes", two_pass), ("activation cache", cached))}
+    for name, plan in plans.items():
+        print(f"memory plan of {name}: " + plan.describe().split(": ", 1)[1])
     phases = [
         Phase("forward only", lambda: forward_only(model, layer, dataset, base, device, layouts)),
         Phase("two passes", lambda: dissect(model, [layer], dataset, two_pass, device, exact_limit=limit,
-                                            layouts=layouts)[layer]),
+                                            layouts=layouts, plan=plans["two passes"])[layer]),
         Phase("activation cache", lambda: dissect(model, [layer], dataset, cached, device, exact_limit=limit,
-                                                  layouts=layouts)[layer]),
+                                                  layouts=layouts, plan=plans["activation cache"])[layer]),
     ]
     threads = torch.get_num_threads()
     gpu = f", {torch.cuda.get_device_name(device)}" if cuda else ""
@@ -244,7 +253,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     print(f"load average after: {os.getloadavg()[0]:.2f} (1 min; a busy host skews the ratios, see bench/README.md)")
     print()
     header = (f"{'phase':<18}{'median s':>9}{'min s':>8}{'images/s':>10}{'vs fwd':>8}{'paired':>8}{'fwd/s %':>8}"
-              f"{'peak RSS MiB':>13}" + (f"{'peak CUDA MiB':>14}" if cuda else "")
+              f"{'peak RSS MiB':>13}" + (f"{'CUDA alloc MiB':>15}{'reserved MiB':>13}{'plan MiB':>9}" if cuda else "")
               + f"  {'thresholds':<10}  {'cache':<5}  target")
     print(header)
     print("-" * len(header))
@@ -258,7 +267,9 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
         paired = statistics.median(mine / base for mine, base in zip(phase.seconds, phases[0].seconds))
         print(f"{phase.name:<18}{median:>9.2f}{min(phase.seconds):>8.2f}{count / median:>10,.0f}"
               f"{median / forward:>7.2f}x{paired:>7.2f}x{100 * forward / median:>7.0f}%{phase.rss_mib:>13,.0f}"
-              + (f"{phase.cuda_mib:>14,.0f}" if cuda else "") + f"  {mode:<10}  {used:<5}  {target}")
+              + (f"{phase.cuda_mib:>15,.0f}{phase.reserved_mib:>13,.0f}"
+                 f"{plans[phase.name].peak / 2**20 if phase.name in plans else 0:>9,.0f}" if cuda else "")
+              + f"  {mode:<10}  {used:<5}  {target}")
     units = phases[1].result.thresholds.numel()
     print(f"\n{units} units; the two dissections give identical results: "
           f"{'yes' if same_results(phases[1].result, phases[2].result) else 'NO'}")

@@ -175,8 +175,6 @@ def cpu_versus_device(device, small: bool, scratch: Path) -> None:
 
 def sync_check(device, small: bool, scratch: Path) -> None:
     """Syncs of 2 and of 4 batches: the extra per batch is what the loops cost."""
-    import torch
-
     from lce.dissect.engine import DissectSettings, dissect
     from lce.models.build import build_model
     from lce.probe.dataset import ProbeDataset
