@@ -177,6 +177,24 @@ def test_a_run_records_its_device_torch_cudnn_and_tf32(cli, engine, synth):
         assert {key: recorded[name].get(key) for key in ("tf32", *on_the_cpu)} == {"tf32": tf32, **on_the_cpu}
 
 
+def channels_last_resnet18() -> torch.nn.Module:
+    """resnet18 in channels_last memory; built by `--arch tests.test_ingest:channels_last_resnet18`."""
+    return torchvision.models.resnet18().to(memory_format=torch.channels_last)
+
+
+def test_a_channels_last_resnet_ingests_like_the_contiguous_one(cli, engine, synth):
+    """The same draw of weights (seed 0), once in channels_last memory: its convolutions sum in another order on
+    the CPU, so thresholds agree to rounding (tests/test_device_settings.py pins the engine's part bit for bit)."""
+    for name, arch in (("plain", "resnet18"), ("nhwc", "tests.test_ingest:channels_last_resnet18")):
+        result = ingest(cli, name, "--arch", arch, "--random-init", "--seed", "0")
+        assert result.exit_code == 0 and "512 units" in result.stdout, result.output
+    pairs = one(engine, "SELECT count(*), max(abs(a.threshold - b.threshold)), avg((a.concept_id IS NOT DISTINCT"
+                        " FROM b.concept_id)::int) FROM unit a JOIN unit b USING (unit) JOIN run ra ON ra.id ="
+                        " a.run_id JOIN run rb ON rb.id = b.run_id JOIN model ma ON ma.id = ra.model_id JOIN model"
+                        " mb ON mb.id = rb.model_id WHERE ma.name = 'plain' AND mb.name = 'nhwc'")
+    assert pairs[0] == 512 and pairs[1] < 1e-4 and pairs[2] > 0.98, pairs
+
+
 def test_unknown_probe_is_named(cli, engine, synth):
     result = cli("ingest", "r18", "--probe", "broden", "--arch", "resnet18", "--random-init")
     assert result.exit_code == 1 and "No probe dataset named 'broden' is registered (registered: synth)" in \
