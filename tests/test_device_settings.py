@@ -227,7 +227,7 @@ def loaders_made(monkeypatch) -> list:
     made = []
     original = engine._loader
 
-    def recording(dataset, settings, device, persistent):
+    def recording(dataset, settings, device, persistent=False):
         loader = original(dataset, settings, device, persistent)
         made.append((loader, dataset.load_images))
         return loader

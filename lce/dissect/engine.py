@@ -254,7 +254,7 @@ class LayerDissection:
 
 
 def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.device,
-            persistent: bool) -> torch.utils.data.DataLoader:
+            persistent: bool = False) -> torch.utils.data.DataLoader:
     """The probe's batches, in order. Pinned when the dissection runs on a GPU (so that copies to it do not
     block), whatever else is present; pinned memory serves every CUDA device (torch pins for its current
     accelerator: pin_memory_device is deprecated). `persistent`: the workers stay for a second pass over it."""
