@@ -7,12 +7,16 @@
 
     device = pick_device("auto")                # CUDA when present, else the CPU
     budget = DeviceBudget.for_device(device)    # block sizes the dissection engine uses on it
+    with tf32("off"): ...                       # matmuls and convolutions in IEEE float32 on a GPU
+    device_settings(device)                     # what a run records of it: name, TF32, torch and cuDNN
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +102,95 @@ def pick_device(name: str = "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise LceError(f"--device {name}: no CUDA device is available here; use --device cpu (or auto).")
+    if name.startswith("cuda:"):
+        count = torch.cuda.device_count()
+        number = name.removeprefix("cuda:")
+        if not (number.isdigit() and int(number) < count):
+            present = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise LceError(f"--device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+                           f"({present}); name one of them, or use --device cuda (the first) or auto.")
     return torch.device(name)
+
+
+TF32 = ("on", "off")  # lce ingest --tf32: TF32 allowed in cuDNN convolutions and cuBLAS matmuls, or IEEE float32
+
+
+@contextlib.contextmanager
+def tf32(setting: str = "on"):
+    """TF32 for the GPU's float32 convolutions (cuDNN) and matmuls (cuBLAS) inside the block, "on" or "off" (IEEE
+    float32, for results that must match the CPU's to rounding); the switches as they were afterwards. torch's
+    own default is TF32 for cuDNN convolutions only. The CPU computes in float32 either way."""
+    import torch
+
+    check_tf32(setting)
+    precision = "tf32" if setting == "on" else "ieee"
+    # The fp32_precision switches (torch 2.9+), not the allow_tf32 flags: mixing the two APIs makes torch warn.
+    switches = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+    before = [switch.fp32_precision for switch in switches]
+    try:
+        for switch in switches:
+            switch.fp32_precision = precision
+        yield
+    finally:
+        for switch, value in zip(switches, before):
+            switch.fp32_precision = value
+
+
+def check_tf32(setting: str) -> None:
+    """An LceError naming --tf32's values unless `setting` is one of them."""
+    if setting not in TF32:
+        from lce.errors import LceError
+
+        raise LceError(f"--tf32 must be on or off (TF32 in the GPU's float32 convolutions and matmuls; off for "
+                       f"results that must match the CPU's), not {setting!r}.")
+
+
+def tf32_in_effect() -> dict[str, bool]:
+    """Whether TF32 is in effect now for CUDA matmuls and cuDNN convolutions (a switch set to "none" inherits its
+    backend's, then torch's generic one; "none" all the way up is IEEE float32)."""
+    import torch
+
+    def resolved(*levels: str) -> bool:
+        for level in levels:
+            if level != "none":
+                return level == "tf32"
+        return False
+
+    generic = torch.backends.fp32_precision
+    return {"tf32_matmul": resolved(torch.backends.cuda.matmul.fp32_precision, generic),
+            "tf32_cudnn_conv": resolved(torch.backends.cudnn.conv.fp32_precision,
+                                        torch.backends.cudnn.fp32_precision, generic)}
+
+
+def device_settings(device) -> dict:
+    """What a run records of the device it was computed on, so that runs that differ say why: the device
+    ("cuda:0"), its name (the GPU's, or the CPU's model), whether TF32 is in effect for matmuls and cuDNN
+    convolutions (never on the CPU), torch's version and cuDNN's (None on the CPU)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        device, name = torch.device("cuda", index), torch.cuda.get_device_name(index)
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        precision = tf32_in_effect()
+    else:
+        name, cudnn = cpu_name(), None
+        precision = {"tf32_matmul": False, "tf32_cudnn_conv": False}
+    return {"device": str(device), "device_name": name, **precision, "torch": torch.__version__, "cudnn": cudnn}
+
+
+@functools.cache
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what platform says), or "unknown"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 @dataclass(frozen=True)

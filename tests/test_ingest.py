@@ -139,6 +139,8 @@ REFUSED = [
     (["--mean", "0.5,0.5,0.5"], {"mean": (0.5, 0.5, 0.5)},
      "Give --mean and --std together (R,G,B each), or neither for the source's own."),
     (["--layer", "layer\t4"], {"layers": ["layer\t4"]}, "--layer"),
+    (["--tf32", "yes"], {"tf32": "yes"}, "--tf32 must be on or off (TF32 in the GPU's float32 convolutions and "
+                                         "matmuls; off for results that must match the CPU's), not 'yes'."),
 ]
 SETTINGS = ("variant", "quantile", "iou_threshold", "batch_size", "workers", "seg_size")
 
@@ -157,6 +159,40 @@ def test_the_library_refuses_what_the_command_refuses_with_its_message(cli, engi
                                  **{k: v for k, v in fields.items() if k not in SETTINGS}))
     assert str(refused.value) == printed
     assert one(engine, "SELECT count(*) FROM run")[0] == 0
+
+
+def test_a_run_records_its_device_torch_cudnn_and_tf32(cli, engine, synth):
+    from lce.config import device_settings
+
+    assert ingest(cli, "r18-ieee", "--arch", "resnet18", "--random-init", "--tf32", "off", "--device", "cpu"
+                  ).exit_code == 0
+    run_ingest(IngestRequest(model="r18-tf32", probe="synth", arch="resnet18", random_init=True, device="cpu",
+                             settings=DissectSettings(batch_size=8)))
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(text("SELECT m.name, r.settings FROM run r JOIN model m ON m.id = r.model_id")
+                                     ).all())
+    on_the_cpu = device_settings("cpu")  # cpu, its model name, no TF32 in effect, torch's version, no cuDNN
+    assert on_the_cpu["device_name"] and on_the_cpu["torch"] == torch.__version__ and on_the_cpu["cudnn"] is None
+    for name, tf32 in (("r18-ieee", "off"), ("r18-tf32", "on")):
+        assert {key: recorded[name].get(key) for key in ("tf32", *on_the_cpu)} == {"tf32": tf32, **on_the_cpu}
+
+
+def channels_last_resnet18() -> torch.nn.Module:
+    """resnet18 in channels_last memory; built by `--arch tests.test_ingest:channels_last_resnet18`."""
+    return torchvision.models.resnet18().to(memory_format=torch.channels_last)
+
+
+def test_a_channels_last_resnet_ingests_like_the_contiguous_one(cli, engine, synth):
+    """The same draw of weights (seed 0), once in channels_last memory: its convolutions sum in another order on
+    the CPU, so thresholds agree to rounding (tests/test_device_settings.py pins the engine's part bit for bit)."""
+    for name, arch in (("plain", "resnet18"), ("nhwc", "tests.test_ingest:channels_last_resnet18")):
+        result = ingest(cli, name, "--arch", arch, "--random-init", "--seed", "0")
+        assert result.exit_code == 0 and "512 units" in result.stdout, result.output
+    pairs = one(engine, "SELECT count(*), max(abs(a.threshold - b.threshold)), avg((a.concept_id IS NOT DISTINCT"
+                        " FROM b.concept_id)::int) FROM unit a JOIN unit b USING (unit) JOIN run ra ON ra.id ="
+                        " a.run_id JOIN run rb ON rb.id = b.run_id JOIN model ma ON ma.id = ra.model_id JOIN model"
+                        " mb ON mb.id = rb.model_id WHERE ma.name = 'plain' AND mb.name = 'nhwc'")
+    assert pairs[0] == 512 and pairs[1] < 1e-4 and pairs[2] > 0.98, pairs
 
 
 def test_unknown_probe_is_named(cli, engine, synth):

@@ -62,6 +62,9 @@ def ingest(
     random_init: bool = typer.Option(False, "--random-init", help="Random weights (the paper's control)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    tf32: str = typer.Option("on", "--tf32", help="on: TF32 in the GPU's float32 convolutions and matmuls "
+                                                  "(faster; torch's default for convolutions); off: IEEE float32, "
+                                                  "for results that must match the CPU's. Recorded with the run."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     cache_budget: str = typer.Option("2G", "--cache-budget", help="Activations kept from pass 1, in the "
@@ -127,7 +130,7 @@ def ingest(
     request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
                             checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
                             replace=replace, layout=layout, prefix_tokens=prefix_tokens,
-                            mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std))
+                            mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std), tf32=tf32)
     with progress_bars() as progress:
         outcomes = run_ingest(request, progress, warn=lambda message: errors.print(
             f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), dry_run=dry_run)

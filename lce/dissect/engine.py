@@ -117,23 +117,27 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     dissections: dict[str, LayerDissection] = {}
     # Pass 1's labels, when the plan keeps them for pass 2.
     kept_labels: list[dict[str, torch.Tensor]] | None = [] if plan is not None and plan.keep_labels else None
+    # One loader for both passes: when pass 2 runs the model again it reads the same batches, from the same workers.
+    loader = _loader(dataset, settings, device, persistent=True)
     with LayerCapture(model, layers, layouts) as capture, torch.inference_mode():
         # Pass 1: each layer's thresholds and top images (and its activations, when they fit the cache).
         done = 0
-        for batch in _loader(dataset, settings, device):
+        for batch in loader:
             with _planning(model, plan) as hooks:
                 model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
             if plan is None:  # the first batch shows the layers' sizes and the model's footprint
                 plan = _plan_from(hooks, capture, layers, dataset, settings, device, exact_limit)
                 kept_labels = [] if plan.keep_labels else None
-            index = batch["index"].to(device)
+            index = batch["index"].to(device, non_blocking=True)
             for name in layers:
                 acts = capture.outputs[name].float()
                 if name not in dissections:  # the first batch shows the layer's size
                     dissections[name] = LayerDissection(name, acts, dataset, settings, device, plan)
                 dissections[name].add(acts, index)
             if kept_labels is not None:
-                kept_labels.append({key: batch[key] for key in _LABELS})
+                # On the device, where pass 2 reads them (the cache budget counts them there): a pinned batch kept
+                # for the whole run would hold page-locked host memory the loader's next batches need.
+                kept_labels.append(_on_device(batch, device))
             done += len(batch["index"])
             if progress:
                 progress("pass 1", done, len(dataset))
@@ -143,16 +147,21 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
 
         # Pass 2: the tallies, from the kept activations or from a second forward pass.
         all_kept = all(layer.kept is not None for layer in dissections.values())
-        if kept_labels is None:
-            batches = _loader(_labels_only(dataset) if all_kept else dataset, settings, device)
-        else:
+        if kept_labels is not None:
             batches = kept_labels
+        elif all_kept:  # the labels alone: another dataset, another loader
+            batches = _loader(_labels_only(dataset), settings, device, persistent=False)
+        else:
+            batches = loader
+        if batches is not loader:
+            loader = None  # its workers are not needed any more: they end with it
         layer_category = _category_indices(dataset, dataset.layer_categories)
         whole_category = _category_indices(dataset, dataset.whole_categories)
         done = 0
         for position, batch in enumerate(batches):
             if not all_kept:
                 model(dataset.normalize(batch["image"].to(device, non_blocking=True)))
+            batch = _on_device(batch, device)
             # The batch's label columns: the same for every layer's tally.
             columns = dissections[layers[0]].tally.labels(batch["layers"], layer_category, batch["whole"],
                                                           whole_category, batch["annotated"])
@@ -254,13 +263,23 @@ class LayerDissection:
                            cached=self.kept is not None)
 
 
-def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.device) -> torch.utils.data.DataLoader:
-    """The probe's batches, in order; pinned for a GPU (lce.config.DeviceBudget)."""
-    return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
-                                       num_workers=settings.workers,
+def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.device,
+            persistent: bool = False) -> torch.utils.data.DataLoader:
+    """The probe's batches, in order. Pinned when the dissection runs on a GPU (so that copies to it do not
+    block), whatever else is present; pinned memory serves every CUDA device (torch pins for its current
+    accelerator: pin_memory_device is deprecated). `persistent`: the workers stay for a second pass over it."""
+    workers = settings.workers
+    return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, num_workers=workers,
                                        pin_memory=torch.device(device).type == "cuda",
-                                       worker_init_fn=_one_thread if settings.workers else None,
-                                       prefetch_factor=4 if settings.workers else None)
+                                       worker_init_fn=_one_thread if workers else None,
+                                       prefetch_factor=4 if workers else None,
+                                       persistent_workers=persistent and workers > 0)
+
+
+def _on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """What pass 2 reads of a batch (_LABELS), on the device: copies that do not block when the batch is pinned
+    (and nothing at all for a batch already there)."""
+    return {key: batch[key].to(device, non_blocking=True) for key in _LABELS}
 
 
 def _labels_only(dataset: ProbeDataset) -> ProbeDataset:
@@ -370,15 +389,17 @@ def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor, step: int) ->
 
 
 def _top_images(current, peaks: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running top-k images per unit by the unit's largest activation in the image (peaks: (B, U))."""
+    """Running top-k images per unit by the unit's largest activation in the image (peaks: (B, U)); equal peaks
+    keep the lower dataset index first, on every device (topk's order among ties is its kernel's: a dead unit's
+    images would differ between the CPU and CUDA)."""
     peaks = peaks.transpose(0, 1)  # (U, B)
     images = indices[None, :].expand_as(peaks)
-    if current is not None:
+    if current is not None:  # the images so far come first: their indices are lower than the batch's
         peaks = torch.cat([current[0], peaks], dim=1)
         images = torch.cat([current[1], images], dim=1)
     k = min(TOP_IMAGES, peaks.shape[1])
-    values, order = peaks.topk(k, dim=1)
-    return values, images.gather(1, order)
+    values, order = peaks.sort(dim=1, descending=True, stable=True)
+    return values[:, :k].contiguous(), images.gather(1, order[:, :k])
 
 
 def _max_label(dataset: ProbeDataset) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from lce.config import code_version, lce_home, pick_device, write_retry_s
+from lce.config import check_tf32, code_version, device_settings, lce_home, pick_device, tf32, write_retry_s
 from lce.db import pending
 from lce.db.connection import connect
 from lce.db.outage import DatabaseLost
@@ -62,6 +62,7 @@ class IngestRequest:
     prefix_tokens: int | None = None  # with layout tokens (or alone, which implies it)
     mean: tuple[float, float, float] | None = None  # with std: overrides the source's normalisation
     std: tuple[float, float, float] | None = None
+    tf32: str = "on"  # on | off: TF32 in the GPU's float32 convolutions and matmuls (lce.config.tf32)
 
     def validate(self) -> None:
         """An LceError for a request that cannot be ingested as given, said before anything is loaded or dissected
@@ -83,6 +84,7 @@ class IngestRequest:
                 check_rgb(option, values)
         if (self.mean is None) != (self.std is None):
             raise LceError("Give --mean and --std together (R,G,B each), or neither for the source's own.")
+        check_tf32(self.tf32)
 
 
 def check_rgb(option: str, values: tuple[float, ...], given: str | None = None) -> None:
@@ -177,8 +179,10 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                            cache=cache, uint8=True)
     concepts = _concepts(engine, probe_row.id)  # before the dissection: afterwards, only the write needs the database
     try:
-        results = dissect(loaded.module, todo, dataset, settings, device, progress,
-                          layouts={layer: layouts[layer] for layer in todo}, plan=plan)
+        with tf32(request.tf32):
+            results = dissect(loaded.module, todo, dataset, settings, device, progress,
+                              layouts={layer: layouts[layer] for layer in todo}, plan=plan)
+            computed_on = device_settings(device)  # the TF32 switches as the dissection had them
     except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
         raise LceError(error.user_message()) from None
     model = ModelInfo(name=request.model, architecture=loaded.architecture,
@@ -186,8 +190,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                       notes=loaded.description)
     run_settings.update({
         "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
-        "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "device": str(device),
-        "code": code_version(),
+        "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "tf32": request.tf32,
+        **computed_on, "code": code_version(),
     })
     records = [_record(model, request.probe, results[layer], settings, concepts,
                        {**run_settings, **_layout_settings(layouts[layer])}) for layer in todo]

@@ -17,6 +17,7 @@ made to run a command.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -87,8 +88,7 @@ def build_model(arch: str, *, checkpoint: Path | None = None, random_init: bool 
     elif (checkpoint is None) == (not random_init):
         raise LceError("Give either a checkpoint file or --random-init (with --seed), exactly one of the two; "
                        f"got {'both' if random_init else 'neither'} for {arch}.")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         made = sources.make(source, image_size=image_size, random_init=random_init)
     module = made.module
     if normalization == FROM_SOURCE:
@@ -110,13 +110,22 @@ def build_model(arch: str, *, checkpoint: Path | None = None, random_init: bool 
         module.eval()
         return LoadedModel(checkpoint_sha256=None, checkpoint_layout=None,
                            description=f"{arch}, random init (seed {seed})", **common)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         info: CheckpointInfo = load_checkpoint(module, Path(checkpoint), convert=made.conversion)
     module.eval()
     dropped = f", {info.dropped} head key(s) dropped" if info.dropped else ""
     return LoadedModel(checkpoint_sha256=info.sha256, checkpoint_layout=info.layout,
                        description=f"{arch} from {Path(checkpoint).name} (layout {info.layout}{dropped})", **common)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """The CPU's generator seeded with `seed` inside the block (models are built on the CPU), and as it was
+    afterwards; torch.manual_seed would also reseed every CUDA generator, which fork_rng(devices=[]) leaves
+    reseeded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def build_zoo_model(entry: ZooEntry, checkpoint: Path | None, *, seed: int = 0, random_init: bool = False,

@@ -52,6 +52,8 @@ class ProbeDataset(torch.utils.data.Dataset):
         self.seg_size = seg_size or probe.rows[0].sh
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.levels = _levels(self.mean, self.std)  # (3 * 256,): every channel's input for every uint8 value
+        self._levels_on: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # (levels, offsets) on each device
         self.cache = cache
         self.positions = cache.positions(probe) if cache is not None else None
         self.categories = list(probe.categories)
@@ -62,6 +64,10 @@ class ProbeDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.probe)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get the dataset without the device copies (CUDA tensors do not cross processes).
+        return {**self.__dict__, "_levels_on": {}}
 
     def labels_of(self, index: int) -> ImageLabels:
         if self.cache is not None:
@@ -95,15 +101,20 @@ class ProbeDataset(torch.utils.data.Dataset):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images (3 x H x W or B x 3 x H x W, any device) to the model's input: x / 255, then mean and std;
-        float images are taken as already normalised."""
+        float images are taken as already normalised.
+
+        The same bits on every device: each channel's 256 possible inputs are computed once on the host (CUDA
+        would divide by 255.0 as a multiplication by its reciprocal) and looked up on the device, where they are
+        kept (no host-to-device copy per batch)."""
         if images.dtype != torch.uint8:
             return images
-        pixels = images.float() / 255.0
-        if self.mean is not None:
-            pixels = pixels - self.mean.to(pixels.device)
-        if self.std is not None:
-            pixels = pixels / self.std.to(pixels.device)
-        return pixels
+        key = str(images.device)
+        if key not in self._levels_on:
+            self._levels_on[key] = (self.levels.to(images.device), _CHANNEL_OFFSETS.to(images.device))
+        levels, offsets = self._levels_on[key]
+        index = images.int()  # int32: half the bytes of int64 indices, and as fast as the division on the CPU
+        index += offsets  # channel c's levels start at c * 256
+        return levels.index_select(0, index.reshape(-1)).view(images.shape)
 
     def _layers(self, labels: ImageLabels) -> np.ndarray:
         size = self.seg_size
@@ -112,6 +123,21 @@ class ProbeDataset(torch.utils.data.Dataset):
             if layer is not None:
                 out[slot] = resize_nearest(layer, size)
         return out
+
+
+# (3, 1, 1): where each channel's 256 levels start in ProbeDataset.levels.
+_CHANNEL_OFFSETS = torch.arange(0, 3 * 256, 256, dtype=torch.int32).view(3, 1, 1)
+
+
+def _levels(mean: torch.Tensor | None, std: torch.Tensor | None) -> torch.Tensor:
+    """(3 * 256,) float32: the model's input for each channel and uint8 value, computed as normalize() did pixel by
+    pixel before (x / 255, minus mean, over std, in float32 on the CPU), so that its results did not change."""
+    pixels = (torch.arange(256, dtype=torch.float32) / 255.0).expand(3, 256)
+    if mean is not None:
+        pixels = pixels - mean.view(3, 1)
+    if std is not None:
+        pixels = pixels / std.view(3, 1)
+    return pixels.contiguous().view(-1)
 
 
 def _slots(slot_categories: list[str], values: dict[str, list]) -> list:
