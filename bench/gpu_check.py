@@ -157,7 +157,7 @@ def cpu_versus_device(device, small: bool, scratch: Path) -> None:
                            std=loaded.std, uint8=True)
     cpu = dissect(loaded.module, ["layer4"], dataset, settings, torch.device("cpu"))["layer4"]
     for switch in (True, False):
-        with tf32(switch):
+        with tf32("on" if switch else "off"):
             result = dissect(loaded.module, ["layer4"], dataset, settings, device)["layer4"]
         difference = (result.thresholds.cpu() - cpu.thresholds).abs().max().item()
         relative = difference / cpu.thresholds.abs().max().item()
