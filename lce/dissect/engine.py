@@ -347,7 +347,8 @@ class _Window:
             values = cells.values(image, unit, cell_y, cell_x).flatten(1)  # (N, samples_per_cell)
             # Every slot goes to the estimator, those at or below the floor as -inf (left out): no host read.
             values = values.masked_fill(~(values > estimator.floor[unit][:, None]), -math.inf)
-            estimator.add_pairs(unit[:, None].expand_as(values).reshape(-1), values.reshape(-1), count=count)
+            estimator.add_pairs(unit[:, None].expand_as(values).reshape(-1), values.reshape(-1), count=count,
+                                ascending=True)  # nonzero's order
             count = 0
         if count:  # no cell could exceed the floor at all
             estimator.add_pairs(bounds.new_empty(0, dtype=torch.int64), bounds.new_empty(0), count=count)

@@ -72,11 +72,12 @@ class ThresholdEstimator:
         if isinstance(algorithm, ExactBuffer) and algorithm.count * algorithm.units > self.exact_limit:
             self.algorithm = Histogram.of_buffer(algorithm, self.bins)
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         """Add values unit by unit: values[k] (N,) is a value of unit[k]. Only with `expected` known, and for the
-        values above `floor` (those at or below it are left out): `count` says how many values each unit had in
-        the batch (0 for more values of a batch already counted)."""
-        self.algorithm.add_pairs(unit, values, count)
+        values above `floor` (those at or below it are left out, or given as -inf): `count` says how many values
+        each unit had in the batch (0 for more values of a batch already counted). `ascending`: the pairs come in
+        ascending units (as nonzero gives them), which spares a running top a sort."""
+        self.algorithm.add_pairs(unit, values, count, ascending)
 
     def thresholds(self) -> torch.Tensor:
         """(units,) T_u."""
@@ -116,7 +117,7 @@ class _Algorithm:
     def _add(self, values: torch.Tensor, count: int | None) -> None:
         raise NotImplementedError
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         raise RuntimeError("values can be given unit by unit only when `expected` is known")
 
     def thresholds(self) -> torch.Tensor:
@@ -152,7 +153,7 @@ class RunningTop(_Algorithm):
         self.top = torch.full((units, 0), -torch.inf, device=self.device)
         self._pending: list[torch.Tensor] = []  # (units, n) values not yet in top
         self._pending_width = 0
-        self._pending_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) pairs not yet in top
+        self._pending_pairs: list[tuple[torch.Tensor, torch.Tensor, bool]] = []  # (unit, value, ascending) blocks
         self._pending_pair_count = 0
 
     def _add(self, values: torch.Tensor, count: int | None) -> None:
@@ -161,14 +162,16 @@ class RunningTop(_Algorithm):
         if 4 * self._pending_width >= self.keep:  # often enough for the floor to keep up
             self._compact()
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         unit, values = unit.to(self.device), values.to(self.device, torch.float32)
         self.count += count
         if len(unit) == 0:
             return
-        self._pending_pairs.append((unit, values))  # -inf values among them are left out (_by_unit)
+        self._pending_pairs.append((unit, values, ascending))  # -inf values among them are left out (_by_unit)
         self._pending_pair_count += len(unit)
-        if 4 * self._pending_pair_count >= self.keep * self.units:
+        # The pairs count their left-out slots too (the host does not know how many): a quarter of the rows'
+        # pace would compact too often.
+        if self._pending_pair_count >= self.keep * self.units:
             self._compact()
 
     def _pairs_as_rows(self) -> torch.Tensor:
@@ -176,9 +179,8 @@ class RunningTop(_Algorithm):
         read (the widest row), once per compaction."""
         if not self._pending_pairs:
             return self.floor.new_empty(self.units, 0)
-        units, values = zip(*self._pending_pairs)
-        self._pending_pairs, self._pending_pair_count = [], 0
-        return _by_unit(torch.cat(units), torch.cat(values), self.units)
+        blocks, self._pending_pairs, self._pending_pair_count = self._pending_pairs, [], 0
+        return _by_unit(blocks, self.units)
 
     def _compact(self) -> None:
         values = torch.cat([self.top, *self._pending, self._pairs_as_rows()], dim=1)
@@ -240,12 +242,12 @@ class Histogram(_Algorithm):
         else:
             self._histogram(values)
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         if self.keep is None:  # an ExactBuffer's values: the stream's length is unknown
             super().add_pairs(unit, values, count)  # raises
         unit, values = unit.to(self.device), values.to(self.device, torch.float32)
         if self.counts is None:
-            self.add(_by_unit(unit, values, self.units), count=count)
+            self.add(_by_unit([(unit, values, ascending)], self.units), count=count)
             return
         self.count += count
         counted = (values > self.floor[unit]) & torch.isfinite(values)
@@ -375,20 +377,32 @@ def _quantile(values: torch.Tensor, quantile: float) -> torch.Tensor:
                       for start in range(0, values.shape[0], rows)])
 
 
-def _by_unit(unit: torch.Tensor, values: torch.Tensor, units: int) -> torch.Tensor:
-    """(units, n) values from (unit, value) pairs: each unit's values in a row, in the order given, -inf where it
-    has fewer; -inf values (left out) take no slot. One host read: the widest row, which sizes the result."""
+def _by_unit(blocks: list[tuple[torch.Tensor, torch.Tensor, bool]], units: int) -> torch.Tensor:
+    """(units, n) values from blocks of (unit, value) pairs: each unit's values in a row, in the order given, -inf
+    where it has fewer; -inf values (left out) take no slot. A block flagged ascending (in ascending units) needs
+    no sort. One host read: the widest row, which sizes the result."""
+    ordered = []
+    for unit, values, ascending in blocks:
+        if not ascending:
+            order = unit.argsort(stable=True)
+            unit, values = unit[order], values[order]
+        ordered.append((unit, values))
+    unit, values = (torch.cat(part) for part in zip(*ordered))
+    block = torch.cat([torch.full_like(part, number) for number, (part, _) in enumerate(ordered)])
     kept = values > -math.inf
-    key = torch.where(kept, unit, units)  # the left out go to a spare row, last
-    order = key.argsort(stable=True)
-    key, values = key[order], values[order]
-    counts = torch.zeros(units + 1, dtype=torch.int64, device=unit.device)
-    counts.index_add_(0, key, torch.ones_like(key))
-    slot = torch.arange(len(key), device=unit.device) - (counts.cumsum(0) - counts)[key]
-    width = int(counts[:units].max()) if units else 0
-    slot = torch.where(key < units, slot, 0)  # the spare row's slots are never read: all in its first
+    # Pairs run block by block, ascending units within each: a (block, unit) run's kept pairs start after those of
+    # every earlier run, and a unit's slots after its kept pairs of earlier blocks.
+    run = torch.where(kept, block * units + unit, len(ordered) * units)  # the left out go to a spare run
+    counts = torch.zeros(len(ordered) * units + 1, dtype=torch.int64, device=unit.device)
+    counts.index_add_(0, run, torch.ones_like(run))
+    run_start = counts.cumsum(0) - counts  # kept pairs before each run
+    per_block = counts[:-1].view(len(ordered), units)
+    earlier = (per_block.cumsum(0) - per_block).flatten()  # a unit's kept pairs in earlier blocks
+    rank = kept.cumsum(0) - 1  # kept pairs before each one
+    slot = torch.where(kept, earlier[run.clamp(max=len(earlier) - 1)] + rank - run_start[run], 0)
+    width = int(per_block.sum(0).max()) if units else 0
     rows = values.new_full((units + 1, max(width, 1)), -math.inf)
-    rows[key, slot] = values
+    rows[torch.where(kept, unit, units), slot] = values  # the spare row is never read
     return rows[:units, :width]
 
 
