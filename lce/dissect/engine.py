@@ -155,8 +155,8 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             batches = loader
         if batches is not loader:
             loader = None  # its workers are not needed any more: they end with it
-        layer_category = _category_indices(dataset, dataset.layer_categories)
-        whole_category = _category_indices(dataset, dataset.whole_categories)
+        layer_category = _category_indices(dataset, dataset.layer_categories, device)
+        whole_category = _category_indices(dataset, dataset.whole_categories, device)
         done = 0
         for position, batch in enumerate(batches):
             if not all_kept:
@@ -224,6 +224,7 @@ class LayerDissection:
         self.top: tuple[torch.Tensor, torch.Tensor] | None = None  # (peaks, images), (U, k) each
         self.thresholds: torch.Tensor | None = None  # (U,), once pass 1 is over
         self.tally: Tally | None = None
+        self._slot_index: tuple[torch.Tensor, torch.Tensor] | None = None  # pass 2's cell slots (_slots)
 
     def add(self, acts: torch.Tensor, index: torch.Tensor) -> None:
         """Pass 1 over a batch: acts (B, U, h, w) of the images `index` (dataset indices, on the device)."""
@@ -248,14 +249,25 @@ class LayerDissection:
         self.tally.add_truth(columns)
         cells = Upsampler.of(acts, self.seg_size, self.spec).cells(acts)
         limit = self.thresholds.to(self.device)
-        # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent.
+        # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent. Their number
+        # is the batch's one host read (it sizes the chunks); after it every step has sizes the host knows: each
+        # cell's slots go to the tally whole, with a mask of those above T_u.
         selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
+        slot_y, slot_x = self._slots(cells)
         for chunk in _chunks(selected, self.cell_chunk):
             image, unit, cell_y, cell_x = chunk
-            values = cells.values(*chunk)
-            active, slot_y, slot_x = (values > limit[unit][:, None, None]).nonzero(as_tuple=True)
-            y, x = cells.positions(cell_y[active], cell_x[active], slot_y, slot_x)
-            self.tally.add_pixels(columns, image[active], unit[active], y, x)
+            values = cells.values(*chunk)  # (N, my, mx)
+            active = values > limit[unit][:, None, None]
+            y, x = cells.positions(cell_y[:, None, None], cell_x[:, None, None], slot_y, slot_x)
+            self.tally.add_pixels(columns, image, unit, y, x, active)
+
+    def _slots(self, cells: Cells) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, my, 1) and (1, 1, mx): the slots of a cell's values, made on the device once."""
+        if self._slot_index is None:
+            my, mx = cells.sampler.y.widest, cells.sampler.x.widest
+            self._slot_index = (torch.arange(my, device=self.device)[None, :, None],
+                                torch.arange(mx, device=self.device)[None, None, :])
+        return self._slot_index
 
     def result(self) -> LayerResult:
         return LayerResult(layer=self.name, thresholds=self.thresholds, tally=self.tally, top_images=self.top[1],
@@ -288,8 +300,9 @@ def _labels_only(dataset: ProbeDataset) -> ProbeDataset:
                         cache=dataset.cache, images=False)
 
 
-def _category_indices(dataset: ProbeDataset, categories: list[str]) -> torch.Tensor:
-    return torch.tensor([dataset.categories.index(c) for c in categories], dtype=torch.int64)
+def _category_indices(dataset: ProbeDataset, categories: list[str], device: torch.device) -> torch.Tensor:
+    """Category indices of `categories`, on the device once for the whole of pass 2."""
+    return torch.tensor([dataset.categories.index(c) for c in categories], dtype=torch.int64, device=device)
 
 
 def _one_thread(_worker: int) -> None:
@@ -332,34 +345,40 @@ class _Window:
             self.flush()
 
     def flush(self) -> None:
+        """The window into the estimator. Host reads (syncs on a GPU): one to know whether this is the first window,
+        one per round (whether every unit has a floor), one for the number of cells left above the floors (which
+        sizes the chunks), and one per compaction of a running top's pairs (lce.dissect.threshold._by_unit)."""
         if not self.batches:
             return
         acts = torch.cat(self.batches)
         self.batches, self.bytes = [], 0
         estimator = self.estimator
         cells = Upsampler.of(acts, self.seg_size, self.spec).cells(acts)
+        samples_per_cell = cells.sampler.samples_per_cell
         bounds = _unit_major(cells.bounds())  # a cell's bound becomes -inf once its values are in
         count = acts.shape[0] * self.seg_size**2  # values per unit in this window
         wanted = 0 if bool(torch.isfinite(estimator.floor).any()) else _FIRST_ROUNDS * estimator.keep
         per_unit = min(_FIRST_ROUNDS * estimator.keep, self.round_values // len(bounds))
-        step = min(bounds.shape[1], -(-per_unit // cells.sampler.samples_per_cell))
+        step = min(bounds.shape[1], -(-per_unit // samples_per_cell))
         seen = 0
         # Invariant: the cells set to -inf in `bounds` are each unit's seen / samples_per_cell cells of highest
         # bound, every value of theirs that could exceed the floor is in the estimator (the rest cannot change T_u),
         # and `count` is the window's values per unit the estimator has still to count (all, until the first add).
-        while seen < wanted or not bool(torch.isfinite(estimator.floor).all()):
+        # Once every cell is in, the rounds stop (the host counts them: no read of the bounds).
+        while seen < bounds.shape[1] * samples_per_cell and (
+                seen < wanted or not bool(torch.isfinite(estimator.floor).all())):
             highest, cell = bounds.topk(step, dim=1)
-            if not bool(torch.isfinite(highest).any()):
-                break  # every value of the window is in
             bounds.scatter_(1, cell, -math.inf)
             estimator.add(_values(cells, cell, highest > estimator.floor[:, None], self.cell_chunk), count=count)
-            count, seen = 0, seen + step * cells.sampler.samples_per_cell
+            count, seen = 0, seen + step * samples_per_cell
         selected = (bounds > estimator.floor[:, None]).nonzero(as_tuple=True)  # (unit, cell)
         for unit, cell in _chunks(selected, self.cell_chunk):
             image, cell_y, cell_x = _from_unit_major(cells, cell)
-            values = cells.values(image, unit, cell_y, cell_x)
-            row, slot_y, slot_x = (values > estimator.floor[unit][:, None, None]).nonzero(as_tuple=True)
-            estimator.add_pairs(unit[row], values[row, slot_y, slot_x], count=count)
+            values = cells.values(image, unit, cell_y, cell_x).flatten(1)  # (N, samples_per_cell)
+            # Every slot goes to the estimator, those at or below the floor as -inf (left out): no host read.
+            values = values.masked_fill(~(values > estimator.floor[unit][:, None]), -math.inf)
+            estimator.add_pairs(unit[:, None].expand_as(values).reshape(-1), values.reshape(-1), count=count,
+                                ascending=True)  # nonzero's order
             count = 0
         if count:  # no cell could exceed the floor at all
             estimator.add_pairs(bounds.new_empty(0, dtype=torch.int64), bounds.new_empty(0), count=count)
@@ -379,13 +398,15 @@ def _from_unit_major(cells: Cells, cell: torch.Tensor) -> tuple[torch.Tensor, to
 
 def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor, step: int) -> torch.Tensor:
     """(U, n) upsampled values of the open cells of each unit's row of flat cell indices (over images, cells_y,
-    cells_x), -inf in the other slots."""
-    unit = torch.arange(len(cell), device=cell.device)[:, None].expand_as(cell)[open_]
-    image, cell_y, cell_x = _from_unit_major(cells, cell[open_])
+    cells_x), -inf in the other slots. Every cell's values are computed (a size the host knows), then the closed
+    ones masked."""
+    units, width = cell.shape
+    unit = torch.arange(units, device=cell.device)[:, None].expand_as(cell).reshape(-1)
+    image, cell_y, cell_x = _from_unit_major(cells, cell.reshape(-1))
     index = (image, unit, cell_y, cell_x)
-    dense = torch.full((*cell.shape, cells.sampler.samples_per_cell), -math.inf, device=cell.device)
-    dense[open_] = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, step)])
-    return dense.flatten(1)
+    values = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, step)])
+    values = values.view(units, width, -1).masked_fill_(~open_[:, :, None], -math.inf)
+    return values.flatten(1)
 
 
 def _top_images(current, peaks: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

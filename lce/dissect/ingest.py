@@ -266,6 +266,8 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
     # The columns that are concepts of the probe (a category's label numbers per c_<category>.csv).
     columns = np.array(sorted(tally.column(c, n) for c, n in concepts if c in tally.categories), dtype=np.int64)
     names = {tally.column(c, n): (c, name) for (c, n), name in concepts.items() if c in tally.categories}
+    # Each tensor comes to the host once (one copy each, then numpy): reading a device tensor element by element
+    # would wait for the device at every element.
     intersection, activation, truth = (t.cpu().numpy() for t in tally.counts())
     iou = tally.iou().cpu().numpy()
     valid_iou = iou[:, columns]
@@ -284,8 +286,9 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
                  activation=int(activation[u, col]), truth=int(truth[col]), iou=float(iou[u, col]))
         for u, col in zip(unit_index, columns[column_index])
     ]
-    top = [(u, rank, int(result.top_images[u, rank]), float(result.top_activations[u, rank]))
-           for u in range(tally.units) for rank in range(result.top_images.shape[1])]
+    top_images, top_activations = result.top_images.cpu().numpy(), result.top_activations.cpu().numpy()
+    top = [(u, rank, int(top_images[u, rank]), float(top_activations[u, rank]))
+           for u in range(tally.units) for rank in range(top_images.shape[1])]
     return RunRecord(
         model=model, probe=probe_name, layer=result.layer, variant=settings.variant, quantile=settings.quantile,
         iou_threshold=settings.iou_threshold, source=SOURCE, units=units, tallies=tallies,

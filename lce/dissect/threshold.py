@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from lce.config import DeviceBudget
@@ -73,11 +74,12 @@ class ThresholdEstimator:
         if isinstance(algorithm, ExactBuffer) and algorithm.count * algorithm.units > self.exact_limit:
             self.algorithm = Histogram.of_buffer(algorithm, self.bins, self.histogram_chunk)
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         """Add values unit by unit: values[k] (N,) is a value of unit[k]. Only with `expected` known, and for the
-        values above `floor` (those at or below it are left out): `count` says how many values each unit had in
-        the batch (0 for more values of a batch already counted)."""
-        self.algorithm.add_pairs(unit, values, count)
+        values above `floor` (those at or below it are left out, or given as -inf): `count` says how many values
+        each unit had in the batch (0 for more values of a batch already counted). `ascending`: the pairs come in
+        ascending units (as nonzero gives them), which spares a running top a sort."""
+        self.algorithm.add_pairs(unit, values, count, ascending)
 
     def thresholds(self) -> torch.Tensor:
         """(units,) T_u."""
@@ -117,7 +119,7 @@ class _Algorithm:
     def _add(self, values: torch.Tensor, count: int | None) -> None:
         raise NotImplementedError
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         raise RuntimeError("values can be given unit by unit only when `expected` is known")
 
     def thresholds(self) -> torch.Tensor:
@@ -153,7 +155,7 @@ class RunningTop(_Algorithm):
         self.top = torch.full((units, 0), -torch.inf, device=self.device)
         self._pending: list[torch.Tensor] = []  # (units, n) values not yet in top
         self._pending_width = 0
-        self._pending_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (unit, value) pairs not yet in top
+        self._pending_pairs: list[tuple[torch.Tensor, torch.Tensor, bool]] = []  # (unit, value, ascending) blocks
         self._pending_pair_count = 0
 
     def _add(self, values: torch.Tensor, count: int | None) -> None:
@@ -162,25 +164,25 @@ class RunningTop(_Algorithm):
         if 4 * self._pending_width >= self.keep:  # often enough for the floor to keep up
             self._compact()
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         unit, values = unit.to(self.device), values.to(self.device, torch.float32)
         self.count += count
         if len(unit) == 0:
             return
-        if self._pending_pairs and bool(unit[0] < self._pending_pairs[-1][0][-1]):
-            self._add(self._pairs_as_rows(), None)  # the pairs so far ran in ascending units: one block
-        self._pending_pairs.append((unit, values))
+        self._pending_pairs.append((unit, values, ascending))  # -inf values among them are left out (_by_unit)
         self._pending_pair_count += len(unit)
-        if 4 * self._pending_pair_count >= self.keep * self.units:
+        # The pairs count their left-out slots too (the host does not know how many): a quarter of the rows'
+        # pace would compact too often.
+        if self._pending_pair_count >= self.keep * self.units:
             self._compact()
 
     def _pairs_as_rows(self) -> torch.Tensor:
-        """The pending pairs as (units, n) rows, -inf where a unit has fewer; no pairs pending after."""
+        """The pending pairs as (units, n) rows, -inf where a unit has fewer; no pairs pending after. One host
+        read (the widest row), once per compaction."""
         if not self._pending_pairs:
             return self.floor.new_empty(self.units, 0)
-        units, values = zip(*self._pending_pairs)
-        self._pending_pairs, self._pending_pair_count = [], 0
-        return _by_unit(torch.cat(units), torch.cat(values), self.units)
+        blocks, self._pending_pairs, self._pending_pair_count = self._pending_pairs, [], 0
+        return _by_unit(blocks, self.units)
 
     def _compact(self) -> None:
         values = torch.cat([self.top, *self._pending, self._pairs_as_rows()], dim=1)
@@ -223,9 +225,10 @@ class Histogram(_Algorithm):
         self.low: torch.Tensor | None = None  # (units,) lower edge of bin 0
         self.width: torch.Tensor | None = None  # (units,) bin width
         self._pairs_since_floor = 0  # pairs counted since the floor last rose
-        # Bound the temporaries: a chunk of units at a time (larger on a GPU, where each chunk costs a host sync;
-        # lce.dissect.memory sizes it to the device).
+        # Bound the temporaries (about 40 bytes a value): a chunk of units at a time (lce.dissect.memory sizes it to
+        # the device; no chunk makes the host wait).
         self._chunk_values = chunk or DeviceBudget.for_device(self.device).histogram_chunk
+        self._bin_index = torch.arange(bins, device=self.device)[None, :]  # (1, bins), for _grow
 
     @classmethod
     def of_buffer(cls, buffer: ExactBuffer, bins: int = 8192, chunk: int | None = None) -> Histogram:
@@ -241,16 +244,19 @@ class Histogram(_Algorithm):
         else:
             self._histogram(values)
 
-    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0) -> None:
+    def add_pairs(self, unit: torch.Tensor, values: torch.Tensor, count: int = 0, ascending: bool = False) -> None:
         if self.keep is None:  # an ExactBuffer's values: the stream's length is unknown
             super().add_pairs(unit, values, count)  # raises
         unit, values = unit.to(self.device), values.to(self.device, torch.float32)
         if self.counts is None:
-            self.add(_by_unit(unit, values, self.units), count=count)
+            self.add(_by_unit([(unit, values, ascending)], self.units), count=count)
             return
         self.count += count
-        above = values > self.floor[unit]
-        self._count_pairs(unit[above], values[above])
+        counted = (values > self.floor[unit]) & torch.isfinite(values)
+        infinity = torch.full((self.units,), torch.inf, device=self.device)
+        low = infinity.scatter_reduce(0, unit, torch.where(counted, values, torch.inf), "amin")
+        high = (-infinity).scatter_reduce(0, unit, torch.where(counted, values, -torch.inf), "amax")
+        self._count(unit, values, counted, low, high)
         self._pairs_since_floor += len(unit)
         if 4 * self._pairs_since_floor >= self.keep * self.units:  # as often as the running top compacts
             self._raise_floor_from_counts()
@@ -279,28 +285,35 @@ class Histogram(_Algorithm):
         return torch.where(torch.isfinite(values), torch.minimum(edge, values), values)
 
     def _histogram(self, values: torch.Tensor) -> None:
-        """Count (units, n) values, those above the floor only."""
+        """Count (units, n) values, those above the floor only, a chunk of units at a time."""
         step = max(1, self._chunk_values // max(1, values.shape[1]))
         for start in range(0, self.units, step):
             chunk = values[start:start + step]
-            row, column = (chunk > self.floor[start:start + step][:, None]).nonzero(as_tuple=True)
-            self._count_pairs(row + start, chunk[row, column])
+            counted = (chunk > self.floor[start:start + step][:, None]) & torch.isfinite(chunk)
+            low = torch.full((self.units,), torch.inf, device=self.device)
+            high = torch.full((self.units,), -torch.inf, device=self.device)
+            if chunk.shape[1]:
+                low[start:start + step] = torch.where(counted, chunk, torch.inf).amin(dim=1)
+                high[start:start + step] = torch.where(counted, chunk, -torch.inf).amax(dim=1)
+            unit = torch.arange(start, start + len(chunk), device=self.device)[:, None]
+            self._count(unit, chunk, counted, low, high)
         self._raise_floor_from_counts()
 
-    def _count_pairs(self, unit: torch.Tensor, values: torch.Tensor) -> None:
-        """Count values[k] in unit[k]'s histogram (non-finite values are left out)."""
-        finite = torch.isfinite(values)
-        values, unit = values[finite], unit[finite]
-        if values.numel() == 0:
-            return
-        infinity = torch.full((self.units,), torch.inf, device=self.device)
-        low = infinity.scatter_reduce(0, unit, values, "amin")
-        high = (-infinity).scatter_reduce(0, unit, values, "amax")
+    def _count(self, unit: torch.Tensor, values: torch.Tensor, counted: torch.Tensor, low: torch.Tensor,
+               high: torch.Tensor) -> None:
+        """Count values in their unit's histogram where `counted` (finite values only): unit broadcasts against
+        values ((N,) pairs, or (rows, 1) for rows of units); low and high (units,) are each unit's smallest and
+        largest counted value (+-inf where none). Every value takes part, those not counted with weight 0, so
+        that no size depends on the data (no host read on a device)."""
         present = torch.isfinite(high)
         self._grow(torch.where(present, low, self.low), torch.where(present, high, self.low))
-        index = ((values - self.low[unit]) / self.width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
-        index += unit * self.bins
-        self.counts.view(-1).index_add_(0, index, torch.ones_like(index))
+        bins = ((values - self.low[unit]) / self.width[unit]).nan_to_num_(0.0, 0.0, 0.0)
+        index = bins.to(torch.int64).clamp_(0, self.bins - 1)
+        # A value left out goes, with weight 0, to a bin of its position rather than of its value: the left out
+        # are most values and often equal (ReLU zeros); one bin for all would serialise the device's atomic adds.
+        spread = torch.arange(values.shape[-1], device=self.device) % self.bins
+        index = torch.where(counted, index, spread) + unit * self.bins
+        self.counts.view(-1).index_add_(0, index.reshape(-1), counted.to(torch.int64).reshape(-1))
 
     def _raise_floor_from_counts(self) -> None:
         """Once the values so far put `keep` of them above a bin edge, T_u cannot fall below that edge."""
@@ -314,22 +327,26 @@ class Histogram(_Algorithm):
         self.floor = torch.where(reached, torch.maximum(self.floor, _just_below(edge)), self.floor)
 
     def _grow(self, low: torch.Tensor, high: torch.Tensor) -> None:
-        """Double the range of every unit whose new values fall outside it, until they fit."""
-        half = self.bins // 2
-        while True:
-            top = self.low + self.width * self.bins
-            up = high >= top
-            down = (low < self.low) & ~up  # one direction per round
-            if not (up.any() or down.any()):
-                return
-            merged = self.counts.view(self.units, half, 2).sum(dim=2)
-            grown = torch.zeros_like(self.counts)
-            grown[:, :half] = merged
-            shifted = torch.zeros_like(self.counts)
-            shifted[:, half:] = merged
-            self.counts = torch.where(up[:, None], grown, torch.where(down[:, None], shifted, self.counts))
-            self.low = torch.where(down, self.low - self.width * self.bins, self.low)
-            self.width = torch.where(up | down, self.width * 2, self.width)
+        """Double the range of every unit whose new values fall outside it, until they fit: first upwards (the low
+        edge stays, the width doubles k_up times) until `high` is under the top, then downwards (the top stays)
+        until `low` is in. Each unit's doublings are found on the device and its counts moved with one scatter:
+        after k_up then k_down doublings old bin j is bin (j >> (k_up + k_down)) + bins - (bins >> k_down)
+        (pairs of bins merged into the lower half, then into the upper half), so counts stay exact."""
+        bins, start, width = self.bins, self.low, self.width
+        k_up = _fewest_doublings(lambda k: start + _doubled(width, k) * bins > high,
+                                 (high - start) / (width * bins))
+        width = _doubled(width, k_up)
+        top = start + width * bins
+        # Growing down keeps the top: after k doublings the low edge is top - width * 2**k * bins.
+        k_down = _fewest_doublings(
+            lambda k: torch.where(k == 0, start <= low, top - _doubled(width, k) * bins <= low),
+            (top - low) / (width * bins))
+        offset = (bins - (bins >> k_down.clamp(max=62))).clamp(max=bins - 1)
+        index = (self._bin_index >> (k_up + k_down).clamp(max=62)[:, None]) + offset[:, None]
+        self.counts = torch.zeros_like(self.counts).scatter_add_(1, index, self.counts)
+        width = _doubled(width, k_down)
+        self.low = torch.where(k_down > 0, top - width * bins, start)
+        self.width = width
 
     def thresholds(self) -> torch.Tensor:
         """T_u interpolated linearly inside the bin where the count from the top reaches q * count."""
@@ -348,7 +365,7 @@ class Histogram(_Algorithm):
 def _quantile_position(quantile: float, count: int) -> float:
     """Where torch.quantile(values, 1 - quantile) of float32 values interpolates, in ascending ranks: the level
     rounded to float32, times count - 1 in double precision (found to reproduce its results bit for bit)."""
-    return float(torch.tensor(1 - quantile, dtype=torch.float32)) * (count - 1)
+    return float(np.float32(1 - quantile)) * (count - 1)  # numpy: a host number, no tensor to read back
 
 
 def _values_read_by_quantile(quantile: float, count: int) -> int:
@@ -362,17 +379,48 @@ def _quantile(values: torch.Tensor, quantile: float) -> torch.Tensor:
                       for start in range(0, values.shape[0], rows)])
 
 
-def _by_unit(unit: torch.Tensor, values: torch.Tensor, units: int) -> torch.Tensor:
-    """(units, n) values from (unit, value) pairs: each unit's values in a row, -inf where it has fewer. Pairs in
-    ascending units (as nonzero gives them) need no sorting."""
-    if len(unit) > 1 and not bool((unit[1:] >= unit[:-1]).all()):
-        order = unit.argsort(stable=True)
-        unit, values = unit[order], values[order]
-    counts = torch.bincount(unit, minlength=units)
-    slot = torch.arange(len(unit), device=unit.device) - (counts.cumsum(0) - counts)[unit]
-    rows = values.new_full((units, int(counts.max()) if len(unit) else 0), -math.inf)
-    rows[unit, slot] = values
-    return rows
+def _by_unit(blocks: list[tuple[torch.Tensor, torch.Tensor, bool]], units: int) -> torch.Tensor:
+    """(units, n) values from blocks of (unit, value) pairs: each unit's values in a row, in the order given, -inf
+    where it has fewer; -inf values (left out) take no slot. A block flagged ascending (in ascending units) needs
+    no sort. One host read: the widest row, which sizes the result."""
+    ordered = []
+    for unit, values, ascending in blocks:
+        if not ascending:
+            order = unit.argsort(stable=True)
+            unit, values = unit[order], values[order]
+        ordered.append((unit, values))
+    unit, values = (torch.cat(part) for part in zip(*ordered))
+    block = torch.cat([torch.full_like(part, number) for number, (part, _) in enumerate(ordered)])
+    kept = values > -math.inf
+    # Pairs run block by block, ascending units within each: a (block, unit) run's kept pairs start after those of
+    # every earlier run, and a unit's slots after its kept pairs of earlier blocks.
+    run = torch.where(kept, block * units + unit, len(ordered) * units)  # the left out go to a spare run
+    counts = torch.zeros(len(ordered) * units + 1, dtype=torch.int64, device=unit.device)
+    counts.index_add_(0, run, torch.ones_like(run))
+    run_start = counts.cumsum(0) - counts  # kept pairs before each run
+    per_block = counts[:-1].view(len(ordered), units)
+    earlier = (per_block.cumsum(0) - per_block).flatten()  # a unit's kept pairs in earlier blocks
+    rank = kept.cumsum(0) - 1  # kept pairs before each one
+    slot = torch.where(kept, earlier[run.clamp(max=len(earlier) - 1)] + rank - run_start[run], 0)
+    width = int(per_block.sum(0).max()) if units else 0
+    rows = values.new_full((units + 1, max(width, 1)), -math.inf)
+    rows[torch.where(kept, unit, units), slot] = values  # the spare row is never read
+    return rows[:units, :width]
+
+
+def _doubled(width: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """width * 2**k, exact (inf beyond float32's range)."""
+    return width * torch.exp2(k.to(width.dtype))
+
+
+def _fewest_doublings(fits, ratio: torch.Tensor) -> torch.Tensor:
+    """(units,) int64: per unit, the fewest doublings k >= 0 for which fits(k) holds (fits is monotone in k), from
+    k = ceil(log2(ratio)) corrected by the test itself (log2 in float32 may be one off either way)."""
+    k = torch.log2(ratio).ceil().nan_to_num_(0.0, 255.0, 0.0).clamp_(0, 255).to(torch.int64)
+    for _ in range(2):
+        k = torch.where(fits(k), k, k + 1)
+        k = torch.where((k > 0) & fits((k - 1).clamp(min=0)), k - 1, k)
+    return k
 
 
 def _just_below(values: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ class _Axis:
     valid: torch.Tensor  # (h+1, m) bool: which of `samples` are real
     cell_w_left: torch.Tensor  # (h+1, m): w_left[samples]
     cell_w_right: torch.Tensor  # (h+1, m): w_right[samples]
+    widest: int  # m: the most target samples in one cell (known on the host)
 
 
 def _axis(source: int, size: int, grid: str, dtype: torch.dtype, device: torch.device) -> _Axis:
@@ -79,7 +80,7 @@ def _axis(source: int, size: int, grid: str, dtype: torch.dtype, device: torch.d
         valid[cell, :len(member)] = True
     w_left, w_right = (1 - fraction).to(dtype), fraction.to(dtype)
     return _Axis(left.to(device), w_left.to(device), w_right.to(device), samples.to(device), valid.to(device),
-                 w_left[samples].to(device), w_right[samples].to(device))
+                 w_left[samples].to(device), w_right[samples].to(device), width)
 
 
 class Upsampler:
@@ -99,11 +100,9 @@ class Upsampler:
         self.empty = self.samples_in_cells == 0
         # (h+1, w+1, my, mx): the slots of each cell beyond its samples.
         self.invalid = ~(self.y.valid[:, None, :, None] & self.x.valid[None, :, None, :])
-
-    @property
-    def samples_per_cell(self) -> int:
-        """Target samples in the largest cell."""
-        return int(self.samples_in_cells.max())
+        # Target samples in the largest cell: the widest of each axis (every axis has a cell with samples), known
+        # on the host, so that the engine reads no device tensor for it.
+        self.samples_per_cell = self.y.widest * self.x.widest
 
     @staticmethod
     def of(activations: torch.Tensor, size: int, variant: str | Variant) -> Upsampler:
