@@ -10,18 +10,12 @@ import torch
 
 from lce.dissect import engine
 from lce.dissect.engine import DissectSettings, dissect
-from lce.dissect.syncs import SyncCounter
+from lce.dissect.syncs import SYNCS_PER_BATCH, SYNCS_PER_WINDOW, SyncCounter
 from lce.probe.broden import Broden
 from lce.probe.dataset import ProbeDataset
 
 BATCH = 4  # images per batch; the probes have 2 and 4 batches
 
-# Pass 2: one host read per batch and layer (the number of cells that can exceed T_u, which sizes the chunks);
-# pass 1: none while no window flushes (top images, running top, histogram all sync-free).
-SYNCS_PER_BATCH = 1
-# A window's flush: whether it is the first (1), whether every unit has a floor, once per round (1 round here),
-# the number of cells left above the floors (1), and a running top's compaction of its pairs (1: its widest row).
-SYNCS_PER_WINDOW = 4
 # Once a run: the category indices to the device (2), the running top's final lerp weight (1), and the windows
 # flushed at the end of pass 1.
 SYNCS_PER_RUN = 3 + SYNCS_PER_WINDOW
@@ -59,15 +53,24 @@ def counted(probe, variant: str, cache_budget: int, histogram: bool, window: int
     counter = SyncCounter()
     loader = engine._loader
 
-    def quiet_loader(*args):
-        with counter.paused():
-            batches = iter(loader(*args))
-        while True:
+    class QuietLoader:
+        """The engine's loader, iterated (once per pass) with the counter paused."""
+
+        def __init__(self, *args, **kwargs):
             with counter.paused():
-                batch = next(batches, None)
-            if batch is None:
-                return
-            yield batch
+                self.loader = loader(*args, **kwargs)
+
+        def __iter__(self):
+            with counter.paused():
+                batches = iter(self.loader)
+            while True:
+                with counter.paused():
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                yield batch
+
+    quiet_loader = QuietLoader
 
     monkeypatch.setattr(engine, "_loader", quiet_loader)
     settings = DissectSettings.for_variant(variant, batch_size=BATCH, cache_budget=cache_budget,

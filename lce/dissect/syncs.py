@@ -64,6 +64,14 @@ _INDEXING = {torch.Tensor.__getitem__: "__getitem__", torch.Tensor.__setitem__: 
 _TO = {torch.Tensor.to}
 
 
+# The engine's bound, held by tests/test_device_syncs.py and measured on CUDA by bench/gpu_check.py. Pass 2: one host
+# read per batch and layer (the number of cells that can exceed T_u, which sizes the chunks); pass 1: none while no
+# window flushes (top images, running top, histogram all sync-free).
+SYNCS_PER_BATCH = 1
+# A window's flush: whether it is the first (1), whether every unit has a floor, once per round (1 round here),
+# the number of cells left above the floors (1), and a running top's compaction of its pairs (1: its widest row).
+SYNCS_PER_WINDOW = 4
+
 class SyncCounter(TorchFunctionMode):
     """A context manager counting the calls that would synchronise the host with a CUDA device (see the module
     docstring): `counts` by operation name, `total` in all."""
