@@ -195,16 +195,20 @@ def cpu_name() -> str:
 
 @dataclass(frozen=True)
 class DeviceBudget:
-    """How much work the dissection engine hands the device at once, chosen by the device's type (for_device) here
-    and nowhere else: a GPU takes large blocks (each block costs a host sync; it has the memory), the CPU smaller
-    ones. The sizes change how fast a dissection runs, never its results (thresholds stay exact up to
-    `exact_limit`, and an ingest records whether they were)."""
+    """What the dissection engine prefers to hand the device at once, and how, chosen by the device's type
+    (for_device) here and nowhere else: a GPU takes large blocks (it has the memory, and fewer blocks mean fewer
+    kernel launches), the CPU cache-sized ones; lce.dissect.memory lowers the sizes to what the device's memory
+    allows. None of it changes a dissection's results, only its speed (thresholds stay exact up to `exact_limit`,
+    and an ingest records whether they were)."""
 
     exact_limit: int  # values per unit times units a layer's thresholds may hold and stay exact (dissect/threshold.py)
     threshold_window: int  # bytes of pass 1's activations buffered per layer for upsampled thresholds (engine._Window)
     cell_chunk: int  # cells upsampled at once (each a few dozen floats)
     histogram_chunk: int  # values per chunk of units counted at once into a threshold histogram
-    pin_memory: bool  # the DataLoader pins its batches (for fast copies to a GPU)
+    # Keep only the values that count, by boolean masks (each a host read of their number): the CPU's way, where a
+    # read waits for nothing and fewer values are faster. A GPU instead works on fixed sizes, masking into a spare
+    # slot, so that the host never waits for the device inside a batch (lce.dissect.syncs).
+    compact: bool
 
     @staticmethod
     def for_device(device) -> DeviceBudget:
@@ -215,6 +219,6 @@ class DeviceBudget:
 
 
 _CPU_BUDGET = DeviceBudget(exact_limit=2**26, threshold_window=2**28, cell_chunk=2**15, histogram_chunk=2**25,
-                           pin_memory=False)
+                           compact=True)
 _GPU_BUDGET = DeviceBudget(exact_limit=2**29, threshold_window=2**30, cell_chunk=2**19, histogram_chunk=2**28,
-                           pin_memory=True)
+                           compact=False)

@@ -5,8 +5,12 @@ around dissect() on a small synthetic probe, for both variants, with and without
 thresholds and in histogram mode. The DataLoader's host-side work (collation, in workers on a GPU) is not counted.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
+
+from lce import config
 
 from lce.dissect import engine
 from lce.dissect.engine import DissectSettings, dissect
@@ -49,7 +53,9 @@ def probes(tmp_path_factory):
 
 
 def counted(probe, variant: str, cache_budget: int, histogram: bool, window: int, monkeypatch) -> SyncCounter:
-    """The syncs of one dissection of `probe`, its DataLoader left out."""
+    """The syncs of one dissection of `probe`, its DataLoader left out, done the GPU's way (fixed sizes, no boolean
+    compaction: lce.config.DeviceBudget.compact) on the CPU."""
+    monkeypatch.setattr(config, "_CPU_BUDGET", replace(config._CPU_BUDGET, compact=False))
     counter = SyncCounter()
     loader = engine._loader
 

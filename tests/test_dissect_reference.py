@@ -91,7 +91,16 @@ def reference(model, dataset: ProbeDataset, name: str, quantile: float, batch_si
 
 @pytest.mark.parametrize("variant", NAMES)
 @pytest.mark.parametrize("budget", [0, 2**30], ids=["two-passes", "activation-cache"])
-def test_engine_equals_the_reference(probe_dir, tmp_path, variant, budget, device):
+@pytest.mark.parametrize("compact", [True, False], ids=["compacted", "fixed-sizes"])
+def test_engine_equals_the_reference(probe_dir, tmp_path, variant, budget, compact, device, monkeypatch):
+    """Both ways of the engine (lce.config.DeviceBudget.compact: boolean compaction, the CPU's; fixed sizes with
+    a spare slot, a GPU's) on the device under test."""
+    from dataclasses import replace
+
+    from lce import config
+
+    for name in ("_CPU_BUDGET", "_GPU_BUDGET"):
+        monkeypatch.setattr(config, name, replace(getattr(config, name), compact=compact))
     probe = Broden.open(probe_dir)
     settings = DissectSettings.for_variant(variant, batch_size=5, cache_budget=budget,
                                           threshold_window=5 * 6 * 8 * 8 * 4)  # one batch a window

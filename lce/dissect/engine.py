@@ -215,12 +215,13 @@ class LayerDissection:
                                             histogram_chunk=plan.sizes.histogram_chunk)
         self.kept: list[torch.Tensor] | None = [] if layer.kept else None
         self.cell_chunk = plan.sizes.cell_chunk
+        self.compact = plan.sizes.compact  # boolean compaction (the CPU), or fixed sizes (a GPU): DeviceBudget
         self.window: _Window | None = None  # upsampled thresholds: the values go to the estimator through it
         if self.spec.threshold_upsampled:
             # Exact thresholds do not depend on the windows: a kept layer's are found from all at once when the
             # plan has room for it (layer.window is then all of them).
             self.window = _Window(self.estimator, self.seg_size, layer.window, plan.round_values, self.spec,
-                                  self.cell_chunk)
+                                  self.cell_chunk, self.compact)
         self.top: tuple[torch.Tensor, torch.Tensor] | None = None  # (peaks, images), (U, k) each
         self.thresholds: torch.Tensor | None = None  # (U,), once pass 1 is over
         self.tally: Tally | None = None
@@ -250,16 +251,21 @@ class LayerDissection:
         cells = Upsampler.of(acts, self.seg_size, self.spec).cells(acts)
         limit = self.thresholds.to(self.device)
         # Only the cells that can exceed T_u are upsampled (see lce.dissect.upsample): a few percent. Their number
-        # is the batch's one host read (it sizes the chunks); after it every step has sizes the host knows: each
-        # cell's slots go to the tally whole, with a mask of those above T_u.
+        # is the batch's one host read (it sizes the chunks). After it, on a GPU, every step has sizes the host
+        # knows: each cell's slots go to the tally whole, with a mask of those above T_u; the CPU keeps only those.
         selected = (cells.bounds() > limit[None, :, None, None]).nonzero(as_tuple=True)
         slot_y, slot_x = self._slots(cells)
         for chunk in _chunks(selected, self.cell_chunk):
             image, unit, cell_y, cell_x = chunk
             values = cells.values(*chunk)  # (N, my, mx)
             active = values > limit[unit][:, None, None]
-            y, x = cells.positions(cell_y[:, None, None], cell_x[:, None, None], slot_y, slot_x)
-            self.tally.add_pixels(columns, image, unit, y, x, active)
+            if self.compact:
+                k, active_y, active_x = active.nonzero(as_tuple=True)
+                y, x = cells.positions(cell_y[k], cell_x[k], active_y, active_x)
+                self.tally.add_pixels(columns, image[k], unit[k], y, x)
+            else:
+                y, x = cells.positions(cell_y[:, None, None], cell_x[:, None, None], slot_y, slot_x)
+                self.tally.add_pixels(columns, image, unit, y, x, active)
 
     def _slots(self, cells: Cells) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, my, 1) and (1, 1, mx): the slots of a cell's values, made on the device once."""
@@ -331,9 +337,10 @@ class _Window:
     rounds put the floor close to T_u."""
 
     def __init__(self, estimator: ThresholdEstimator, seg_size: int, size: int, round_values: int, spec: Variant,
-                 cell_chunk: int):
+                 cell_chunk: int, compact: bool = False):
         self.estimator, self.seg_size, self.size, self.round_values = estimator, seg_size, size, round_values
         self.cell_chunk = cell_chunk  # cells upsampled at once
+        self.compact = compact  # only the values that count, by boolean masks (the CPU): DeviceBudget
         self.spec = spec  # whose upsampling the values follow
         self.batches: list[torch.Tensor] = []
         self.bytes = 0
@@ -369,16 +376,21 @@ class _Window:
                 seen < wanted or not bool(torch.isfinite(estimator.floor).all())):
             highest, cell = bounds.topk(step, dim=1)
             bounds.scatter_(1, cell, -math.inf)
-            estimator.add(_values(cells, cell, highest > estimator.floor[:, None], self.cell_chunk), count=count)
+            estimator.add(_values(cells, cell, highest > estimator.floor[:, None], self.cell_chunk, self.compact),
+                          count=count)
             count, seen = 0, seen + step * samples_per_cell
         selected = (bounds > estimator.floor[:, None]).nonzero(as_tuple=True)  # (unit, cell)
         for unit, cell in _chunks(selected, self.cell_chunk):
             image, cell_y, cell_x = _from_unit_major(cells, cell)
             values = cells.values(image, unit, cell_y, cell_x).flatten(1)  # (N, samples_per_cell)
-            # Every slot goes to the estimator, those at or below the floor as -inf (left out): no host read.
-            values = values.masked_fill(~(values > estimator.floor[unit][:, None]), -math.inf)
-            estimator.add_pairs(unit[:, None].expand_as(values).reshape(-1), values.reshape(-1), count=count,
-                                ascending=True)  # nonzero's order
+            above = values > estimator.floor[unit][:, None]
+            if self.compact:  # only the values above the floor
+                row, slot = above.nonzero(as_tuple=True)
+                estimator.add_pairs(unit[row], values[row, slot], count=count, ascending=True)
+            else:  # every slot, those at or below the floor as -inf (left out): no host read
+                values = values.masked_fill(~above, -math.inf)
+                estimator.add_pairs(unit[:, None].expand_as(values).reshape(-1), values.reshape(-1), count=count,
+                                    ascending=True)  # nonzero's order
             count = 0
         if count:  # no cell could exceed the floor at all
             estimator.add_pairs(bounds.new_empty(0, dtype=torch.int64), bounds.new_empty(0), count=count)
@@ -396,10 +408,18 @@ def _from_unit_major(cells: Cells, cell: torch.Tensor) -> tuple[torch.Tensor, to
     return image, within // cells_x, within % cells_x
 
 
-def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor, step: int) -> torch.Tensor:
+def _values(cells: Cells, cell: torch.Tensor, open_: torch.Tensor, step: int, compact: bool = False) -> torch.Tensor:
     """(U, n) upsampled values of the open cells of each unit's row of flat cell indices (over images, cells_y,
     cells_x), -inf in the other slots. Every cell's values are computed (a size the host knows), then the closed
-    ones masked."""
+    ones masked; with `compact`, only the open cells' (their number read on the host)."""
+    if compact:
+        dense = torch.full((*cell.shape, cells.sampler.samples_per_cell), -math.inf, device=cell.device)
+        unit = torch.arange(len(cell), device=cell.device)[:, None].expand_as(cell)[open_]
+        image, cell_y, cell_x = _from_unit_major(cells, cell[open_])
+        index = (image, unit, cell_y, cell_x)
+        if len(unit):
+            dense[open_] = torch.cat([cells.values(*chunk).flatten(1) for chunk in _chunks(index, step)])
+        return dense.flatten(1)
     units, width = cell.shape
     unit = torch.arange(units, device=cell.device)[:, None].expand_as(cell).reshape(-1)
     image, cell_y, cell_x = _from_unit_major(cells, cell.reshape(-1))

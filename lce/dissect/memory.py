@@ -51,7 +51,7 @@ RUNNING_TOP_BYTES = 26  # per kept value of a running top: the top, pending valu
 SELECTED_CELL_BYTES = 4 * INDEX  # nonzero's (image, unit, y, x) of a cell that can exceed T_u, counted for all cells
 # The smallest blocks a plan goes down to: below them the passes would crawl.
 SMALLEST = DeviceBudget(exact_limit=2**16, threshold_window=0, cell_chunk=2**10, histogram_chunk=2**18,
-                        pin_memory=False)
+                        compact=False)
 
 
 @dataclass(frozen=True)

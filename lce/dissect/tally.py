@@ -95,7 +95,8 @@ class Tally:
         # A whole-image label covers every pixel of its image: it counts each map's active pixels at once.
         images = labels.whole.shape[1]
         per_map = torch.zeros(images * self.units, dtype=torch.int64, device=self.device)
-        per_map.index_add_(0, image * self.units + unit, active.reshape(len(image), -1).sum(dim=1))
+        per_pixel = active.flatten(1).sum(dim=1) if active.dim() > 1 else active.to(torch.int64)  # (N,)
+        per_map.index_add_(0, image * self.units + unit, per_pixel)
         per_map = per_map.view(images, self.units)
         for columns in labels.whole:
             cells = torch.where(columns[:, None] >= 0, self._first_cell + columns[:, None], self.spare)
