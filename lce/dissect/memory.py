@@ -45,9 +45,9 @@ TOP_IMAGES = 10  # lce.dissect.engine.TOP_IMAGES (imported there from here)
 HISTOGRAM_BINS = 8192  # lce.dissect.threshold's default
 # Bytes of temporaries per value, measured with AllocationWatch on the CPU (tests/test_memory_plan.py checks them):
 ROUND_BYTES = 48  # a threshold round: dense upsampled values, the running top's concatenation, topk's values+indices
-CELL_BYTES = 40  # a chunk of upsampled cells: values, masks, pixel positions, label columns
+CELL_BYTES = 80  # a chunk of upsampled cells: values, masks, pixel positions, label columns, pairs for a GPU
 HISTOGRAM_BYTES = 48  # a histogram chunk (44.5 measured: bin indices, masks, scatter results)
-RUNNING_TOP_BYTES = 26  # per kept value of a running top: the top, pending values, compaction and topk
+RUNNING_TOP_BYTES = 96  # per kept value of a running top: the top, pending pairs (a GPU keeps every slot), compaction, topk
 SELECTED_CELL_BYTES = 4 * INDEX  # nonzero's (image, unit, y, x) of a cell that can exceed T_u, counted for all cells
 # The smallest blocks a plan goes down to: below them the passes would crawl.
 SMALLEST = DeviceBudget(exact_limit=2**16, threshold_window=0, cell_chunk=2**10, histogram_chunk=2**18,
@@ -335,14 +335,16 @@ def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget
     cell = {name: _cell_values(p, probe.seg_size) for name, p in layer_plans.items()}
     flushes = {name: _flush_bytes(p, cell[name], round_values, sizes.cell_chunk)
                for name, p in layer_plans.items() if spec.threshold_upsampled}
-    thresholds = {"model": model.weights, "kept": kept + kept_labels + tops, "captures": captures,
-                  "estimators": estimators, "windows": 0, "flush": 0}
-    if flushes:
-        flushing = max(flushes, key=lambda n: flushes[n] + layer_plans[n].estimator_peak - windows[n])
-        thresholds["windows"] = sum(windows.values()) - windows[flushing]
-        thresholds["flush"] = flushes[flushing] + layer_plans[flushing].estimator_peak - layer_plans[flushing].estimator
-
+    # A window's flush (upsampled thresholds, during pass 1 or at its end), or the estimators' last compaction (raw
+    # values); then every layer's tally is made.
     tally = sum(_tally_bytes(p, probe) for p in layer_plans.values())
+    finishing = {name: flushes.get(name, 0) + p.estimator_peak - p.estimator for name, p in layer_plans.items()}
+    busiest = max(finishing, key=lambda n: finishing[n] - windows[n])
+    thresholds = {"model": model.weights, "kept": kept + kept_labels + tops, "captures": captures,
+                  "estimators": estimators, "windows": sum(windows.values()) - windows[busiest],
+                  "flush": finishing[busiest], "tallies": tally,
+                  "next batch": label_batch + inputs}  # loaded for pass 2 (or the next window) meanwhile
+
     pass_2 = {"model": model.weights, "kept": kept + kept_labels + tops,
               "forward": 0 if all_kept else forward + inputs + captures,
               "labels": label_batch + columns, "tallies": tally,
