@@ -136,8 +136,10 @@ def _tiny_probe(scratch: Path, images: int, size: int):
     from lce.probe.broden import Broden
     from lce.probe.synth import synthesize
 
-    synthesize(scratch / f"probe-{images}-{size}", images=images, size=size, seed=0)
-    return Broden.open(scratch / f"probe-{images}-{size}")
+    root = scratch / f"probe-{images}-{size}"
+    if not root.exists():
+        synthesize(root, images=images, size=size, seed=0)
+    return Broden.open(root)
 
 
 def cpu_versus_device(device, small: bool, scratch: Path) -> None:
@@ -199,7 +201,14 @@ def sync_check(device, small: bool, scratch: Path) -> None:
 
 
 def _syncs(run, device) -> int:
+    """The syncs of run(): CUDA's own count, or on the CPU SyncCounter's, with the engine working the GPU's way
+    (fixed sizes: lce.config.DeviceBudget.compact off; the CPU compacts, where a host read costs nothing)."""
+    from dataclasses import replace
+
     import torch
+
+    from lce import config
+    from lce.dissect import engine
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -213,8 +222,15 @@ def _syncs(run, device) -> int:
         return sum("synchroniz" in str(w.message) for w in caught)
     from lce.dissect.syncs import SyncCounter
 
-    with SyncCounter() as counter:
-        run()
+    counter, cpu_budget, loader = SyncCounter(), config._CPU_BUDGET, engine._loader
+    config._CPU_BUDGET = replace(cpu_budget, compact=False)
+    # The DataLoader's collation runs in the main process here; on a GPU host it is in workers, and host-only.
+    engine._loader = lambda *args, **kwargs: counter.uncounted(loader(*args, **kwargs))
+    try:
+        with counter:
+            run()
+    finally:
+        config._CPU_BUDGET, engine._loader = cpu_budget, loader
     return counter.total
 
 

@@ -59,24 +59,9 @@ def counted(probe, variant: str, cache_budget: int, histogram: bool, window: int
     counter = SyncCounter()
     loader = engine._loader
 
-    class QuietLoader:
-        """The engine's loader, iterated (once per pass) with the counter paused."""
-
-        def __init__(self, *args, **kwargs):
-            with counter.paused():
-                self.loader = loader(*args, **kwargs)
-
-        def __iter__(self):
-            with counter.paused():
-                batches = iter(self.loader)
-            while True:
-                with counter.paused():
-                    batch = next(batches, None)
-                if batch is None:
-                    return
-                yield batch
-
-    quiet_loader = QuietLoader
+    def quiet_loader(*args, **kwargs):
+        with counter.paused():
+            return counter.uncounted(loader(*args, **kwargs))
 
     monkeypatch.setattr(engine, "_loader", quiet_loader)
     settings = DissectSettings.for_variant(variant, batch_size=BATCH, cache_budget=cache_budget,

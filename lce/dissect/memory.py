@@ -312,7 +312,8 @@ def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget
             added = round_values if spec.threshold_upsampled else layer_batch // FLOAT
             estimator_peak = histogram_peak(units, added, sizes.histogram_chunk)
         is_whole = kept and whole.get(name, False) and spec.threshold_upsampled and exact
-        window = kept_bytes if is_whole else max(layer_batch, sizes.threshold_window)
+        # A window holds at most the probe's activations (the last one flushes at the end of pass 1).
+        window = kept_bytes if is_whole else min(max(layer_batch, sizes.threshold_window), kept_bytes)
         layer_plans[name] = LayerPlan(name, units, height, width, keep, kept, is_whole, window, exact, limit,
                                       estimator, estimator_peak, layer_batch, kept_bytes)
 

@@ -94,6 +94,11 @@ class SyncCounter(TorchFunctionMode):
         finally:
             self._paused -= 1
 
+    def uncounted(self, batches):
+        """`batches` (a DataLoader, say), iterated with the counter paused, as often as it is iterated: its host
+        work (collation; in workers on a GPU, where it never touches the device) is not the code being counted."""
+        return _Uncounted(self, batches)
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not self._paused:
@@ -101,6 +106,21 @@ class SyncCounter(TorchFunctionMode):
             if name is not None:
                 self.counts[name] += 1
         return func(*args, **kwargs)
+
+
+class _Uncounted:
+    def __init__(self, counter: SyncCounter, batches):
+        self.counter, self.batches = counter, batches
+
+    def __iter__(self):
+        with self.counter.paused():
+            iterator = iter(self.batches)
+        while True:
+            with self.counter.paused():
+                batch = next(iterator, None)
+            if batch is None:
+                return
+            yield batch
 
 
 def _sync_of(func, args: tuple, kwargs: dict) -> str | None:
