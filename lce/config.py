@@ -6,7 +6,7 @@
     LCE_WRITE_RETRY_S           seconds an ingest keeps retrying its write when the database goes away (default 60)
 
     device = pick_device("auto")                # CUDA when present, else the CPU
-    budget = DeviceBudget.for_device(device)    # block sizes the dissection engine uses on it
+    budget = DeviceBudget.for_device(device)    # the block sizes it prefers (lce.dissect.memory fits them)
     with tf32("off"): ...                       # matmuls and convolutions in IEEE float32 on a GPU
     device_settings(device)                     # what a run records of it: name, TF32, torch and cuDNN
 """
