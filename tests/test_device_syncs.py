@@ -17,6 +17,7 @@ from lce.dissect.engine import DissectSettings, dissect
 from lce.dissect.syncs import SYNCS_PER_BATCH, SYNCS_PER_WINDOW, SyncCounter
 from lce.probe.broden import Broden
 from lce.probe.dataset import ProbeDataset
+from tests.test_dissect_reference import TinyNet  # 64-px images -> 6 units on an 8 x 8 grid
 
 BATCH = 4  # images per batch; the probes have 2 and 4 batches
 
@@ -29,18 +30,6 @@ SYNCS_PER_RUN = 3 + SYNCS_PER_WINDOW
 HISTOGRAM_LIMIT = {"dissect": 250, "netdissect": 20}
 ONE_BATCH_WINDOW = BATCH * 6 * 8 * 8 * 4  # bytes of one batch of activations: a flush every batch
 WHOLE_WINDOW = 100 * ONE_BATCH_WINDOW  # one window for the whole probe: flushed once, at the end of pass 1
-
-
-class TinyNet(torch.nn.Module):
-    """A fixed random conv net: 64-px images -> 6 units on an 8 x 8 grid."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(5)
-        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 6, kernel_size=8, stride=8), torch.nn.ReLU())
-
-    def forward(self, x):
-        return self.features(x)
 
 
 @pytest.fixture(scope="module")
