@@ -73,3 +73,29 @@ def test_values_given_unit_by_unit_count_as_the_same_values_given_in_rows(exact_
     assert torch.equal(pairs.thresholds(), rows.thresholds())
     if pairs.exact:
         assert torch.equal(pairs.thresholds(), torch.quantile(data, 0.99, dim=1))
+
+
+@pytest.mark.parametrize("expected", [False, True], ids=["plain", "informed"])
+def test_a_histogram_counts_the_same_compacted_or_by_weights(expected, device, monkeypatch):
+    """The CPU counts only the values above the floor, a GPU every value with a weight of 0 or 1
+    (lce.config.DeviceBudget.compact): the same counts, the same thresholds, rows or pairs."""
+    from dataclasses import replace
+
+    from lce import config
+
+    data = stream(device)
+    thresholds = []
+    for compact in (True, False):
+        for name in ("_CPU_BUDGET", "_GPU_BUDGET"):
+            monkeypatch.setattr(config, name, replace(getattr(config, name), compact=compact))
+        estimator = ThresholdEstimator(16, 0.01, device, exact_limit=10_000,
+                                       expected=data.shape[1] if expected else None)
+        for chunk in data.split(7_000, dim=1):
+            if expected and estimator.count:  # pairs after the first chunk, as a window's flush gives them
+                unit, column = (chunk > estimator.floor[:, None]).nonzero(as_tuple=True)
+                estimator.add_pairs(unit, chunk[unit, column], count=chunk.shape[1])
+            else:
+                estimator.add(chunk)
+        assert not estimator.exact
+        thresholds.append(estimator.thresholds())
+    assert torch.equal(thresholds[0], thresholds[1])

@@ -319,7 +319,8 @@ def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget
 
     all_kept = len(kept_layers) == len(layers)
     forward = batch * model.forward_per_image
-    inputs = batch * 3 * probe.image_size**2 * (1 + FLOAT)  # the uint8 batch and its normalised floats
+    # The uint8 batch, its int32 indices into the normalisation's table (ProbeDataset.normalize) and the floats.
+    inputs = batch * 3 * probe.image_size**2 * (1 + 4 + FLOAT)
     label_batch = batch * probe.label_bytes
     columns = batch * probe.seg_size**2 * probe.label_layers * INDEX  # BatchLabels.layers, int64 columns
     kept = sum(p.kept_bytes for p in layer_plans.values() if p.kept)

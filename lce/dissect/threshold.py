@@ -229,6 +229,8 @@ class Histogram(_Algorithm):
         # the device; no chunk makes the host wait).
         self._chunk_values = chunk or DeviceBudget.for_device(self.device).histogram_chunk
         self._bin_index = torch.arange(bins, device=self.device)[None, :]  # (1, bins), for _grow
+        # The CPU counts only the values kept, a GPU every value with a weight (lce.config.DeviceBudget.compact).
+        self._compact = DeviceBudget.for_device(self.device).compact
 
     @classmethod
     def of_buffer(cls, buffer: ExactBuffer, bins: int = 8192, chunk: int | None = None) -> Histogram:
@@ -303,10 +305,16 @@ class Histogram(_Algorithm):
                high: torch.Tensor) -> None:
         """Count values in their unit's histogram where `counted` (finite values only): unit broadcasts against
         values ((N,) pairs, or (rows, 1) for rows of units); low and high (units,) are each unit's smallest and
-        largest counted value (+-inf where none). Every value takes part, those not counted with weight 0, so
-        that no size depends on the data (no host read on a device)."""
+        largest counted value (+-inf where none). On a device every value takes part, those not counted with weight
+        0, so that no size depends on the data (no host read); the CPU keeps the counted ones first (the same
+        counts, fewer values)."""
         present = torch.isfinite(high)
         self._grow(torch.where(present, low, self.low), torch.where(present, high, self.low))
+        if self._compact:
+            unit, values = unit.expand_as(values)[counted], values[counted]
+            index = ((values - self.low[unit]) / self.width[unit]).to(torch.int64).clamp_(0, self.bins - 1)
+            self.counts.view(-1).index_add_(0, index + unit * self.bins, torch.ones_like(index))
+            return
         bins = ((values - self.low[unit]) / self.width[unit]).nan_to_num_(0.0, 0.0, 0.0)
         index = bins.to(torch.int64).clamp_(0, self.bins - 1)
         # A value left out goes, with weight 0, to a bin of its position rather than of its value: the left out
