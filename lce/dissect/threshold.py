@@ -341,6 +341,8 @@ class Histogram(_Algorithm):
         after k_up then k_down doublings old bin j is bin (j >> (k_up + k_down)) + bins - (bins >> k_down)
         (pairs of bins merged into the lower half, then into the upper half), so counts stay exact."""
         bins, start, width = self.bins, self.low, self.width
+        if self._compact and not bool(((high >= start + width * bins) | (low < start)).any()):
+            return  # the CPU reads whether any unit grows (free there) and spares the scatter; a GPU always runs it
         k_up = _fewest_doublings(lambda k: start + _doubled(width, k) * bins > high,
                                  (high - start) / (width * bins))
         width = _doubled(width, k_up)
