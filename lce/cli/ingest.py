@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
 from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
@@ -17,29 +17,6 @@ QUANTILE_HELP = "Top fraction of activations above the threshold (default {}).".
     ", ".join(f"{spec.quantile:g} {spec.name}" for spec in VARIANTS))
 SEG_SIZE_HELP = "Segmentation size S (default: {}).".format(
     ", ".join(f"{spec.seg_size_rule} with {spec.name}" for spec in VARIANTS))
-
-
-def parse_bytes(text: str) -> int:
-    """'2G', '512M', '100k' or a plain number of bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
-    if not match:
-        raise LceError(f"--cache-budget {text!r} is not a size such as 2G, 512M or 0.")
-    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
-    return int(float(match.group(1)) * scale)
-
-
-def parse_rgb(option: str, text: str | None) -> tuple[float, ...] | None:
-    """'0.485,0.456,0.406' as floats (checked by the library: three, std positive); None stays None."""
-    if text is None:
-        return None
-    from lce.dissect.ingest import check_rgb
-
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    check_rgb(option, values, given=text)  # here too, so that the message quotes what was typed
-    return values
 
 
 @app.command("ingest", short_help="Dissect a model's layer(s) over a probe and store every unit.")
@@ -88,6 +65,15 @@ def ingest(
                                                               "$LCE_HOME/pending/ when its database went away "
                                                               "(its message names the file); nothing is dissected. The saved "
                                                               "command's --replace applies (or pass it here)."),
+    plan: Path | None = typer.Option(None, "--plan", help="A CSV of models, one a row: a model column and any "
+                                                          "per-model option as a column (layer: several separated "
+                                                          "by ;); the command line's options are every row's "
+                                                          "defaults. Checked and printed first, then run one "
+                                                          "by one; rows already stored are skipped."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="With --plan: run the valid rows when some "
+                                                                    "are invalid (exit 2)."),
+    shard: str | None = typer.Option(None, "--shard", help="With --plan, K/N: only every N-th row from the K-th "
+                                                           "(N processes together run the plan once)."),
 ) -> None:
     """Dissect a model's layer(s) over a registered probe and store every unit (threshold, best concept and IoU),
     the unit x concept tallies and each unit's top images, in one transaction.
@@ -104,10 +90,24 @@ def ingest(
     lce ingest vit-s-random --probe synth --arch timm:vit_small_patch16_224 --random-init --layer blocks.11;
     lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
+    from lce.dissect.batch import parse_bytes, parse_rgb
     from lce.dissect.engine import DissectSettings
     from lce.dissect.ingest import IngestRequest
     from lce.dissect.ingest import ingest as run_ingest
 
+    if plan is not None:
+        if model is not None or resume is not None:
+            raise LceError(f"Give --plan alone: its rows name the models, so drop "
+                           f"{repr(model) if model is not None else '--resume'}.")
+        defaults = dict(probe=probe, layer=list(layer), variant=variant, quantile=quantile,
+                        iou_threshold=iou_threshold, seg_size=seg_size, checkpoint=checkpoint, arch=arch,
+                        random_init=random_init, seed=seed, device=device, tf32=tf32, batch_size=batch_size,
+                        workers=workers, cache_budget=cache_budget, split=split, layout=layout,
+                        prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace)
+        _plan(plan, defaults, skip_invalid, shard, dry_run)
+        return
+    if skip_invalid or shard is not None:
+        raise LceError("--skip-invalid and --shard go with --plan FILE.")
     if resume is not None:
         dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
                                                ("--layer", bool(layer)), ("--arch", arch is not None),
@@ -164,3 +164,53 @@ def _resume(path: Path, replace: bool) -> None:
                       f"{len(record.units)} units, {interpretable} interpretable (IoU > {record.iou_threshold}); "
                       f"from {path}", highlight=False)
     console.print(f"Stored; {path} is deleted.", highlight=False)
+
+
+def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry_run: bool) -> None:
+    from lce.dissect.batch import check_plan, parse_shard, read_plan, run_plan, store_pending
+
+    rows = read_plan(path, defaults, shard=parse_shard(shard) if shard is not None else None)
+    for pending_file, said in store_pending():  # runs kept when the database went away come first
+        console.print(f"{pending_file}: {said}", highlight=False, soft_wrap=True)
+    rows = check_plan(rows)
+    table = Table("line", "model", "layers", "status", title=f"Plan {path}", title_justify="left")
+    for row in rows:
+        table.add_row(str(row.line), row.model, ";".join(row.layers) or "-", row.status)
+    console.print(table, highlight=False)
+    invalid = [row for row in rows if row.status == "invalid"]
+    for row in invalid:  # below the table, where a long reason is not cut into a narrow column
+        console.print(f"line {row.line} ({row.model or 'no model'}) is invalid: {row.reason}", highlight=False,
+                      soft_wrap=True)
+    invalid_exit = 2 if skip_invalid else 1
+    if dry_run:
+        raise typer.Exit(invalid_exit if invalid else 0)
+    if invalid and not skip_invalid:
+        lines = ", ".join(str(row.line) for row in invalid)
+        raise LceError(f"Plan {path}: {len(invalid)} invalid row(s) (line {lines}); nothing was dissected. Fix "
+                       "them, or pass --skip-invalid to run the others.")
+
+    def report(result) -> None:
+        row = result.row
+        if result.outcome == "failed":
+            errors.print(f"[bold red]failed:[/] line {row.line} {row.model}: {result.reason}", highlight=False,
+                         soft_wrap=True)
+            return
+        for outcome in result.runs:
+            console.print(f"{row.model} {outcome.layer}: {outcome.status} run {outcome.run_id}; "
+                          f"{outcome.units} units, {outcome.interpretable} interpretable", highlight=False)
+
+    with progress_bars() as progress:
+        results = run_plan(rows, progress, warn=lambda message: errors.print(
+            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), report=report)
+    summary = Table("line", "model", "outcome", "seconds", title="Summary", title_justify="left")
+    for result in results:
+        summary.add_row(str(result.row.line), result.row.model, result.outcome, f"{result.seconds:.1f}")
+    console.print(summary, highlight=False)
+    for result in results:
+        if result.reason:
+            console.print(f"line {result.row.line} ({result.row.model or 'no model'}) {result.outcome}: "
+                          f"{result.reason}", highlight=False, soft_wrap=True)
+    if any(result.outcome == "failed" for result in results):
+        raise typer.Exit(1)
+    if invalid:
+        raise typer.Exit(2)

@@ -133,36 +133,13 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     seg_size = settings.seg_size_for(image_size, probe.rows[0].sh)
     settings = replace(settings, seg_size=seg_size)
 
-    from lce.models.layers import resolve_layer
-    from lce.models.layout import MapLayout, resolve_layouts
-
-    for layer in layers:
-        resolve_layer(loaded.module, layer)
     device = pick_device(request.device)
-    # A full layout from the user (nchw, nhwc, tokens with --prefix-tokens), or only `tokens`, whose prefix the
-    # model or the shape then says.
-    given = MapLayout(request.layout or "tokens", request.prefix_tokens or 0) \
-        if request.prefix_tokens is not None or request.layout in ("nchw", "nhwc") else None
-    layouts = resolve_layouts(loaded.module.to(device), layers, image_size, device, given=given,
-                              given_kind=request.layout if given is None else None)
+    layouts = layer_layouts(request, loaded.module, layers, image_size, device)
     run_settings = spec.settings(loaded)
     if loaded.warning and warn:
         warn(loaded.warning)
 
-    todo, outcomes = [], []
-    for layer in layers:
-        stored = find_run(engine, request.model, layer, request.probe, settings.variant, settings.quantile,
-                          seg_size, SOURCE)
-        if stored is not None and not request.replace:
-            differences = _differences(stored, loaded.checkpoint_sha256,
-                                       {**run_settings, **_layout_settings(layouts[layer])})
-            if not differences:
-                outcomes.append(IngestOutcome(layer, "skipped", stored.id, layout=_described(layouts[layer])))
-                continue
-            raise LceError(f"Model {request.model!r} layer {layer!r} is already dissected on probe "
-                           f"{request.probe!r} (run {stored.id}) {' and '.join(differences)}; pass --replace to "
-                           "dissect it again and swap it.")
-        todo.append(layer)
+    outcomes, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts)
     if not todo:
         return outcomes
     from lce.dissect.memory import plan_dissection
@@ -215,6 +192,43 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                                       len(interpretable), top, seconds, result.threshold_exact, result.cached,
                                       _described(layouts[layer])))
     return outcomes
+
+
+def layer_layouts(request: IngestRequest, module, layers: list[str], image_size: int, device) -> dict:
+    """Each layer's MapLayout (lce.models.layout), the layers checked to be modules of `module` first (an LceError
+    naming the nearest otherwise); `module` is moved to `device`."""
+    from lce.models.layers import resolve_layer
+    from lce.models.layout import MapLayout, resolve_layouts
+
+    for layer in layers:
+        resolve_layer(module, layer)
+    # A full layout from the user (nchw, nhwc, tokens with --prefix-tokens), or only `tokens`, whose prefix the
+    # model or the shape then says.
+    given = MapLayout(request.layout or "tokens", request.prefix_tokens or 0) \
+        if request.prefix_tokens is not None or request.layout in ("nchw", "nhwc") else None
+    return resolve_layouts(module.to(device), layers, image_size, device, given=given,
+                           given_kind=request.layout if given is None else None)
+
+
+def stored_runs(engine, request: IngestRequest, settings: DissectSettings, checkpoint_sha256: str | None,
+                run_settings: dict, layouts: dict) -> tuple[list[IngestOutcome], list[str]]:
+    """(outcomes "skipped" for the layers already stored with this checkpoint and settings, the layers to dissect)
+    over `layouts`' layers, in their order; an LceError for a layer stored otherwise, unless --replace. `settings`
+    carries the seg_size the probe gives."""
+    todo, outcomes = [], []
+    for layer, layout in layouts.items():
+        stored = find_run(engine, request.model, layer, request.probe, settings.variant, settings.quantile,
+                          settings.seg_size, SOURCE)
+        if stored is not None and not request.replace:
+            differences = _differences(stored, checkpoint_sha256, {**run_settings, **_layout_settings(layout)})
+            if not differences:
+                outcomes.append(IngestOutcome(layer, "skipped", stored.id, layout=_described(layout)))
+                continue
+            raise LceError(f"Model {request.model!r} layer {layer!r} is already dissected on probe "
+                           f"{request.probe!r} (run {stored.id}) {' and '.join(differences)}; pass --replace to "
+                           "dissect it again and swap it.")
+        todo.append(layer)
+    return outcomes, todo
 
 
 def _load_model(request: IngestRequest, image_size: int):

@@ -1,0 +1,291 @@
+"""Many models from one plan: a CSV with a row per model, every row checked before any work, then run one by one.
+
+    rows = check_plan(read_plan(Path("plan.csv"), defaults={"probe": "synth"}, shard=(1, 2)))
+    print([(row.line, row.model, row.status, row.reason) for row in rows])   # to do | done | invalid
+    results = run_plan(rows, progress)   # each "to do" row through lce.dissect.ingest.ingest, failures isolated
+
+A plan's columns are `model` and the per-model options of `lce ingest`, long names with underscores (`layer`
+holds several layers separated by `;`); an empty cell takes the command line's value (`defaults`). A row already
+stored with the same checkpoint and settings is "done" and is not dissected again, so a plan killed midway and run
+again does only what is missing (each run is written in one transaction by ingest()).
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lce.dissect.engine import DissectSettings, Progress
+from lce.dissect.ingest import IngestRequest, check_rgb
+from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF
+from lce.errors import LceError
+
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+# lce ingest's own defaults, under the `defaults` a caller gives.
+OPTION_DEFAULTS = {"variant": DEFAULT_VARIANT, "iou_threshold": IOU_CUTOFF, "batch_size": 32, "workers": 0,
+                   "cache_budget": "2G", "random_init": False, "seed": 0, "device": "auto", "split": "all",
+                   "replace": False, "tf32": "on"}
+LAYER_SEPARATOR = ";"
+
+
+def parse_bytes(text: str) -> int:
+    """'2G', '512M', '100k' or a plain number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not match:
+        raise LceError(f"--cache-budget {text!r} is not a size such as 2G, 512M or 0.")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+def parse_rgb(option: str, text: str | None) -> tuple[float, ...] | None:
+    """'0.485,0.456,0.406' as floats (checked by the library: three, std positive); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    check_rgb(option, values, given=text)  # here too, so that the message quotes what was typed
+    return values
+
+
+def parse_bool(option: str, text: str) -> bool:
+    if text.strip().lower() in TRUE:
+        return True
+    if text.strip().lower() in FALSE:
+        return False
+    raise LceError(f"{option} {text!r} should be true or false (or 1/0, yes/no).")
+
+
+def _number(kind: type) -> Callable[[str, str], object]:
+    def parse(option: str, text: str):
+        try:
+            return kind(text.strip())
+        except ValueError:
+            raise LceError(f"{option} {text!r} is not {'an integer' if kind is int else 'a number'}.") from None
+    return parse
+
+
+def _text(option: str, text: str) -> str:
+    return text.strip()
+
+
+def _layers(option: str, text: str) -> list[str]:
+    return [name.strip() for name in text.split(LAYER_SEPARATOR) if name.strip()]
+
+
+# Every column a plan may have, with how its cell is read: the options of `lce ingest` that belong to one model.
+COLUMNS: dict[str, Callable[[str, str], object]] = {
+    "model": _text, "probe": _text, "arch": _text, "checkpoint": lambda option, text: Path(text.strip()),
+    "layer": _layers, "variant": _text, "quantile": _number(float), "iou_threshold": _number(float),
+    "seg_size": _number(int), "random_init": parse_bool, "seed": _number(int), "layout": _text,
+    "prefix_tokens": _number(int), "mean": _text, "std": _text, "tf32": _text, "batch_size": _number(int),
+    "workers": _number(int), "cache_budget": _text, "split": _text, "device": _text, "replace": parse_bool,
+}
+
+
+def build_request(options: dict) -> IngestRequest:
+    """The IngestRequest of `lce ingest`'s options (names as COLUMNS; layer a list, cache_budget, mean and std as
+    typed), parsed as the command parses them; the settings check their own values."""
+    if not options.get("probe"):
+        raise LceError("Missing --probe NAME: the registered probe dataset to dissect over (lce probe list), on the "
+                       "command line or in a probe column.")
+    settings = DissectSettings.for_variant(
+        options["variant"], quantile=options.get("quantile"), iou_threshold=options["iou_threshold"],
+        seg_size=options.get("seg_size"), batch_size=options["batch_size"], workers=options["workers"],
+        cache_budget=parse_bytes(options["cache_budget"]))
+    return IngestRequest(
+        model=options["model"], probe=options["probe"], layers=list(options.get("layer") or []), settings=settings,
+        arch=options.get("arch"), checkpoint=options.get("checkpoint"), random_init=options["random_init"],
+        seed=options["seed"], device=options["device"], split=options["split"], replace=options["replace"],
+        layout=options.get("layout"), prefix_tokens=options.get("prefix_tokens"),
+        mean=parse_rgb("--mean", options.get("mean")), std=parse_rgb("--std", options.get("std")),
+        tf32=options["tf32"])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' (1 <= K <= N) as (K, N)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise LceError(f"--shard {text!r} should be K/N with 1 <= K <= N (e.g. 1/4): this process runs every N-th "
+                       "row of the plan, from its K-th.")
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclass
+class PlanRow:
+    line: int  # the row's line in the CSV file (the header is line 1)
+    model: str
+    options: dict  # the command line's options with the row's cells over them
+    error: str = ""  # a cell that could not be read, said when the row is checked
+    request: IngestRequest | None = None
+    layers: list[str] = field(default_factory=list)
+    status: str = ""  # to do | done | invalid (after check_plan)
+    reason: str = ""  # why it is invalid
+
+
+def read_plan(path: Path, defaults: dict, shard: tuple[int, int] | None = None) -> list[PlanRow]:
+    """The plan's data rows (only shard K of N: row i, from 0 in file order, when i % N == K - 1), each with its
+    options: `defaults` (the command line's) under the row's non-empty cells. One LceError naming the file for a
+    file that is not a readable CSV, has no `model` column, or a column that is no option of lce ingest."""
+    rows: list[PlanRow] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            header = reader.fieldnames or []
+            unknown = [name for name in header if name.strip() not in COLUMNS]
+            if unknown:
+                raise LceError(f"Plan {path}: column {unknown[0]!r} is not an option of lce ingest; the columns are "
+                               f"model and any of {', '.join(name for name in COLUMNS if name != 'model')} (long "
+                               "option names with underscores).")
+            if "model" not in [name.strip() for name in header]:
+                raise LceError(f"Plan {path}: no 'model' column; its first line should name the columns, e.g. "
+                               "model,arch,checkpoint,layer.")
+            for index, cells in enumerate(reader):
+                if shard is not None and index % shard[1] != shard[0] - 1:
+                    continue
+                options, error = {**OPTION_DEFAULTS, **defaults}, ""
+                if None in cells:
+                    error = f"the row has {len(header) + len(cells[None])} cells for {len(header)} columns"
+                for name, text in cells.items():
+                    if name is None or text is None or not text.strip():
+                        continue
+                    try:
+                        options[name.strip()] = COLUMNS[name.strip()](f"--{name.strip().replace('_', '-')}", text)
+                    except LceError as bad:
+                        error = error or str(bad)
+                rows.append(PlanRow(reader.line_num, str(options.get("model") or ""), options, error))
+    except FileNotFoundError:
+        raise LceError(f"Plan {path}: no such file.") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise LceError(f"Plan {path} is not a readable CSV file ({error}).") from None
+    return rows
+
+
+class _Probes:
+    """Each probe (and split) registered, opened and its content checked once for the whole plan."""
+
+    def __init__(self, engine):
+        self.engine, self.opened = engine, {}
+
+    def __call__(self, name: str, split: str):
+        from lce.probe.broden import Broden
+        from lce.probe.registry import registered_probe
+
+        if (name, split) not in self.opened:
+            row = registered_probe(self.engine, name)
+            probe = Broden.open(Path(row.path), split=split)
+            if probe.content_sha256() != row.content_sha256:
+                raise LceError(f"The dataset at {row.path} has changed since probe {name!r} was added; run "
+                               f"`lce probe add {name} {row.path} --replace` first.")
+            self.opened[(name, split)] = probe
+        return self.opened[(name, split)]
+
+
+def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
+    """Check every row as ingest() would before it dissects (the request's values, the probe, the zoo entry or
+    architecture, the checkpoint loaded, the layers in the built model and their layouts) and say whether its runs
+    are stored already: status "to do", "done" or "invalid" with the reason (the LceError's message, or the
+    exception of a checkpoint that does not load). The rows come back, filled in."""
+    from lce.config import pick_device
+    from lce.db.connection import connect
+    from lce.dissect.ingest import _load_model, layer_layouts, stored_runs
+
+    engine = connect()
+    probes = _Probes(engine)
+    for row in rows:
+        try:
+            if row.error:
+                raise LceError(row.error)
+            if not row.model:
+                raise LceError("the model cell is empty.")
+            row.request = request = build_request(row.options)
+            request.validate()
+            pick_device(request.device)  # an unknown or absent device is said now
+            probe = probes(request.probe, request.split)
+            image_size = probe.rows[0].ih
+            spec, loaded, default_layer, _ = _load_model(request, image_size)
+            row.layers = request.layers or [default_layer]
+            settings = replace(request.settings, seg_size=request.settings.seg_size_for(image_size, probe.rows[0].sh))
+            # Layouts come from shapes, the same on any device: the check keeps the accelerator free.
+            layouts = layer_layouts(request, loaded.module, row.layers, image_size, "cpu")
+            _, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, spec.settings(loaded), layouts)
+            row.status = "to do" if todo else "done"
+            del loaded
+        except LceError as error:
+            row.status, row.reason = "invalid", str(error)
+        except Exception as error:  # a checkpoint that is no checkpoint fails inside torch or pickle
+            row.status, row.reason = "invalid", f"{type(error).__name__}: {error}"
+        gc.collect()  # one model built at a time
+    return rows
+
+
+@dataclass
+class RowResult:
+    row: PlanRow
+    outcome: str  # stored | skipped (stored before) | failed | invalid
+    seconds: float = 0.0
+    reason: str = ""
+    runs: list = field(default_factory=list)  # the IngestOutcomes of a stored row
+
+
+def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callable[[str], None] | None = None,
+             report: Callable[[RowResult], None] | None = None) -> list[RowResult]:
+    """Ingest the checked rows that are "to do", one after another, each in ingest()'s own transaction(s); a row
+    that fails (an LceError, or any exception such as running out of memory) is noted and the next goes on.
+    `progress` hears ("models", done, total) besides each ingest's passes; `report` hears each row as it ends.
+    One result per row, in the plan's order."""
+    from lce.dissect.ingest import ingest
+
+    todo = [row for row in rows if row.status == "to do"]
+    results: dict[int, RowResult] = {}
+    for done, row in enumerate(todo):
+        if progress:
+            progress("models", done, len(todo))
+        started = time.perf_counter()
+        try:
+            runs = ingest(row.request, progress, warn=warn)
+            result = RowResult(row, "stored", time.perf_counter() - started, runs=runs)
+        except LceError as error:
+            result = RowResult(row, "failed", time.perf_counter() - started, str(error))
+        except Exception as error:  # out of memory, a bug in a model's forward: this row only
+            result = RowResult(row, "failed", time.perf_counter() - started, f"{type(error).__name__}: {error}")
+            _free_memory()
+        results[id(row)] = result
+        if report:
+            report(result)
+    if progress and todo:
+        progress("models", len(todo), len(todo))
+    return [results.get(id(row)) or RowResult(row, "skipped" if row.status == "done" else "invalid",
+                                              reason=row.reason) for row in rows]
+
+
+def _free_memory() -> None:
+    """What a failed row held (an out-of-memory error keeps its frames' tensors until collected)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def store_pending() -> list[tuple[Path, str]]:
+    """Store the runs that ingests saved under $LCE_HOME/pending/ when their database went away (as `lce ingest
+    --resume` does, each file with its own --replace); (file, what happened) for each file, oldest first."""
+    from lce.db import pending
+
+    folder = pending.pending_dir()
+    done = []
+    for path in sorted(folder.glob("*.runs.json.gz")) if folder.is_dir() else []:
+        try:
+            written = pending.resume(path)
+            done.append((path, "stored " + ", ".join(f"{item.record.model.name} {item.record.layer} "
+                                                      f"({item.outcome.value} run {item.run_id})" for item in written)))
+        except LceError as error:
+            done.append((path, f"not stored: {error}"))
+    return done
