@@ -9,7 +9,8 @@ from lce.dissect.batch import parse_shard, read_plan
 from lce.errors import LceError
 from tests.test_ingest import ingest, synth  # noqa: F401  (the registered 30-image 64-px probe)
 
-THREE = "model,arch,random_init,seed,layer\nr18-1,resnet18,true,1,\nr18-2,resnet18,yes,2,\nr18-34,resnet18,1,3,layer3;layer4\n"
+THREE = ("model,arch,random_init,seed,layer\nr18-1,resnet18,true,1,\nr18-2,resnet18,yes,2,\n"
+         "r18-34,resnet18,1,3,layer3;layer4\n")
 
 
 def plan(cli, path, *args):
@@ -105,3 +106,22 @@ def test_dry_run_prints_the_plan_and_an_unknown_column_is_named(cli, engine, syn
     assert bad.stderr.count("error:") == 1
     mixed = cli("ingest", "r18", "--plan", path, "--probe", "synth")
     assert mixed.exit_code == 1 and "--plan alone" in mixed.stderr
+
+
+def test_a_row_that_fails_is_reported_and_the_others_go_on(cli, engine, synth, tmp_path, monkeypatch):
+    import lce.dissect.ingest
+
+    real = lce.dissect.ingest.ingest
+
+    def out_of_memory_for_b(request, progress=None, **kwargs):
+        if request.model == "r18-b":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(request, progress, **kwargs)
+
+    monkeypatch.setattr(lce.dissect.ingest, "ingest", out_of_memory_for_b)
+    path = tmp_path / "plan.csv"
+    path.write_text("model,seed\nr18-a,1\nr18-b,2\nr18-c,3\n")
+    result = plan(cli, path, "--arch", "resnet18", "--random-init")
+    assert result.exit_code == 1, result.output
+    assert "line 3 (r18-b) failed: RuntimeError: CUDA out of memory" in result.stdout
+    assert [row[0] for row in runs(engine)] == ["r18-a", "r18-c"]

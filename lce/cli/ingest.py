@@ -173,7 +173,9 @@ def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry
     for pending_file, said in store_pending():  # runs kept when the database went away come first
         console.print(f"{pending_file}: {said}", highlight=False, soft_wrap=True)
     rows = check_plan(rows)
-    table = Table("line", "model", "layers", "status", title=f"Plan {path}", title_justify="left")
+    console.print(f"Plan {path}: {len(rows)} row(s){f' (shard {shard})' if shard else ''}", highlight=False,
+                  soft_wrap=True)
+    table = Table("line", "model", "layers", "status")
     for row in rows:
         table.add_row(str(row.line), row.model, ";".join(row.layers) or "-", row.status)
     console.print(table, highlight=False)
@@ -204,7 +206,8 @@ def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry
             f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), report=report)
     summary = Table("line", "model", "outcome", "seconds", title="Summary", title_justify="left")
     for result in results:
-        summary.add_row(str(result.row.line), result.row.model, result.outcome, f"{result.seconds:.1f}")
+        seconds = f"{result.seconds:.1f}" if result.outcome in ("stored", "failed") else "-"
+        summary.add_row(str(result.row.line), result.row.model, result.outcome, seconds)
     console.print(summary, highlight=False)
     for result in results:
         if result.reason:
