@@ -125,3 +125,23 @@ def test_a_row_that_fails_is_reported_and_the_others_go_on(cli, engine, synth, t
     assert result.exit_code == 1, result.output
     assert "line 3 (r18-b) failed: RuntimeError: CUDA out of memory" in result.stdout
     assert [row[0] for row in runs(engine)] == ["r18-a", "r18-c"]
+
+
+def test_runs_pending_from_a_lost_database_are_stored_by_the_plan(cli, engine, synth, tmp_path, monkeypatch):
+    import lce.dissect.ingest
+    from lce.db.outage import DatabaseLost
+
+    def lost(*args, **kwargs):
+        raise DatabaseLost("the server closed the connection")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lce.dissect.ingest, "write_runs", lost)
+        assert ingest(cli, "r18-a", "--arch", "resnet18", "--random-init", "--seed", "1").exit_code == 1
+    saved = list((tmp_path / "home" / "pending").iterdir())
+    assert len(saved) == 1 and runs(engine) == []
+    path = tmp_path / "plan.csv"
+    path.write_text("model,seed\nr18-a,1\n")
+    result = plan(cli, path, "--arch", "resnet18", "--random-init")
+    assert result.exit_code == 0, result.output
+    assert f"{saved[0]}: stored r18-a layer4 (created run" in result.stdout and not saved[0].exists()
+    assert "skipped" in result.stdout and [row[:2] for row in runs(engine)] == [("r18-a", "layer4")]
