@@ -35,13 +35,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lce.config import DeviceBudget
+from lce.dissect.engine import TOP_IMAGES  # engine imports this module only inside its functions
 from lce.errors import LceError
 
 # The share of the device a plan may fill: the rest is for the CUDA caching allocator's rounding and
 # fragmentation, cuDNN's workspaces and whatever else runs there.
 DEVICE_SHARE = 0.75
 FLOAT, INDEX = 4, 8  # bytes of a float32 value, of an int64 index
-TOP_IMAGES = 10  # lce.dissect.engine.TOP_IMAGES (imported there from here)
 HISTOGRAM_BINS = 8192  # lce.dissect.threshold's default
 # Bytes of temporaries per value, measured with AllocationWatch on the CPU (tests/test_memory_plan.py checks them):
 ROUND_BYTES = 48  # a threshold round: dense upsampled values, the running top's concatenation, topk's values+indices
