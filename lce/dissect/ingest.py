@@ -29,6 +29,7 @@ from sqlalchemy import text
 from lce.config import check_tf32, code_version, device_settings, lce_home, pick_device, tf32, write_retry_s
 from lce.db import pending
 from lce.db.connection import connect
+from lce.db.locks import dissection_lock, run_identity
 from lce.db.outage import DatabaseLost
 from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, find_run, write_runs
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
@@ -139,59 +140,66 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     if loaded.warning and warn:
         warn(loaded.warning)
 
-    outcomes, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts)
-    if not todo:
-        return outcomes
-    from lce.dissect.memory import plan_dissection
+    # From the check of what is stored to the end of the write, no other process dissects these runs: a second
+    # ingest of the same model waits here, then finds them stored (lce.db.locks).
+    identities = [] if dry_run else [run_identity(request.model, layer, request.probe, settings.variant,
+                                                  settings.quantile, settings.seg_size) for layer in layouts]
+    with dissection_lock(engine, identities, on_wait=warn):
+        outcomes, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts)
+        if not todo:
+            return outcomes
+        from lce.dissect.memory import plan_dissection
 
-    # The memory plan before any work: a dissection that cannot fit the device stops here.
-    plan = plan_dissection(loaded.module, todo, ProbeDataset(probe, image_size=image_size, seg_size=seg_size),
-                           settings, device, layouts={layer: layouts[layer] for layer in todo})
-    if dry_run:
-        return outcomes + [IngestOutcome(layer, "planned", None, layout=_described(layouts[layer]),
-                                         plan=plan.describe()) for layer in todo]
-    # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read stale.
-    cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
-    dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
-                           cache=cache, uint8=True)
-    concepts = _concepts(engine, probe_row.id)  # before the dissection: afterwards, only the write needs the database
-    try:
-        with tf32(request.tf32):
-            results = dissect(loaded.module, todo, dataset, settings, device, progress,
-                              layouts={layer: layouts[layer] for layer in todo}, plan=plan)
-            computed_on = device_settings(device)  # the TF32 switches as the dissection had them
-    except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
-        raise LceError(error.user_message()) from None
-    model = ModelInfo(name=request.model, architecture=loaded.architecture,
-                      checkpoint_sha256=loaded.checkpoint_sha256, family=family,
-                      notes=loaded.description)
-    run_settings.update({
-        "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
-        "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "tf32": request.tf32,
-        **computed_on, "code": code_version(),
-    })
-    records = [_record(model, request.probe, results[layer], settings, concepts,
-                       {**run_settings, **_layout_settings(layouts[layer])}) for layer in todo]
-    try:
-        written = write_runs(engine, records, replace=request.replace, retry_s=write_retry_s())
-    except DatabaseLost as error:
-        # Minutes of dissection are not thrown away: the runs wait in a file for `lce ingest --resume`.
-        path = pending.save(records, replace=request.replace)
-        raise LceError(f"{error.gone()} The dissection is kept in {path}; store it with `lce ingest --resume "
-                       f"{path}` once the database is back.") from None
-    seconds = time.perf_counter() - started
-    for item, layer in zip(written, todo):
-        result = results[layer]
-        interpretable = [row for row in item.record.units if row.concept and row.iou is not None
-                         and row.iou > settings.iou_threshold]
-        counts: dict[str, int] = {}
-        for row in interpretable:
-            counts[row.concept[1]] = counts.get(row.concept[1], 0) + 1
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-        outcomes.append(IngestOutcome(layer, item.outcome.value, item.run_id, len(item.record.units),
-                                      len(interpretable), top, seconds, result.threshold_exact, result.cached,
-                                      _described(layouts[layer])))
-    return outcomes
+        # The memory plan before any work: a dissection that cannot fit the device stops here.
+        plan = plan_dissection(loaded.module, todo, ProbeDataset(probe, image_size=image_size, seg_size=seg_size),
+                               settings, device, layouts={layer: layouts[layer] for layer in todo})
+        if dry_run:
+            return outcomes + [IngestOutcome(layer, "planned", None, layout=_described(layouts[layer]),
+                                             plan=plan.describe()) for layer in todo]
+        # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read
+        # stale.
+        cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
+        dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
+                               cache=cache, uint8=True)
+        # Before the dissection: afterwards, only the write needs the database.
+        concepts = _concepts(engine, probe_row.id)
+        try:
+            with tf32(request.tf32):
+                results = dissect(loaded.module, todo, dataset, settings, device, progress,
+                                  layouts={layer: layouts[layer] for layer in todo}, plan=plan)
+                computed_on = device_settings(device)  # the TF32 switches as the dissection had them
+        except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
+            raise LceError(error.user_message()) from None
+        model = ModelInfo(name=request.model, architecture=loaded.architecture,
+                          checkpoint_sha256=loaded.checkpoint_sha256, family=family,
+                          notes=loaded.description)
+        run_settings.update({
+            "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
+            "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "tf32": request.tf32,
+            **computed_on, "code": code_version(),
+        })
+        records = [_record(model, request.probe, results[layer], settings, concepts,
+                           {**run_settings, **_layout_settings(layouts[layer])}) for layer in todo]
+        try:
+            written = write_runs(engine, records, replace=request.replace, retry_s=write_retry_s())
+        except DatabaseLost as error:
+            # Minutes of dissection are not thrown away: the runs wait in a file for `lce ingest --resume`.
+            path = pending.save(records, replace=request.replace)
+            raise LceError(f"{error.gone()} The dissection is kept in {path}; store it with `lce ingest --resume "
+                           f"{path}` once the database is back.") from None
+        seconds = time.perf_counter() - started
+        for item, layer in zip(written, todo):
+            result = results[layer]
+            interpretable = [row for row in item.record.units if row.concept and row.iou is not None
+                             and row.iou > settings.iou_threshold]
+            counts: dict[str, int] = {}
+            for row in interpretable:
+                counts[row.concept[1]] = counts.get(row.concept[1], 0) + 1
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+            outcomes.append(IngestOutcome(layer, item.outcome.value, item.run_id, len(item.record.units),
+                                          len(interpretable), top, seconds, result.threshold_exact, result.cached,
+                                          _described(layouts[layer])))
+        return outcomes
 
 
 def layer_layouts(request: IngestRequest, module, layers: list[str], image_size: int, device) -> dict:
