@@ -6,8 +6,8 @@ from sqlalchemy import inspect, text
 from lce.db import connection, migrate
 from lce.db.views import VIEWS
 
-TABLES = {"probe", "concept", "model", "run", "unit", "unit_concept", "unit_top_image", "embedding", "embedding_point",
-          "task_metric", "task_performance"}
+TABLES = {"probe", "concept", "model", "run", "unit", "run_concept", "unit_tally", "unit_top_image", "embedding",
+          "embedding_point", "task_metric", "task_performance"}
 
 
 def test_upgrade_downgrade_upgrade_round_trips(empty_database):

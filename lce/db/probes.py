@@ -79,7 +79,7 @@ def write_probe(conn: Connection, probe: ProbeRecord, concepts: Iterable[ProbeCo
     stale = conn.execute(text(
         "SELECT c.name, c.category FROM concept c WHERE c.probe_id = :p AND NOT EXISTS (SELECT 1 FROM new_concept n"
         " WHERE n.name = c.name AND n.category = c.category) AND (EXISTS (SELECT 1 FROM unit u WHERE u.concept_id"
-        " = c.id) OR EXISTS (SELECT 1 FROM unit_concept t WHERE t.concept_id = c.id))"), {"p": probe_id}).all()
+        " = c.id) OR EXISTS (SELECT 1 FROM run_concept t WHERE t.concept_id = c.id))"), {"p": probe_id}).all()
     if stale:
         shown = ", ".join(f"{row.name} ({row.category})" for row in stale[:SHOWN_STALE])
         raise LceError(f"The new dataset lacks {len(stale)} concept(s) that stored runs use: {shown}. Delete those "

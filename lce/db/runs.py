@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 from enum import Enum
+from operator import attrgetter
 
+import numpy as np
 import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
@@ -181,11 +184,7 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool
             concept = concept_ids[row.concept] if row.concept else None
             copy.write_row((run_id, row.unit, row.threshold, concept, row.iou))
     if record.tallies:
-        columns = "run_id, unit, concept_id, intersection, activation, truth, iou"
-        with cursor.copy(f"COPY unit_concept ({columns}) FROM STDIN") as copy:
-            for tally in record.tallies:
-                copy.write_row((run_id, tally.unit, concept_ids[tally.concept], tally.intersection,
-                                tally.activation, tally.truth, tally.iou))
+        _write_tallies(cursor, run_id, record, concept_ids)
     if record.top_images:
         with cursor.copy("COPY unit_top_image (run_id, unit, rank, image, activation) FROM STDIN") as copy:
             for unit, rank, image, activation in record.top_images:
@@ -194,6 +193,115 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool
         conn.execute(text("UPDATE run SET superseded_by = :new WHERE id = :old"),
                      {"new": run_id, "old": existing.id})
     return WrittenRun(record, outcome, run_id)
+
+
+class _Tallies:
+    """A record's tallies as numpy columns, sorted by (unit, category, concept id): one unit_tally row per run of
+    equal (unit, category), from starts[i] to ends[i]."""
+
+    def __init__(self, record: RunRecord, concept_ids: dict[ConceptKey, int]):
+        tallies, count = record.tallies, len(record.tallies)
+
+        def column(name: str, dtype) -> np.ndarray:
+            return np.fromiter(map(attrgetter(name), tallies), dtype, count)
+
+        keys = list(map(attrgetter("concept"), tallies))
+        concept = np.fromiter(map(concept_ids.__getitem__, keys), np.int64, count)
+        self.names = {concept_ids[key]: key for key in set(keys)}
+        self.categories = sorted({category for category, _ in self.names.values()})
+        code = {category: index for index, category in enumerate(self.categories)}
+        self.concepts = np.array(sorted(self.names), dtype=np.int64)  # the run's concepts (run_concept)
+        concept_category = np.array([code[self.names[id_][0]] for id_ in self.concepts.tolist()], dtype=np.int64)
+        unit = column("unit", np.int64)
+        category = concept_category[np.searchsorted(self.concepts, concept)]
+        order = np.lexsort((concept, category, unit))
+        self.unit, self.category, self.concept = unit[order], category[order], concept[order]
+        self.intersection = column("intersection", np.int64)[order]
+        self.activation = column("activation", np.int64)[order]
+        self.truth = column("truth", np.int64)[order]
+        self.iou = column("iou", np.float64)[order]
+        self._check(record)
+        change = np.flatnonzero((self.unit[1:] != self.unit[:-1]) | (self.category[1:] != self.category[:-1])) + 1
+        self.starts, self.ends = np.r_[0, change], np.r_[change, count]
+        # G is the concept's, once per run (run_concept.truth), unless it differs between units (imported files).
+        position = np.searchsorted(self.concepts, self.concept)
+        low, high = np.full(len(self.concepts), np.iinfo(np.int64).max), np.zeros(len(self.concepts), np.int64)
+        np.minimum.at(low, position, self.truth)
+        np.maximum.at(high, position, self.truth)
+        self.concept_truth, self.concept_truth_varies = low, low != high
+        self.row_truths = np.logical_or.reduceat(self.concept_truth_varies[position], self.starts)
+        # A is the unit's (dissect) or the unit's within a category (netdissect): one per row, unless it varies.
+        self.row_activation = np.minimum.reduceat(self.activation, self.starts)
+        self.row_activations = self.row_activation != np.maximum.reduceat(self.activation, self.starts)
+
+    def _check(self, record: RunRecord) -> None:
+        """The checks of the former row table (unit_concept) that arrays cannot hold, as one message."""
+        bad = ~((self.iou >= 0) & (self.iou <= 1)) | (self.intersection < 0) \
+            | (self.intersection > self.activation) | (self.intersection > self.truth)
+        same = np.flatnonzero((self.unit[1:] == self.unit[:-1]) & (self.concept[1:] == self.concept[:-1]))
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            reason = (f"intersection {self.intersection[at]}, activation {self.activation[at]}, truth "
+                      f"{self.truth[at]}, IoU {self.iou[at]} (a tally needs 0 <= intersection <= activation, "
+                      "truth and 0 <= IoU <= 1)")
+        elif len(same):
+            at = int(same[0])
+            reason = "more than once"
+        else:
+            return
+        category, name = self.names[int(self.concept[at])]
+        raise LceError(f"The database refused the data: {record.describe()} holds a tally of unit {self.unit[at]} "
+                       f"with {name} ({category}): {reason}. Nothing was written.")
+
+
+# PostgreSQL's binary COPY (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4): its header
+# and trailer; arrays as (ndim, has-null flag, element type oid, length, lower bound), then (size, value) pairs.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\0" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_INT4, _INT8, _FLOAT8 = (23, ">i4"), (20, ">i8"), (701, ">f8")
+
+
+def _elements(values: np.ndarray, kind: tuple[int, str]) -> tuple[memoryview, int]:
+    """Every value as an array element (size, value), big-endian, in one buffer; and one element's length."""
+    dtype = np.dtype([("size", ">i4"), ("value", kind[1])])
+    elements = np.empty(len(values), dtype=dtype)
+    elements["size"] = dtype["value"].itemsize
+    elements["value"] = values
+    return memoryview(elements.tobytes()), dtype.itemsize
+
+
+def _write_tallies(cursor, run_id: int, record: RunRecord, concept_ids: dict[ConceptKey, int]) -> None:
+    """record.tallies into run_concept (G once per concept) and unit_tally (one row per unit and category, I,
+    IoU and A as arrays), with one binary COPY of whole arrays: numpy builds the bytes, no Python call per pair."""
+    tallies = _Tallies(record, concept_ids)
+    with cursor.copy("COPY run_concept (run_id, concept_id, truth) FROM STDIN") as copy:
+        for concept, truth, varies in zip(tallies.concepts.tolist(), tallies.concept_truth.tolist(),
+                                          tallies.concept_truth_varies.tolist()):
+            copy.write_row((run_id, concept, None if varies else truth))
+    # (column, _Tallies attribute, element type): every value of a column in one buffer, sliced per row.
+    arrays = [(name, _elements(getattr(tallies, attribute), kind), kind[0]) for name, attribute, kind in (
+        ("concept_ids", "concept", _INT4), ("intersections", "intersection", _INT8), ("ious", "iou", _FLOAT8),
+        ("activations", "activation", _INT8), ("truths", "truth", _INT8))]
+    categories = [category.encode() for category in tallies.categories]
+    null = struct.pack(">i", -1)
+    parts = [_COPY_HEADER]
+    rows = zip(tallies.starts.tolist(), tallies.ends.tolist(), tallies.unit[tallies.starts].tolist(),
+               tallies.category[tallies.starts].tolist(), tallies.row_activation.tolist(),
+               tallies.row_activations.tolist(), tallies.row_truths.tolist())
+    for start, end, unit, category, activation, activations_vary, truths_vary in rows:
+        parts.append(struct.pack(">hiiii", 9, 4, run_id, 4, unit))
+        parts.append(struct.pack(">i", len(categories[category])) + categories[category])
+        parts.append(null if activations_vary else struct.pack(">iq", 8, activation))
+        for name, (data, size), oid in arrays:
+            if (name == "activations" and not activations_vary) or (name == "truths" and not truths_vary):
+                parts.append(null)
+                continue
+            parts.append(struct.pack(">iiiiii", 20 + (end - start) * size, 1, 0, oid, end - start, 1))
+            parts.append(data[start * size:end * size])
+    parts.append(_COPY_TRAILER)
+    columns = "run_id, unit, category, activation, concept_ids, intersections, ious, activations, truths"
+    with cursor.copy(f"COPY unit_tally ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(b"".join(parts))
 
 
 def _retire(conn: Connection, run_id: int) -> None:

@@ -27,7 +27,8 @@ class DatabaseStatus:
     pending: list[str] = field(default_factory=list)  # runs saved for `lce ingest --resume` when the database was away
 
 
-TABLES = ("model", "run", "unit", "unit_concept", "probe", "concept", "embedding")
+# unit_tally rather than the view unit_concept: counting pairs would unpack every array of the store.
+TABLES = ("model", "run", "unit", "unit_tally", "probe", "concept", "embedding")
 
 
 def database_status() -> DatabaseStatus:

@@ -8,6 +8,9 @@ again from its file, so the files are the single definition.
 A view's earlier definition stays as sql/previous/<name>.<revision>.sql (the last revision that held it), so
 that a migration replayed on an empty database, or a downgrade, creates the view as it was at its revision:
 `create(op.execute, VIEWS, revision)`.
+
+A view that took the place of a table (unit_concept, a table until migration 0008) exists only from its
+revision on: create() skips it for earlier revisions, and drop() drops it only where it is a view.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from __future__ import annotations
 from lce.resources import read_sql
 
 # Every view, in dependency order (each may use the ones before it).
-VIEWS = ("unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
+VIEWS = ("unit_concept", "unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
          "unit_category_label", "model_task_performance")
 
 
 # Views a migration redefined: name -> the last revisions of each earlier definition, ascending.
-PREVIOUS = {"unit_label": ("0005",), "unit_category_label": ("0005",)}
+PREVIOUS = {"unit_label": ("0005",), "unit_category_label": ("0005", "0007")}
+
+# Views that replaced a table of the same name: name -> the revision that made it a view.
+SINCE = {"unit_concept": "0008"}
 
 
 def definition(name: str, revision: str | None = None) -> str:
@@ -34,10 +40,16 @@ def definition(name: str, revision: str | None = None) -> str:
 def create(execute, names: tuple[str, ...], revision: str | None = None) -> None:
     """Create the views as at `revision` (None: the newest); `execute` runs one SQL string (op.execute)."""
     for name in names:
-        execute(definition(name, revision))
+        if revision is None or revision >= SINCE.get(name, ""):
+            execute(definition(name, revision))
 
 
 def drop(execute, names: tuple[str, ...]) -> None:
     for name in reversed(names):
+        if name in SINCE:
+            # Before SINCE[name] a table has this name, which DROP VIEW IF EXISTS refuses rather than skips.
+            execute(f"DO $$ BEGIN IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('public.{name}')) = 'v'"
+                    f" THEN DROP VIEW {name}; END IF; END $$")
+            continue
         execute(f"DROP VIEW IF EXISTS {name}")
         execute(f"DROP FUNCTION IF EXISTS {name}_at(double precision)")
