@@ -25,8 +25,9 @@ def sql(
     write: bool = typer.Option(False, "--write", help="Allow a query that writes."),
     max_rows: int = typer.Option(50, "--max-rows", help="Rows shown on the terminal."),
 ) -> None:
-    """Run SQL over the unit store. Tables (probe, concept, model, run, unit, unit_concept, embedding,
-    embedding_point) and views (unit_label, model_concept_units, model_category_profile, model_concept_matrix)
+    """Run SQL over the unit store. Tables (probe, concept, model, run, unit, embedding, embedding_point;
+    the tallies as unit_tally and run_concept) and views (unit_concept: one row per unit x concept pair,
+    unit_label, model_concept_units, model_category_profile, model_concept_matrix)
     are reachable by name; in DuckDB, local CSV/Parquet files can be joined in.
 
     Example: lce sql "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model"
