@@ -10,8 +10,10 @@ import torch
 import torchvision
 from sqlalchemy import text
 
-from tests.test_ingest import synth  # noqa: F401  (the registered 30-image 64-px probe)
+from tests import test_ingest
 from tests.test_ingest_plan import plan, runs
+
+synth = test_ingest.synth  # the fixture of the registered 30-image 64-px probe
 
 # Three small models (layer3 and below: 256 units at most); one has two layers.
 THREE = ("model,arch,random_init,seed,layer\nr18-1,resnet18,true,1,layer3\nr18-2,resnet18,yes,2,layer2\n"

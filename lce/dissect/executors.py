@@ -89,8 +89,11 @@ def run_rows(todo: list[PlanRow], executor: str = "sequential", devices: list[st
     elif executor == "ray":
         _run_ray(todo, ray_address, devices, tracker, warn)
     else:
+        from lce.config import pick_device
+
         for index, row in enumerate(todo):
-            tracker.finished(index, *ingest_row(row.request, progress, warn), where=row.request.device)
+            tracker.finished(index, *ingest_row(row.request, progress, warn),
+                             where=str(pick_device(row.request.device)))
     return tracker.results
 
 
@@ -186,9 +189,12 @@ def _run_local(todo: list[PlanRow], devices: list[str], tracker: _Tracker, warn)
             wait([slot.pipe for slot in busy] + [slot.process.sentinel for slot in busy], timeout=5)
             for slot in busy:
                 _read(slot, tracker, warn)
-    finally:
+    except BaseException:  # Ctrl-C, or a bug here: the workers stop now, not after their rows
         for slot in slots:
-            _stop(slot)
+            _stop(slot, patience=0)
+        raise
+    for slot in slots:
+        _stop(slot)
 
 
 def _start(context, slot: _Slot, threads: int) -> None:
@@ -227,14 +233,14 @@ def _read(slot: _Slot, tracker: _Tracker, warn) -> None:
         _stop(slot)
 
 
-def _stop(slot: _Slot) -> None:
+def _stop(slot: _Slot, patience: float = 10) -> None:
     if slot.process is None:
         return
     try:
         slot.pipe.send(None)  # done: the worker returns
     except (OSError, ValueError):
         pass
-    slot.process.join(timeout=10)
+    slot.process.join(timeout=patience)
     if slot.process.is_alive():
         slot.process.kill()
         slot.process.join()
