@@ -117,6 +117,7 @@ def test_options_that_cannot_work_are_refused_before_any_work(cli, engine, synth
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     missing = plan(cli, path, "--executor", "ray")
     assert missing.exit_code == 1 and "pip install 'lce[ray]'" in missing.stderr, missing.output
+    assert "Plan" not in missing.stdout  # refused before the plan was checked
     assert runs(engine) == []
     monkeypatch.delenv("LCE_DATABASE_URL")  # the embedded server: a unix socket of this machine
     remote = plan(cli, path, "--executor", "ray", "--ray-address", "10.0.0.7:6379")

@@ -55,6 +55,8 @@ def check_executor(executor: str, devices: list[str] | None, ray_address: str | 
                        "database, and the embedded one listens on a unix socket of this machine only. Set "
                        f"{DATABASE_URL_ENV} to a PostgreSQL server every worker can reach (postgresql://user:"
                        "password@host:5432/database), or drop --ray-address to run on a local Ray cluster.")
+    if executor == "ray":
+        import_ray()  # a missing extra is said before the plan's models are built
 
 
 def parse_devices(text: str | None) -> list[str] | None:
