@@ -77,26 +77,47 @@ def user_errors(function: Callable) -> Callable:
                     raise
                 raise LceError(outage.lost_message(error)) from error
         except LceError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a message may hold brackets, as in pip install 'lce[ray]'
+
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper
 
 
+OVERALL = "models"  # lce ingest --plan's bar of rows done; the other bars are each worker's passes
+DISSECTED = "pass 1"  # the pass that reads every probe image once per model, whichever worker runs it
+
+
 @contextmanager
 def progress_bars():
     """Rich progress bars on stderr, one per named task, with images/s and an ETA; yields the callback
-    update(name, done, total) that the library's long functions report to. Only on a terminal: elsewhere (a log)
-    rich would draw no bars but leave an empty line behind."""
+    update(name, done, total) that the library's long functions report to. The "models" bar's rate is the images
+    dissected per second over all its workers (their "... pass 1" bars), its ETA from the models done. Only on a
+    terminal: elsewhere (a log) rich would draw no bars but leave an empty line behind."""
+    import time
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=not errors.is_interactive) as bar:
         tasks: dict[str, int] = {}
+        last: dict[str, int] = {}  # each pass-1 bar's count, to add what it gained to the overall images
+        overall = {"images": 0, "since": time.monotonic()}
 
         def update(name: str, done: int, total: int) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total, rate="")
+            if name.endswith(DISSECTED):
+                overall["images"] += done - last.get(name, 0) if done >= last.get(name, 0) else done
+                last[name] = done
+            if name == OVERALL:
+                elapsed = time.monotonic() - overall["since"]
+                rate = overall["images"] / elapsed if elapsed > 0 and overall["images"] else 0
+                bar.update(tasks[name], completed=done, total=total, rate=f"{rate:,.0f} img/s" if rate else "")
+                return
             speed = bar.tasks[tasks[name]].speed
             bar.update(tasks[name], completed=done, total=total, rate=f"{speed:,.0f} img/s" if speed else "")
+            if OVERALL in tasks:  # its images/s moves with the workers', not only when a model ends
+                update(OVERALL, bar.tasks[tasks[OVERALL]].completed, bar.tasks[tasks[OVERALL]].total)
 
         yield update

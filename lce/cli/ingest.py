@@ -68,12 +68,23 @@ def ingest(
     plan: Path | None = typer.Option(None, "--plan", help="A CSV of models, one a row: a model column and any "
                                                           "per-model option as a column (layer: several separated "
                                                           "by ;); the command line's options are every row's "
-                                                          "defaults. Checked and printed first, then run one "
-                                                          "by one; rows already stored are skipped."),
+                                                          "defaults. Checked and printed first, then run (see "
+                                                          "--executor); rows already stored are skipped."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="With --plan: run the valid rows when some "
                                                                     "are invalid (exit 2)."),
     shard: str | None = typer.Option(None, "--shard", help="With --plan, K/N: only every N-th row from the K-th "
                                                            "(N processes together run the plan once)."),
+    executor: str = typer.Option("sequential", "--executor", help="With --plan: sequential (one row after another "
+                                                                  "here), local (one worker process per --devices "
+                                                                  "entry) or ray (one Ray task per row; pip install "
+                                                                  "'lce[ray]')."),
+    devices: str | None = typer.Option(None, "--devices", help="With --executor local: the workers' devices, e.g. "
+                                                               "cuda:0,cuda:1 or cpu,cpu (default: every GPU, else "
+                                                               "one cpu); with ray and no --ray-address: the local "
+                                                               "cluster's CPUs and GPUs."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="With --executor ray: auto or HOST:PORT of "
+                                                                       "a running cluster (needs LCE_DATABASE_URL); "
+                                                                       "default: a local cluster."),
 ) -> None:
     """Dissect a model's layer(s) over a registered probe and store every unit (threshold, best concept and IoU),
     the unit x concept tallies and each unit's top images, in one transaction.
@@ -104,10 +115,11 @@ def ingest(
                         random_init=random_init, seed=seed, device=device, tf32=tf32, batch_size=batch_size,
                         workers=workers, cache_budget=cache_budget, split=split, layout=layout,
                         prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace)
-        _plan(plan, defaults, skip_invalid, shard, dry_run)
+        _plan(plan, defaults, skip_invalid, shard, dry_run, executor, devices, ray_address)
         return
-    if skip_invalid or shard is not None:
-        raise LceError("--skip-invalid and --shard go with --plan FILE.")
+    if skip_invalid or shard is not None or executor != "sequential" or devices or ray_address:
+        raise LceError("--skip-invalid, --shard, --executor, --devices and --ray-address go with --plan FILE (lce "
+                       "ingest MODEL dissects on --device).")
     if resume is not None:
         dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
                                                ("--layer", bool(layer)), ("--arch", arch is not None),
@@ -166,9 +178,13 @@ def _resume(path: Path, replace: bool) -> None:
     console.print(f"Stored; {path} is deleted.", highlight=False)
 
 
-def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry_run: bool) -> None:
+def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry_run: bool, executor: str,
+          devices: str | None, ray_address: str | None) -> None:
     from lce.dissect.batch import check_plan, parse_shard, read_plan, run_plan, store_pending
+    from lce.dissect.executors import check_executor, parse_devices
 
+    device_list = parse_devices(devices)
+    check_executor(executor, device_list, ray_address)  # before any model is built: Ray's reach, absent GPUs
     rows = read_plan(path, defaults, shard=parse_shard(shard) if shard is not None else None)
     for pending_file, said in store_pending():  # runs kept when the database went away come first
         console.print(f"{pending_file}: {said}", highlight=False, soft_wrap=True)
@@ -203,11 +219,12 @@ def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry
 
     with progress_bars() as progress:
         results = run_plan(rows, progress, warn=lambda message: errors.print(
-            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), report=report)
-    summary = Table("line", "model", "outcome", "seconds", title="Summary", title_justify="left")
+            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), report=report,
+            executor=executor, devices=device_list, ray_address=ray_address)
+    summary = Table("line", "model", "outcome", "seconds", "where", title="Summary", title_justify="left")
     for result in results:
         seconds = f"{result.seconds:.1f}" if result.outcome in ("stored", "failed") else "-"
-        summary.add_row(str(result.row.line), result.row.model, result.outcome, seconds)
+        summary.add_row(str(result.row.line), result.row.model, result.outcome, seconds, result.where or "-")
     console.print(summary, highlight=False)
     for result in results:
         if result.reason:

@@ -1,8 +1,9 @@
-"""Many models from one plan: a CSV with a row per model, every row checked before any work, then run one by one.
+"""Many models from one plan: a CSV with a row per model, every row checked before any work, then run.
 
     rows = check_plan(read_plan(Path("plan.csv"), defaults={"probe": "synth"}, shard=(1, 2)))
     print([(row.line, row.model, row.status, row.reason) for row in rows])   # to do | done | invalid
     results = run_plan(rows, progress)   # each "to do" row through lce.dissect.ingest.ingest, failures isolated
+    results = run_plan(rows, progress, executor="local", devices=["cuda:0", "cuda:1"])   # or "ray" (executors.py)
 
 A plan's columns are `model` and the per-model options of `lce ingest`, long names with underscores (`layer`
 holds several layers separated by `;`); an empty cell takes the command line's value (`defaults`). A row already
@@ -15,7 +16,6 @@ from __future__ import annotations
 import csv
 import gc
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -232,46 +232,25 @@ class RowResult:
     seconds: float = 0.0
     reason: str = ""
     runs: list = field(default_factory=list)  # the IngestOutcomes of a stored row
+    where: str = ""  # the device (and Ray host) that ran it
 
 
 def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callable[[str], None] | None = None,
-             report: Callable[[RowResult], None] | None = None) -> list[RowResult]:
-    """Ingest the checked rows that are "to do", one after another, each in ingest()'s own transaction(s); a row
-    that fails (an LceError, or any exception such as running out of memory) is noted and the next goes on.
+             report: Callable[[RowResult], None] | None = None, executor: str = "sequential",
+             devices: list[str] | None = None, ray_address: str | None = None) -> list[RowResult]:
+    """Ingest the checked rows that are "to do", each in ingest()'s own transaction(s): one after another here
+    (`executor` "sequential"), in one worker process per device of `devices` ("local"), or one Ray task per row
+    ("ray", on the cluster at `ray_address`, else a local one); see lce.dissect.executors. A row that fails (an
+    LceError, any exception such as running out of memory, or its worker's death) is noted and the others go on.
     `progress` hears ("models", done, total) besides each ingest's passes; `report` hears each row as it ends.
     One result per row, in the plan's order."""
-    from lce.dissect.ingest import ingest
+    from lce.dissect.executors import run_rows
 
     todo = [row for row in rows if row.status == "to do"]
-    results: dict[int, RowResult] = {}
-    for done, row in enumerate(todo):
-        if progress:
-            progress("models", done, len(todo))
-        started = time.perf_counter()
-        try:
-            runs = ingest(row.request, progress, warn=warn)
-            result = RowResult(row, "stored", time.perf_counter() - started, runs=runs)
-        except LceError as error:
-            result = RowResult(row, "failed", time.perf_counter() - started, str(error))
-        except Exception as error:  # out of memory, a bug in a model's forward: this row only
-            result = RowResult(row, "failed", time.perf_counter() - started, f"{type(error).__name__}: {error}")
-            _free_memory()
-        results[id(row)] = result
-        if report:
-            report(result)
-    if progress and todo:
-        progress("models", len(todo), len(todo))
+    results = {id(row): result for row, result in zip(todo, run_rows(
+        todo, executor, devices=devices, ray_address=ray_address, progress=progress, warn=warn, report=report))}
     return [results.get(id(row)) or RowResult(row, "skipped" if row.status == "done" else "invalid",
                                               reason=row.reason) for row in rows]
-
-
-def _free_memory() -> None:
-    """What a failed row held (an out-of-memory error keeps its frames' tensors until collected)."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def store_pending() -> list[tuple[Path, str]]:
