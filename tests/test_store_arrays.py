@@ -1,12 +1,13 @@
 """The tally store: unit x concept tallies kept as arrays (unit_tally, run_concept) and read pair by pair through the
 view unit_concept, value for value; migration 0008 moves rows stored by the former table without changing one."""
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 
 from lce.db import connection, migrate
 from lce.db.probes import ProbeConcept, ProbeRecord, write_probe
-from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, write_runs
+from lce.db.runs import ModelInfo, RunRecord, TallyColumns, TallyRow, UnitRow, write_runs
 from lce.errors import LceError
 
 PAIRS = ("SELECT t.run_id, t.unit, c.category, c.name, t.intersection, t.activation, t.truth, t.iou"
@@ -72,6 +73,24 @@ def test_a_dissected_run_of_every_pair_reads_back_exactly(engine):
                                           t.truth, t.iou) for t in tallies)
     assert rows(engine, "SELECT count(*), count(activation), count(activations), count(truths) FROM unit_tally") \
         == [(24, 24, 0, 0)]
+
+
+def test_tallies_handed_over_as_columns_store_what_the_rows_store(engine):
+    """lce ingest hands its tallies over as numpy columns (TallyColumns): the same pairs as TallyRow objects."""
+    concepts = [("scene", "s0"), ("object", "o0"), ("object", "o1"), ("color", "c0")]
+    pairs = [(u, c, (u * 5 + c * 3) % 9 + 1, 40 + u, 30 + c) for u in range(6) for c in range(len(concepts))
+             if (u + c) % 3]
+    listed = [TallyRow(u, concepts[c], i, a, g, i / (a + g - i)) for u, c, i, a, g in pairs]
+    unit, concept, intersection, activation, truth = (np.array(column) for column in zip(*pairs))
+    columns = TallyColumns(concepts, unit, concept, intersection, activation, truth,
+                           intersection / (activation + truth - intersection))
+    assert list(columns) == listed and len(columns) == len(listed)
+    first, second = write_runs(engine, [record("rows", listed, "dissect", "dissected", units=6),
+                                        record("columns", columns, "dissect", "dissected", units=6)])
+    stored = {}
+    for run_id, *pair in rows(engine, PAIRS):
+        stored.setdefault(run_id, []).append(tuple(pair))
+    assert stored[first.run_id] == stored[second.run_id] and len(stored[first.run_id]) == len(listed)
 
 
 @pytest.mark.parametrize("bad, words", [

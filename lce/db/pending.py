@@ -17,6 +17,7 @@ import re
 import time
 import zlib
 from dataclasses import asdict
+from dataclasses import replace as with_fields  # `replace` is also the --replace flag here
 from pathlib import Path
 
 from lce.config import lce_home, write_retry_s
@@ -39,7 +40,7 @@ def save(records: list[RunRecord], replace: bool) -> Path:
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", records[0].model.name)[:60] if records else "none"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     document = {"format": FORMAT, "version": VERSION, "replace": replace, "saved": stamp,
-                "runs": [asdict(record) for record in records]}
+                "runs": [_document(record) for record in records]}
     payload = gzip.compress(json.dumps(document, allow_nan=True).encode(), compresslevel=6, mtime=0)
     for suffix in range(1000):
         path = folder / f"{stamp}-{model}{f'-{suffix}' if suffix else ''}.runs.json.gz"
@@ -97,6 +98,11 @@ def resume(path: Path, replace: bool | None = None, retry_s: float | None = None
                        "once the database is back.") from None
     Path(path).unlink()
     return written
+
+
+def _document(record: RunRecord) -> dict:
+    """The record as JSON-ready values (tallies pair by pair, whether a list or numpy columns)."""
+    return {**asdict(with_fields(record, tallies=[])), "tallies": [asdict(tally) for tally in record.tallies]}
 
 
 def _record(run: dict) -> RunRecord:

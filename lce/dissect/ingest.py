@@ -31,7 +31,7 @@ from lce.db import pending
 from lce.db.connection import connect
 from lce.db.locks import dissection_lock, run_identity
 from lce.db.outage import DatabaseLost
-from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, find_run, write_runs
+from lce.db.runs import ModelInfo, RunRecord, TallyColumns, UnitRow, find_run, write_runs
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
 from lce.errors import LceError
 from lce.probe.broden import Broden
@@ -302,12 +302,14 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
                 threshold=float(thresholds[u]))
         for u in range(tally.units)
     ]
+    # Every pair with a non-zero intersection, as columns (no Python object per pair).
     unit_index, column_index = np.nonzero(intersection[:, columns])
-    tallies = [
-        TallyRow(unit=int(u), concept=names[int(col)], intersection=int(intersection[u, col]),
-                 activation=int(activation[u, col]), truth=int(truth[col]), iou=float(iou[u, col]))
-        for u, col in zip(unit_index, columns[column_index])
-    ]
+    pair_column = columns[column_index]
+    tallies = TallyColumns(
+        concepts=[names[int(col)] for col in columns], unit=unit_index.astype(np.int64), concept=column_index,
+        intersection=intersection[unit_index, pair_column].astype(np.int64),
+        activation=activation[unit_index, pair_column].astype(np.int64), truth=truth[pair_column].astype(np.int64),
+        iou=iou[unit_index, pair_column].astype(np.float64))
     top_images, top_activations = result.top_images.cpu().numpy(), result.top_activations.cpu().numpy()
     top = [(u, rank, int(top_images[u, rank]), float(top_activations[u, rank]))
            for u in range(tally.units) for rank in range(top_images.shape[1])]
