@@ -51,14 +51,15 @@ def status() -> None:
 def upgrade() -> None:
     """Migrate the schema to the newest revision (every command also does this on first use), and give the
     read-only role SELECT on every table and view. On an external server, create that role (lce_reader, or the
-    user of LCE_DATABASE_READONLY_URL) when the connecting user may create roles.
+    user of LCE_DATABASE_READONLY_URL) when the connecting user may create roles, and take from PUBLIC the
+    temporary tables and large objects PostgreSQL grants it, as far as that user may (or say what to ask for).
 
     Example: LCE_DATABASE_URL=postgresql://me@dbhost/lce lce db upgrade
     """
     from lce.db import migrate
     from lce.config import external_database_url
     from lce.db.connection import connect, reader_role
-    from lce.db.roles import READER, create_reader, role_exists
+    from lce.db.roles import READER, create_reader, role_exists, secure_external
 
     engine = connect(upgrade=False)
     before = migrate.current(engine)
@@ -71,6 +72,9 @@ def upgrade() -> None:
         if external_database_url():
             console.print(create_reader(raw, reader))
         exists = role_exists(raw, reader)
+        if external_database_url() and exists:
+            for said in secure_external(raw, reader):
+                console.print(said)
         raw.commit()  # on the driver's connection: SQLAlchemy's own commit knows of no transaction here
     if exists:
         granted = migrate.grant_reader(engine, reader)

@@ -7,7 +7,8 @@
 `lce_owner` owns the schema (no superuser, no CREATEROLE, no CREATEDB). `lce_reader` can connect and SELECT,
 nothing else: no membership in the owner, no server-file roles, no CREATE anywhere, no temporary tables, no large
 objects, and `default_transaction_read_only` on. On an external server the reader is whatever role
-LCE_DATABASE_READONLY_URL logs in as; `lce db upgrade` creates `lce_reader` there when the connecting user may.
+LCE_DATABASE_READONLY_URL logs in as; `lce db upgrade` creates `lce_reader` there when the connecting user may,
+and takes from PUBLIC what the connecting user may take (secure_external).
 """
 
 from __future__ import annotations
@@ -116,6 +117,35 @@ def create_reader(conn, reader: str = READER) -> str:
     _read_only_by_default(conn, reader)
     return (f"created read-only role {reader}; give it a password (ALTER ROLE {reader} PASSWORD '...') and set "
             f"LCE_DATABASE_READONLY_URL to its login")
+
+
+def secure_external(conn, reader: str = READER) -> list[str]:
+    """On an external server, as the connecting user: what secure_database does on the embedded server, as far as
+    this user may. PostgreSQL grants every new database's CONNECT and TEMPORARY, and the large-object constructors,
+    to PUBLIC; a read-only login that lifts its own `default_transaction_read_only` could then make temporary
+    tables and large objects. Returns what was done, or what to ask an administrator for, for `lce db upgrade`."""
+    database, superuser, owns = conn.execute(
+        "SELECT current_database(), r.rolsuper, d.datdba = r.oid FROM pg_roles r, pg_database d"
+        " WHERE r.rolname = current_user AND d.datname = current_database()").fetchone()
+    ident = {"db": sql.Identifier(database), "reader": sql.Identifier(reader)}
+    said = []
+    if superuser or owns:
+        for text in ("REVOKE ALL ON DATABASE {db} FROM PUBLIC", "GRANT CONNECT ON DATABASE {db} TO {reader}",
+                     "REVOKE CREATE ON SCHEMA public FROM PUBLIC"):
+            conn.execute(sql.SQL(text).format(**ident))
+        said.append(f"database {database}: nothing granted to PUBLIC (no temporary tables), {reader} may connect")
+    elif conn.execute("SELECT has_database_privilege(%s, current_database(), 'TEMPORARY')", (reader,)).fetchone()[0]:
+        said.append(f"{reader} may create temporary tables in {database}: ask its owner for `REVOKE ALL ON DATABASE "
+                    f"{database} FROM PUBLIC; GRANT CONNECT ON DATABASE {database} TO {reader}`")
+    functions = ", ".join(f"pg_catalog.{function}" for function in LARGE_OBJECT_WRITERS)
+    if superuser:
+        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(sql.SQL(functions)))
+        said.append("large objects: their constructors revoked from PUBLIC")
+    elif conn.execute("SELECT has_function_privilege(%s, 'pg_catalog.lo_from_bytea(oid, bytea)', 'EXECUTE')",
+                      (reader,)).fetchone()[0]:
+        said.append(f"{reader} may create large objects: ask an administrator (a superuser) for `REVOKE EXECUTE ON "
+                    f"FUNCTION {functions} FROM PUBLIC` in database {database}")
+    return said
 
 
 def write_powers(conn) -> list[str]:
