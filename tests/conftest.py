@@ -94,6 +94,10 @@ def scratch_database(admin_url: str, monkeypatch, template: str | None = None):
     copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"{copy} OWNER {roles.OWNER}')
+    # As lce's own server makes its database (a copy does not carry the template's database rights).
+    with psycopg.connect(make_url(admin_url).set(database=name).render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        roles.secure_database(conn, name)
     url = _sqlalchemy_url(admin_url, name, roles.OWNER)
     monkeypatch.setenv("LCE_DATABASE_URL", url)
     monkeypatch.setenv("LCE_DATABASE_READONLY_URL", _sqlalchemy_url(admin_url, name, roles.READER))

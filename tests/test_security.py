@@ -113,6 +113,23 @@ def test_a_readonly_url_that_can_write_is_refused(cli, database, monkeypatch):
     _refused(cli("sql", "SELECT 1"), "not read-only", "may write tables")
 
 
+@pytest.mark.parametrize("grant, words", [
+    ("GRANT TEMPORARY ON DATABASE {db} TO lce_reader", "may create temporary tables"),
+    ("GRANT EXECUTE ON FUNCTION pg_catalog.lo_from_bytea(oid, bytea) TO lce_reader", "may create large objects"),
+])
+def test_a_reader_that_could_write_once_it_lifts_its_read_only_default_is_refused(cli, admin_url, database,
+                                                                                  grant, words):
+    """What PostgreSQL gives PUBLIC in a new database (temporary tables, large objects) is a write for a login
+    that sets default_transaction_read_only off (through DuckDB's postgres_execute, for one): such a reader is
+    refused, as a server that lce did not secure would give it."""
+    name = make_url(database).database
+    with psycopg.connect(make_url(admin_url).set(database=name).render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        conn.execute(grant.format(db=f'"{name}"'))
+    connection.dispose_all()
+    _refused(cli("sql", "SELECT 1"), "not read-only", words)
+
+
 def test_an_external_server_without_a_readonly_url_needs_write(cli, database, monkeypatch):
     monkeypatch.delenv("LCE_DATABASE_READONLY_URL")
     connection.dispose_all()

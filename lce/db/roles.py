@@ -162,15 +162,21 @@ def write_powers(conn) -> list[str]:
                (SELECT string_agg(g.rolname, ', ' ORDER BY g.rolname) FROM pg_roles g
                 WHERE g.rolname <> current_user AND pg_has_role(current_user, g.oid, 'USAGE')
                   AND g.rolname NOT IN ('pg_read_all_data', 'pg_read_all_settings', 'pg_read_all_stats',
-                                        'pg_stat_scan_tables', 'pg_monitor'))
+                                        'pg_stat_scan_tables', 'pg_monitor')),
+               -- A login that lifts its own default_transaction_read_only could write these (PUBLIC has both in
+               -- a new database unless they are taken away: secure_database, secure_external).
+               has_database_privilege(current_database(), 'TEMPORARY'),
+               has_function_privilege('pg_catalog.lo_from_bytea(oid, bytea)', 'EXECUTE')
         FROM pg_roles r WHERE r.rolname = current_user
         """
     ).fetchone()
-    superuser, createrole, createdb, create_db, create_schema, writable, member_of = row
+    superuser, createrole, createdb, create_db, create_schema, writable, member_of, temporary, large_objects = row
     powers = [name for flag, name in ((superuser, "is a superuser"), (createrole, "may create roles"),
                                       (createdb, "may create databases"),
                                       (create_db, "may create schemas"),
-                                      (create_schema, "may create objects in schema public")) if flag]
+                                      (create_schema, "may create objects in schema public"),
+                                      (temporary, "may create temporary tables"),
+                                      (large_objects, "may create large objects")) if flag]
     if writable:
         powers.append(f"may write tables {writable}")
     if member_of:
