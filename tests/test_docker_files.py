@@ -156,6 +156,15 @@ def test_host_network_override_covers_services_of_the_main_file(compose):
         assert "@127.0.0.1:${LCE_DB_PORT:-5432}/lce" in override["services"][name]["environment"]["LCE_DATABASE_URL"]
 
 
+def test_host_network_ray_commands_differ_from_the_main_file_in_the_address_only(compose):
+    override = load_compose("compose.hostnet.yaml")["services"]
+    head = [part.replace("${RAY_HEAD_PORT:-6379}", "6379") for part in override["ray-head"]["command"]]
+    assert head == compose["services"]["ray-head"]["command"]
+    worker = [part.replace("127.0.0.1:${RAY_HEAD_PORT:-6379}", "ray-head:6379")
+              for part in override["ray-worker"]["command"]]
+    assert worker == compose["services"]["ray-worker"]["command"]
+
+
 def test_dockerfile_build_arguments_default_to_public_images():
     args = dockerfile_args(DOCKER / "Dockerfile")
     assert re.fullmatch(r"python:3\.1[1-9]-slim", args["BASE_IMAGE"])
@@ -217,5 +226,6 @@ def test_smoke_runs_every_step_and_tears_down():
     text = (DOCKER / "smoke").read_text()
     assert "set -euo pipefail" in text.splitlines()
     assert re.search(r"^trap .*EXIT", text, re.MULTILINE)
-    for step in ("probe synth", "probe add", "ingest --plan", " embed ", "psql", "down --volumes", "DOCKER_HOST"):
+    for step in ("probe synth", "probe add", "ingest --plan", " embed ", "psql", "down --volumes", "DOCKER_HOST",
+                 "--executor ray --ray-address auto"):
         assert step in text, step
