@@ -110,7 +110,9 @@ def _quote_libpq(value: str) -> str:
 def create(url: str) -> Engine:
     """An engine for `url`, checked to be reachable; pooled connections are checked before each use."""
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        # UTF-8 on the wire whatever the database's encoding: with a SQL_ASCII database psycopg would otherwise
+        # hand back bytes, which SQLAlchemy cannot read.
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"client_encoding": "utf8"})
     except (ArgumentError, ModuleNotFoundError, ValueError) as error:
         raise LceError(f"The database URL {masked(url)} is not a PostgreSQL URL lce can use: {error}") from error
     try:
