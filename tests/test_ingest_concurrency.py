@@ -9,9 +9,11 @@ import time
 
 from sqlalchemy import text
 
+from tests import test_ingest
 from tests.conftest import shared_file
-from tests.test_ingest import synth  # noqa: F401  (the registered 30-image 64-px probe)
 from tests.test_ingest_plan import THREE, plan, units
+
+synth = test_ingest.synth  # the fixture of the registered 30-image 64-px probe
 
 
 def lce(*args: str) -> list[str]:

@@ -7,7 +7,10 @@ from sqlalchemy import text
 
 from lce.dissect.batch import parse_shard, read_plan
 from lce.errors import LceError
-from tests.test_ingest import ingest, synth  # noqa: F401  (the registered 30-image 64-px probe)
+from tests import test_ingest
+from tests.test_ingest import ingest
+
+synth = test_ingest.synth  # the fixture of the registered 30-image 64-px probe
 
 THREE = ("model,arch,random_init,seed,layer\nr18-1,resnet18,true,1,\nr18-2,resnet18,yes,2,\n"
          "r18-34,resnet18,1,3,layer3;layer4\n")
