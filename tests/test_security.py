@@ -96,6 +96,13 @@ def test_duckdb_postgres_execute_cannot_write(cli, owner_dsn, query):
     assert _rows(owner_dsn, "SELECT count(*) FROM model") == [(0,)]
 
 
+def test_postgres_own_reason_is_said_for_a_query_refused_through_duckdb(cli, owner_dsn):
+    result = cli("sql", "CALL postgres_execute('pg', 'COMMIT; SET default_transaction_read_only = off; COMMIT; "
+                        "CREATE TEMP TABLE intruder (a int)')")
+    assert result.exit_code == 1, result.output
+    assert "PostgreSQL refused it: permission denied to create temporary tables" in result.stderr, result.stderr
+
+
 def test_empty_statements_are_a_message(cli, owner_dsn):
     for engine in ("duckdb", "postgres"):
         _refused(cli("sql", "--engine", engine, ";"), "no statement")

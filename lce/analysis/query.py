@@ -15,6 +15,7 @@ are refused before they run. `write=True` logs in as the owner.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -69,7 +70,16 @@ def _run_duckdb(query: str, write: bool) -> duckdb.DuckDBPyRelation:
             return con.table("lce_result")
         return con.sql(last.query) if last.type.name in READING else _executed(con, last)
     except duckdb.Error as error:
-        raise LceError(f"DuckDB could not run the query: {first_line(error)}") from None
+        raise LceError(f"DuckDB could not run the query: {_duckdb_reason(error)}") from None
+
+
+def _duckdb_reason(error: duckdb.Error) -> str:
+    """DuckDB's first line; or, for a query that PostgreSQL refused through postgres_scanner (whose message quotes
+    the SQL, over several lines, before PostgreSQL's ERROR), PostgreSQL's own reason."""
+    refused = re.search(r"ERROR:\s+(.+)", str(error))
+    if refused and str(error).startswith("Failed to execute query"):
+        return f"PostgreSQL refused it: {refused.group(1).strip()}"
+    return first_line(error)
 
 
 def _executed(con: duckdb.DuckDBPyConnection, statement) -> duckdb.DuckDBPyRelation:
