@@ -41,7 +41,9 @@ How the engine will feed it (a later session wires this into the two passes; no 
   units) or, for `netdissect`, (blocks, units, concepts) from A[u, k] by each concept's category, and G_b
   (blocks, concepts). Their sums over b are today's tallies, so the point estimates stay as they are. Memory:
   100 x 2048 units x 1196 concepts x 8 bytes = 2 GB for a ResNet-50 layer4 on Broden (int32 counters halve it,
-  exact below 2**31 per block); only columns of concepts the probe carries need keeping.
+  exact below 2**31 per block), and label_uncertainty holds I once more as float64 while it runs (A per unit
+  and G stay small: the union is formed per chunk of replicates); only columns of concepts the probe carries
+  need keeping.
 - Positions in pass 2: A_p (units, S*S), the count of images where M_u covers position p, is a sum of the masks
   over the batch (for `netdissect` one per category, over images annotating it: (categories, units, S*S));
   G_p (concepts, S*S) is the same sum of the label maps, whole-image labels counting every position. N_k: the
@@ -112,31 +114,43 @@ def _float64(values, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values).to(device, torch.float64)
 
 
-def _block_tallies(intersection_blocks, activation_blocks, truth_blocks, weights, device):
-    """The tallies as (blocks, units * concepts) float64 matrices, checked against each other."""
-    if device is None:
-        device = intersection_blocks.device if torch.is_tensor(intersection_blocks) else "cpu"
-    intersection = _float64(intersection_blocks, device)
-    activation = _float64(activation_blocks, device)
-    truth = _float64(truth_blocks, device)
-    weight = _float64(weights, device)
-    if intersection.dim() != 3:
-        raise LceError("The per-block intersections must be (blocks, units, concepts), not "
-                       f"{tuple(intersection.shape)}.")
-    blocks, units, concepts = intersection.shape
-    if tuple(activation.shape) not in ((blocks, units), (blocks, units, concepts)) \
-            or tuple(truth.shape) != (blocks, concepts):
-        raise LceError(
-            f"The per-block tallies do not fit together: I is {tuple(intersection.shape)}, A is "
-            f"{tuple(activation.shape)} and G is {tuple(truth.shape)}; A must be (blocks, units) or (blocks, "
-            "units, concepts) and G (blocks, concepts).")
-    if activation.dim() == 2:
-        activation = activation[:, :, None].expand(blocks, units, concepts)
-    if weight.dim() != 2 or weight.shape[1] != blocks:
-        raise LceError(f"The replicate weights must be (replicates, {blocks}) for {blocks} blocks, not "
-                       f"{tuple(weight.shape)}.")
-    union_less_intersection = (activation + truth[:, None, :] - intersection).reshape(blocks, -1)
-    return intersection.reshape(blocks, -1), union_less_intersection, weight, (units, concepts)
+class _BlockTallies:
+    """Per-block I, A and G as float64 matrices on one device, checked against each other; IoUs for weights."""
+
+    def __init__(self, intersection_blocks, activation_blocks, truth_blocks, weights, device):
+        if device is None:
+            device = intersection_blocks.device if torch.is_tensor(intersection_blocks) else "cpu"
+        intersection = _float64(intersection_blocks, device)
+        activation = _float64(activation_blocks, device)
+        truth = _float64(truth_blocks, device)
+        weight = _float64(weights, device)
+        if intersection.dim() != 3:
+            raise LceError("The per-block intersections must be (blocks, units, concepts), not "
+                           f"{tuple(intersection.shape)}.")
+        blocks, units, concepts = intersection.shape
+        if tuple(activation.shape) not in ((blocks, units), (blocks, units, concepts)) \
+                or tuple(truth.shape) != (blocks, concepts):
+            raise LceError(
+                f"The per-block tallies do not fit together: I is {tuple(intersection.shape)}, A is "
+                f"{tuple(activation.shape)} and G is {tuple(truth.shape)}; A must be (blocks, units) or (blocks, "
+                "units, concepts) and G (blocks, concepts).")
+        if weight.dim() != 2 or weight.shape[1] != blocks:
+            raise LceError(f"The replicate weights must be (replicates, {blocks}) for {blocks} blocks, not "
+                           f"{tuple(weight.shape)}.")
+        # A per unit stays (blocks, units) and G (blocks, concepts): the union is only formed per replicate, so no
+        # second (blocks, units x concepts) matrix next to I.
+        self.activation_columns = concepts if activation.dim() == 3 else 1
+        self.intersection = intersection.reshape(blocks, -1)
+        self.activation = activation.reshape(blocks, -1)
+        self.truth, self.weight, self.units, self.concepts = truth, weight, units, concepts
+        self.device = intersection.device
+
+    def iou(self, weight: torch.Tensor) -> torch.Tensor:
+        """(len(weight), units, concepts): the IoU of the tallies weighted by each row of `weight` (blocks,)."""
+        intersection = (weight @ self.intersection).reshape(-1, self.units, self.concepts)
+        activation = (weight @ self.activation).reshape(-1, self.units, self.activation_columns)
+        union = activation + (weight @ self.truth)[:, None, :] - intersection
+        return _ratio(intersection, union)
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -152,13 +166,10 @@ def _chunk(units: int, concepts: int, chunk_bytes: int) -> int:
 def iter_bootstrap_iou(intersection_blocks, activation_blocks, truth_blocks, weights, *, device=None,
                        chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, torch.Tensor]]:
     """(first replicate, IoUs (chunk, units, concepts) float64) for consecutive chunks of replicates."""
-    intersection, rest, weight, (units, concepts) = _block_tallies(
-        intersection_blocks, activation_blocks, truth_blocks, weights, device)
-    step = _chunk(units, concepts, chunk_bytes)
-    for start in range(0, weight.shape[0], step):
-        w = weight[start:start + step]
-        # Union = A + G - I; the weighted union is w @ (A + G - I), so one matmul per tally.
-        yield start, _ratio(w @ intersection, w @ rest).reshape(-1, units, concepts)
+    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device)
+    step = _chunk(tallies.units, tallies.concepts, chunk_bytes)
+    for start in range(0, tallies.weight.shape[0], step):
+        yield start, tallies.iou(tallies.weight[start:start + step])
 
 
 def bootstrap_iou(intersection_blocks, activation_blocks, truth_blocks, weights, *, device=None,
@@ -200,10 +211,10 @@ def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weig
     category. labels: (units,) the engine's point labels (-1: none); by default the best point IoU over all
     concepts (the label of both variants), -1 where that IoU is 0. Thresholds are the point estimate's (fixed).
     """
-    intersection, rest, weight, (units, concepts) = _block_tallies(
-        intersection_blocks, activation_blocks, truth_blocks, weights, device)
-    device = intersection.device
-    point = _ratio(intersection.sum(0), rest.sum(0)).reshape(units, concepts)
+    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device)
+    device, weight, units, concepts = tallies.device, tallies.weight, tallies.units, tallies.concepts
+    # The point estimate: every block once (the pooled tallies, exact in float64).
+    point = tallies.iou(torch.ones(1, weight.shape[1], dtype=torch.float64, device=device))[0]
     if labels is None:
         best, label = point.max(dim=1)
         label = torch.where(best > 0, label, torch.full_like(label, -1))
@@ -234,7 +245,7 @@ def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weig
     step = _chunk(units, concepts, chunk_bytes)
     for start in range(0, replicates, step):
         w = weight[start:start + step]
-        iou = _ratio(w @ intersection, w @ rest).reshape(-1, units, concepts)
+        iou = tallies.iou(w)
         label_iou[start:start + w.shape[0]] = iou[:, unit_index, safe_label]
         best, winner = torch.where(candidates, iou, torch.full_like(iou, -1.0)).max(dim=2)  # (chunk, units)
         won = best > 0  # a replicate where every candidate's IoU is 0 has no winner
@@ -302,8 +313,15 @@ def expected_intersection(active_by_position, concept_by_position, images_annota
         if concept_category is None:
             raise LceError("A_p per category needs each concept's category (concept_category) to pair them.")
         category = torch.as_tensor(np.asarray(concept_category)).to(device, torch.int64)
-        # Each concept's A_p is its category's: (units, concepts) = sum_p A_p[k(c), u, p] * G_p[c, p].
-        summed = torch.einsum("cup,cp->uc", active[category], truth)
+        if tuple(category.shape) != (concepts,) or bool(((category < 0) | (category >= active.shape[0])).any()):
+            raise LceError(f"concept_category must give each of the {concepts} concepts a category among the "
+                           f"{active.shape[0]} of A_p.")
+        # Each concept's A_p is its category's; one matmul per category (gathering A_p per concept would take
+        # concepts x units x positions, 60 GB for a ResNet-50 on Broden).
+        summed = torch.zeros(active.shape[1], concepts, dtype=torch.float64, device=device)
+        for k in torch.unique(category).tolist():
+            columns = (category == k).nonzero().flatten()
+            summed[:, columns] = active[k] @ truth[columns].T
     count = _float64(images_annotating, device).reshape(-1).expand(concepts)
     return _ratio(summed, count[None, :].expand_as(summed))
 
