@@ -1,0 +1,351 @@
+"""How sure a label is: a block bootstrap over the probe's images, and the IoU that chance alone would give.
+
+    blocks = replicate_blocks(probe.sha256, images=len(probe))                  # (images,) block of each image
+    weights = replicate_weights(replicate_seed(probe.sha256), blocks.max() + 1)  # (replicates, blocks) counts
+    found = label_uncertainty(I_b, A_b, G_b, weights, concept_category, per_category=variant.label_per_category)
+    chance = chance_iou(A_p, G_p, images_annotating, A, G); lift = iou_lift(iou, chance)
+
+The method (issue 16, section 1):
+
+- **Block bootstrap.** The probe's images are split into at least 100 blocks by a seeded random partition (not
+  index.csv's order, which follows the source datasets and so would put one dataset in a block). Both the
+  partition and the bootstrap's replicates are seeded from the probe's content hash: the seed is
+  ``int(sha256[:16], 16)`` (the hash's first 64 bits), the partition draws from ``SeedSequence([seed, 0])`` and
+  the replicates from ``SeedSequence([seed, 1])``, so every run on a probe, whatever its model, shares the same
+  replicates and models move together as the probe sample does. A replicate draws `blocks` blocks with
+  replacement (multinomial counts w_rb); its tallies are the weighted sums of the per-block tallies, and its
+  IoU = sum_b w_rb I_b / (sum_b w_rb A_b + sum_b w_rb G_b - sum_b w_rb I_b), 0 where that denominator is 0.
+- **Thresholds are held fixed.** T_u is the point estimate's in every replicate (re-estimating it would need
+  every activation again). The interval so leaves out the threshold's own sampling noise; the coverage figure
+  (tests/test_uncertainty.py on simulated tallies, bench/ on the real engine) shows what that costs.
+- **Interval, stability, alternatives.** iou_low, iou_high: the 2.5% and 97.5% percentiles (linear
+  interpolation, torch.quantile) of the point label's replicate IoUs. stability: the share of replicates whose
+  best concept, within the variant's candidates (every concept for `dissect`; the point label's category for
+  `netdissect`, whose label is the best of each category), is the point label. A replicate whose best IoU is 0
+  has no winner. Alternatives: every candidate that wins at least 1% of replicates, with its share. runner_up:
+  the candidate with the second-best point IoU.
+- **Chance.** chance_iou is the IoU at the intersection expected if the concept's label maps were permuted among
+  the N_k images that can carry them (all N images for `dissect`; those annotating the concept's category for
+  `netdissect`, so A stays fixed): E[I] = (1/N_k) * sum_p A_p * G_p over the positions p of the S x S grid,
+  then E[I] / (A + G - E[I]). It keeps the unit's and the concept's spatial biases (centre bias, whole-image
+  labels) and removes only the pairing. It is a baseline to read lift = IoU / chance against, not a p-value: it
+  says nothing of how often a permuted probe would reach the observed IoU.
+
+Sums are taken in float64 on the tallies' device: the counts and weights are integers, exact in float64 up to
+2**53 (float32 would not be: a scene label's G over a Broden-sized probe passes 2**24).
+
+How the engine will feed it (a later session wires this into the two passes; no third pass):
+
+- Per-block tallies in pass 2: the engine already counts I[u, c], A and G per batch from each image's active
+  pixels; indexing the counters by ``blocks[image]`` as well gives I_b (blocks, units, concepts), A_b (blocks,
+  units) or, for `netdissect`, (blocks, units, concepts) from A[u, k] by each concept's category, and G_b
+  (blocks, concepts). Their sums over b are today's tallies, so the point estimates stay as they are. Memory:
+  100 x 2048 units x 1196 concepts x 8 bytes = 2 GB for a ResNet-50 layer4 on Broden (int32 counters halve it,
+  exact below 2**31 per block), and label_uncertainty holds I once more as float64 while it runs (A per unit
+  and G stay small: the union is formed per chunk of replicates); only columns of concepts the probe carries
+  need keeping.
+- Positions in pass 2: A_p (units, S*S), the count of images where M_u covers position p, is a sum of the masks
+  over the batch (for `netdissect` one per category, over images annotating it: (categories, units, S*S));
+  G_p (concepts, S*S) is the same sum of the label maps, whole-image labels counting every position. N_k: the
+  probe's image count, or per concept the count of images annotating its category.
+- Then label_uncertainty with the engine's own labels (`labels=`), and chance_iou with the pooled A and G.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from lce.errors import LceError
+
+# Issue 16: at least 100 blocks of images, 1,000 replicates by default; a 95% interval; alternatives from 1%.
+DEFAULT_BLOCKS = 100
+DEFAULT_REPLICATES = 1000
+INTERVAL = (0.025, 0.975)
+ALTERNATIVE_SHARE = 0.01
+
+# What one chunk of replicates may hold on the device (its IoUs and their temporaries), by default.
+CHUNK_BYTES = 256 * 2**20
+
+
+def replicate_seed(probe_sha256: str) -> int:
+    """The seed every run on a probe shares: the first 64 bits of the probe's content hash, as an integer."""
+    text = str(probe_sha256).strip().lower()
+    if len(text) < 16 or any(ch not in "0123456789abcdef" for ch in text):
+        raise LceError(
+            f"The probe's content hash {probe_sha256!r} is not a SHA-256 hex digest: the bootstrap's seed is taken "
+            "from its first 16 hex digits so that every run on a probe shares the same replicates. Pass the "
+            "probe's sha256 as stored with it (64 hex digits).")
+    return int(text[:16], 16)
+
+
+def replicate_blocks(probe_sha256: str, images: int, blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
+    """The block of each image, (images,) int64: a seeded random partition into `blocks` nearly equal blocks.
+
+    Block sizes differ by at most one image. A probe with fewer images than `blocks` gets one image per block.
+    """
+    seed = replicate_seed(probe_sha256)
+    if images < 1:
+        raise LceError(f"The bootstrap needs a probe with at least one image, not {images}.")
+    if blocks < 1:
+        raise LceError(f"The bootstrap needs at least one block of images, not {blocks} (issue 16 asks for 100).")
+    blocks = min(blocks, images)
+    order = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0]))).permutation(images)
+    block_of_image = np.empty(images, dtype=np.int64)
+    # The image at rank r of the shuffled order goes to block r * blocks // images: consecutive ranks, sizes
+    # floor or ceil of images / blocks.
+    block_of_image[order] = np.arange(images, dtype=np.int64) * blocks // images
+    return block_of_image
+
+
+def replicate_weights(seed: int, blocks: int, replicates: int = DEFAULT_REPLICATES) -> np.ndarray:
+    """How often each block is drawn in each replicate, (replicates, blocks) int64; every row sums to `blocks`."""
+    if blocks < 1 or replicates < 1:
+        raise LceError(f"The bootstrap needs at least one block and one replicate, not {blocks} blocks and "
+                       f"{replicates} replicates.")
+    generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), 1])))
+    return generator.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=replicates).astype(np.int64)
+
+
+def _float64(values, device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values).to(device, torch.float64)
+
+
+class _BlockTallies:
+    """Per-block I, A and G as float64 matrices on one device, checked against each other; IoUs for weights."""
+
+    def __init__(self, intersection_blocks, activation_blocks, truth_blocks, weights, device):
+        if device is None:
+            device = intersection_blocks.device if torch.is_tensor(intersection_blocks) else "cpu"
+        intersection = _float64(intersection_blocks, device)
+        activation = _float64(activation_blocks, device)
+        truth = _float64(truth_blocks, device)
+        weight = _float64(weights, device)
+        if intersection.dim() != 3:
+            raise LceError("The per-block intersections must be (blocks, units, concepts), not "
+                           f"{tuple(intersection.shape)}.")
+        blocks, units, concepts = intersection.shape
+        if tuple(activation.shape) not in ((blocks, units), (blocks, units, concepts)) \
+                or tuple(truth.shape) != (blocks, concepts):
+            raise LceError(
+                f"The per-block tallies do not fit together: I is {tuple(intersection.shape)}, A is "
+                f"{tuple(activation.shape)} and G is {tuple(truth.shape)}; A must be (blocks, units) or (blocks, "
+                "units, concepts) and G (blocks, concepts).")
+        if weight.dim() != 2 or weight.shape[1] != blocks:
+            raise LceError(f"The replicate weights must be (replicates, {blocks}) for {blocks} blocks, not "
+                           f"{tuple(weight.shape)}.")
+        # A per unit stays (blocks, units) and G (blocks, concepts): the union is only formed per replicate, so no
+        # second (blocks, units x concepts) matrix next to I.
+        self.activation_columns = concepts if activation.dim() == 3 else 1
+        self.intersection = intersection.reshape(blocks, -1)
+        self.activation = activation.reshape(blocks, -1)
+        self.truth, self.weight, self.units, self.concepts = truth, weight, units, concepts
+        self.device = intersection.device
+
+    def iou(self, weight: torch.Tensor) -> torch.Tensor:
+        """(len(weight), units, concepts): the IoU of the tallies weighted by each row of `weight` (blocks,)."""
+        intersection = (weight @ self.intersection).reshape(-1, self.units, self.concepts)
+        activation = (weight @ self.activation).reshape(-1, self.units, self.activation_columns)
+        union = activation + (weight @ self.truth)[:, None, :] - intersection
+        return _ratio(intersection, union)
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+    return torch.where(denominator > 0, numerator / safe, torch.zeros_like(numerator))
+
+
+def _chunk(units: int, concepts: int, chunk_bytes: int) -> int:
+    # About four (units, concepts) float64 arrays per replicate live at once: the two sums, the IoU, a mask.
+    return max(1, int(chunk_bytes) // (4 * 8 * max(1, units * concepts)))
+
+
+def iter_bootstrap_iou(intersection_blocks, activation_blocks, truth_blocks, weights, *, device=None,
+                       chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first replicate, IoUs (chunk, units, concepts) float64) for consecutive chunks of replicates."""
+    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device)
+    step = _chunk(tallies.units, tallies.concepts, chunk_bytes)
+    for start in range(0, tallies.weight.shape[0], step):
+        yield start, tallies.iou(tallies.weight[start:start + step])
+
+
+def bootstrap_iou(intersection_blocks, activation_blocks, truth_blocks, weights, *, device=None,
+                  chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+    """The IoU of every replicate, (replicates, units, concepts) float64, 0 where the union is 0.
+
+    I_b: (blocks, units, concepts); A_b: (blocks, units) or (blocks, units, concepts); G_b: (blocks, concepts);
+    weights: (replicates, blocks). The result itself is replicates x units x concepts: for a whole layer use
+    label_uncertainty, which keeps only what it needs from each chunk.
+    """
+    return torch.cat([iou for _, iou in iter_bootstrap_iou(
+        intersection_blocks, activation_blocks, truth_blocks, weights, device=device, chunk_bytes=chunk_bytes)])
+
+
+@dataclass
+class LabelUncertainty:
+    """Per unit (arrays of length units); -1 and NaN where a unit has no label or no runner-up."""
+
+    label: np.ndarray  # the point label's concept index
+    iou: np.ndarray  # its point IoU (from the summed tallies)
+    iou_low: np.ndarray
+    iou_high: np.ndarray
+    stability: np.ndarray  # share of replicates whose best candidate is the label
+    runner_up: np.ndarray  # the candidate with the second-best point IoU
+    runner_up_iou: np.ndarray
+    replicates: int
+    # (unit, concept, share) for every candidate winning at least ALTERNATIVE_SHARE of the replicates, the label
+    # included; by unit, then share (largest first), then concept.
+    alternatives: list[tuple[int, int, float]] = field(default_factory=list)
+
+
+def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weights, concept_category=None, *,
+                      per_category: bool = False, labels=None, device=None,
+                      chunk_bytes: int = CHUNK_BYTES) -> LabelUncertainty:
+    """Interval, stability, runner-up and alternatives of each unit's label, from per-block tallies.
+
+    concept_category: (concepts,) the category index of each concept; needed with per_category (the
+    `netdissect` rule, Variant.label_per_category), where a unit's candidates are the concepts of its label's
+    category. labels: (units,) the engine's point labels (-1: none); by default the best point IoU over all
+    concepts (the label of both variants), -1 where that IoU is 0. Thresholds are the point estimate's (fixed).
+    """
+    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device)
+    device, weight, units, concepts = tallies.device, tallies.weight, tallies.units, tallies.concepts
+    # The point estimate: every block once (the pooled tallies, exact in float64).
+    point = tallies.iou(torch.ones(1, weight.shape[1], dtype=torch.float64, device=device))[0]
+    if labels is None:
+        best, label = point.max(dim=1)
+        label = torch.where(best > 0, label, torch.full_like(label, -1))
+    else:
+        label = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).to(device, torch.int64)
+        if tuple(label.shape) != (units,) or bool(((label < -1) | (label >= concepts)).any()):
+            raise LceError(f"The point labels must be {units} concept indices in 0..{concepts - 1} (or -1 for "
+                           "no label), one per unit.")
+    labelled = label >= 0
+    safe_label = label.clamp(min=0)
+
+    if per_category:
+        if concept_category is None:
+            raise LceError("The per-category rule (netdissect) needs each concept's category (concept_category), "
+                           "to take a unit's candidates from its label's category.")
+        category = torch.as_tensor(np.asarray(concept_category)).to(device, torch.int64)
+        if tuple(category.shape) != (concepts,):
+            raise LceError(f"concept_category must give one category per concept ({concepts}), not "
+                           f"{tuple(category.shape)}.")
+        candidates = category[None, :] == category[safe_label][:, None]  # (units, concepts)
+    else:
+        candidates = torch.ones(units, concepts, dtype=torch.bool, device=device)
+
+    replicates = weight.shape[0]
+    label_iou = torch.empty(replicates, units, dtype=torch.float64, device=device)
+    wins = torch.zeros(units, concepts, dtype=torch.int64, device=device)
+    unit_index = torch.arange(units, device=device)
+    step = _chunk(units, concepts, chunk_bytes)
+    for start in range(0, replicates, step):
+        w = weight[start:start + step]
+        iou = tallies.iou(w)
+        label_iou[start:start + w.shape[0]] = iou[:, unit_index, safe_label]
+        best, winner = torch.where(candidates, iou, torch.full_like(iou, -1.0)).max(dim=2)  # (chunk, units)
+        won = best > 0  # a replicate where every candidate's IoU is 0 has no winner
+        flat = (unit_index[None, :] * concepts + winner)[won]
+        wins.view(-1).index_add_(0, flat, torch.ones_like(flat))
+        del iou, best, winner, won
+
+    levels = torch.tensor(INTERVAL, dtype=torch.float64, device=device)
+    # torch.quantile refuses inputs beyond 2**24 values: a few thousand units at a time.
+    unit_step = max(1, 2**24 // replicates)
+    interval = torch.cat([torch.quantile(label_iou[:, first:first + unit_step], levels, dim=0)
+                          for first in range(0, units, unit_step)], dim=1)
+    nan = torch.full((units,), float("nan"), dtype=torch.float64, device=device)
+    stability = wins[unit_index, safe_label].to(torch.float64) / replicates
+
+    others = torch.where(candidates, point, torch.full_like(point, -1.0))
+    others[unit_index, safe_label] = -1.0
+    second, runner_up = others.max(dim=1)
+    has_runner_up = labelled & (second > 0)
+
+    share = wins.to(torch.float64) / replicates
+    alternatives = []
+    keep = (share >= ALTERNATIVE_SHARE) & labelled[:, None]
+    for unit, concept in keep.nonzero().tolist():
+        alternatives.append((unit, concept, float(share[unit, concept])))
+    alternatives.sort(key=lambda row: (row[0], -row[2], row[1]))
+
+    def cpu(values: torch.Tensor) -> np.ndarray:
+        return values.cpu().numpy()
+
+    return LabelUncertainty(
+        label=cpu(label),
+        iou=cpu(torch.where(labelled, point[unit_index, safe_label], nan)),
+        iou_low=cpu(torch.where(labelled, interval[0], nan)),
+        iou_high=cpu(torch.where(labelled, interval[1], nan)),
+        stability=cpu(torch.where(labelled, stability, nan)),
+        runner_up=cpu(torch.where(has_runner_up, runner_up, torch.full_like(runner_up, -1))),
+        runner_up_iou=cpu(torch.where(has_runner_up, second, nan)),
+        replicates=replicates,
+        alternatives=alternatives,
+    )
+
+
+def expected_intersection(active_by_position, concept_by_position, images_annotating, concept_category=None, *,
+                          device=None) -> torch.Tensor:
+    """E[I] (units, concepts) float64 when each concept's label maps are permuted among the images that can carry it.
+
+    active_by_position: A_p, (units, positions), the number of images whose mask M_u covers p (for `netdissect`,
+    (categories, units, positions), counted over the images annotating each category, with concept_category);
+    concept_by_position: G_p, (concepts, positions); images_annotating: N_k, a number (every image) or one per
+    concept. E[I] = (1/N_k) * sum_p A_p * G_p; 0 where N_k is 0.
+    """
+    if device is None:
+        device = active_by_position.device if torch.is_tensor(active_by_position) else "cpu"
+    active = _float64(active_by_position, device)
+    truth = _float64(concept_by_position, device)
+    if truth.dim() != 2 or active.dim() not in (2, 3) or active.shape[-1] != truth.shape[1]:
+        raise LceError(
+            f"A_p must be (units, positions) or (categories, units, positions) and G_p (concepts, positions) over "
+            f"the same positions; they are {tuple(active.shape)} and {tuple(truth.shape)}.")
+    concepts = truth.shape[0]
+    if active.dim() == 2:
+        summed = active @ truth.T  # (units, concepts)
+    else:
+        if concept_category is None:
+            raise LceError("A_p per category needs each concept's category (concept_category) to pair them.")
+        category = torch.as_tensor(np.asarray(concept_category)).to(device, torch.int64)
+        if tuple(category.shape) != (concepts,) or bool(((category < 0) | (category >= active.shape[0])).any()):
+            raise LceError(f"concept_category must give each of the {concepts} concepts a category among the "
+                           f"{active.shape[0]} of A_p.")
+        # Each concept's A_p is its category's; one matmul per category (gathering A_p per concept would take
+        # concepts x units x positions, 60 GB for a ResNet-50 on Broden).
+        summed = torch.zeros(active.shape[1], concepts, dtype=torch.float64, device=device)
+        for k in torch.unique(category).tolist():
+            columns = (category == k).nonzero().flatten()
+            summed[:, columns] = active[k] @ truth[columns].T
+    count = _float64(images_annotating, device).reshape(-1).expand(concepts)
+    return _ratio(summed, count[None, :].expand_as(summed))
+
+
+def chance_iou(active_by_position, concept_by_position, images_annotating, activation, truth, concept_category=None,
+               *, device=None) -> torch.Tensor:
+    """The IoU at E[I], (units, concepts) float64: E[I] / (A + G - E[I]), 0 where that union is 0.
+
+    activation: the pooled A, (units,) or (units, concepts); truth: the pooled G, (concepts,). A baseline, not a
+    p-value (see the module's docstring).
+    """
+    expected = expected_intersection(active_by_position, concept_by_position, images_annotating, concept_category,
+                                     device=device)
+    device = expected.device
+    activation = _float64(activation, device)
+    if activation.dim() == 1:
+        activation = activation[:, None]
+    union = activation + _float64(truth, device)[None, :] - expected
+    return _ratio(expected, union)
+
+
+def iou_lift(iou, chance) -> torch.Tensor:
+    """IoU / chance IoU, float64; NaN where the chance IoU is 0 (stored as NULL)."""
+    chance = torch.as_tensor(chance, dtype=torch.float64)
+    iou = torch.as_tensor(iou, dtype=torch.float64).to(chance.device)
+    return torch.where(chance > 0, iou / torch.where(chance > 0, chance, torch.ones_like(chance)),
+                       torch.full_like(chance, float("nan")))
