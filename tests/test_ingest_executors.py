@@ -131,10 +131,10 @@ def test_options_that_cannot_work_are_refused_before_any_work(cli, engine, synth
 
 
 def test_the_probe_on_a_worker_is_checked_against_its_registration(cli, engine, synth):
-    from lce.dissect.executors import check_probe_here
     from lce.errors import LceError
+    from lce.probe.registry import open_registered_probe
 
-    check_probe_here(engine, "synth", "all")
+    open_registered_probe(engine, "synth", "all")
     (synth / "index.csv").write_text((synth / "index.csv").read_text() + "\n")
-    with pytest.raises(LceError, match=f"On worker host .* probe 'synth' at {synth} is not the registered"):
-        check_probe_here(engine, "synth", "all")
+    with pytest.raises(LceError, match=f"probe 'synth' at {synth} on host .* is not the registered dataset"):
+        open_registered_probe(engine, "synth", "all")

@@ -174,16 +174,10 @@ class _Probes:
         self.engine, self.opened = engine, {}
 
     def __call__(self, name: str, split: str):
-        from lce.probe.broden import Broden
-        from lce.probe.registry import registered_probe
+        from lce.probe.registry import open_registered_probe
 
         if (name, split) not in self.opened:
-            row = registered_probe(self.engine, name)
-            probe = Broden.open(Path(row.path), split=split)
-            if probe.content_sha256() != row.content_sha256:
-                raise LceError(f"The dataset at {row.path} has changed since probe {name!r} was added; run "
-                               f"`lce probe add {name} {row.path} --replace` first.")
-            self.opened[(name, split)] = probe
+            self.opened[(name, split)] = open_registered_probe(self.engine, name, split)[1]
         return self.opened[(name, split)]
 
 

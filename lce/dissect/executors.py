@@ -366,40 +366,13 @@ def _drain(messages, empty, tracker: _Tracker, warn) -> None:
             warn(f"line {tracker.todo[index].line} {tracker.todo[index].model}: {message[0]}")
 
 
-def check_probe_here(engine, name: str, split: str) -> None:
-    """An LceError naming this host and the path when the probe registered as `name` is not here as registered (a
-    worker of a cluster reads the probe from its own disk, at the registered path)."""
-    from lce.probe.broden import Broden
-    from lce.probe.registry import registered_probe
-
-    row = registered_probe(engine, name)
-    host = socket.gethostname()
-    advice = (f"copy the dataset registered as {name!r} to {row.path} on every worker machine (the same files), or "
-              "register a path that every machine shares")
-    try:
-        found = Broden.open(Path(row.path), split=split).content_sha256()
-    except LceError as error:
-        raise LceError(f"On worker host {host}, probe {name!r} at {row.path} cannot be read ({error}); "
-                       f"{advice}.") from None
-    if found != row.content_sha256:
-        raise LceError(f"On worker host {host}, probe {name!r} at {row.path} is not the registered dataset (its "
-                       f"content hash differs: {found[:12]} here, {row.content_sha256[:12]} registered); "
-                       f"{advice}.")
-
-
 def _ray_row(index: int, request, gpu: bool, messages) -> tuple:
-    """One Ray task: the row's ingest on this worker's device (Ray gives a GPU task its own CUDA_VISIBLE_DEVICES),
-    after checking the probe is here as registered; (outcome, seconds, reason, runs, where)."""
-    from lce.db.connection import connect
-
+    """One Ray task: the row's ingest on this worker's device (Ray gives a GPU task its own CUDA_VISIBLE_DEVICES);
+    (outcome, seconds, reason, runs, where). ingest() checks the probe on this machine's disk against its
+    registration, naming this host (lce.probe.registry.open_registered_probe)."""
     where = f"{socket.gethostname()} {'cuda' if gpu else 'cpu'}"
     label = f"{socket.gethostname()}/{os.getpid()}"
     request = replace(request, device="cuda" if gpu else "cpu")
-    started = time.perf_counter()
-    try:
-        check_probe_here(connect(), request.probe, request.split)
-    except LceError as error:
-        return "failed", time.perf_counter() - started, str(error), [], where
     last = [0.0]
 
     def progress(name: str, done: int, total: int) -> None:

@@ -34,10 +34,9 @@ from lce.db.outage import DatabaseLost
 from lce.db.runs import ModelInfo, RunRecord, TallyColumns, UnitRow, find_run, write_runs
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
 from lce.errors import LceError
-from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
-from lce.probe.registry import registered_probe
+from lce.probe.registry import open_registered_probe
 from lce.resources import read_sql
 
 SOURCE = "dissected"
@@ -122,11 +121,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     request.validate()
     started = time.perf_counter()
     engine = connect()
-    probe_row = registered_probe(engine, request.probe)
-    probe = Broden.open(Path(probe_row.path), split=request.split)
-    if probe.content_sha256() != probe_row.content_sha256:
-        raise LceError(f"The dataset at {probe_row.path} has changed since probe {request.probe!r} was added; run "
-                       f"`lce probe add {request.probe} {probe_row.path} --replace` first.")
+    probe_row, probe = open_registered_probe(engine, request.probe, request.split)
     image_size = probe.rows[0].ih
     spec, loaded, default_layer, family = _load_model(request, image_size)
     layers = request.layers or [default_layer]

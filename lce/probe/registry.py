@@ -10,6 +10,7 @@ other content under a stored name needs `replace`.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,26 @@ def registered_probe(engine: Engine, name: str):
             raise LceError(f"No probe dataset named {name!r} is registered (registered: {known or 'none'}); add one "
                            "with `lce probe add NAME DIR` (or make one with `lce probe synth`).")
     return row
+
+
+def open_registered_probe(engine: Engine, name: str, split: str = "all") -> tuple[object, Broden]:
+    """The registered probe dataset `name` (its row, as registered_probe) and the dataset opened at its registered
+    path, checked to hold the registered content. The messages name this host with the path: a worker machine of a
+    cluster (lce ingest --executor ray) reads the dataset from its own disk."""
+    row = registered_probe(engine, name)
+    where = f"probe {name!r} at {row.path} on host {socket.gethostname()}"
+    try:
+        probe = Broden.open(Path(row.path), split=split)
+    except LceError as error:
+        raise LceError(f"The dataset of {where} cannot be opened: {error} (a worker machine of a cluster reads it "
+                       "from its own disk, at the registered path).") from None
+    found = probe.content_sha256()
+    if found != row.content_sha256:
+        raise LceError(f"The dataset of {where} is not the registered dataset: its content hash is {found[:12]}, "
+                       f"{row.content_sha256[:12]} when it was added. If it changed on purpose, run `lce probe add "
+                       f"{name} {row.path} --replace`; on a worker machine of a cluster, copy the registered files to "
+                       f"{row.path} there, or register a path every machine shares.")
+    return row, probe
 
 
 def registered_image_size(name: str) -> int:
