@@ -43,14 +43,30 @@ def secure_database(conn, database: str) -> None:
     them as the superuser), nothing granted to PUBLIC that writes, the reader allowed to connect only."""
     for statement in _ownership_transfers(conn):
         conn.execute(statement)
-    ident = {"db": sql.Identifier(database), "owner": sql.Identifier(OWNER), "reader": sql.Identifier(READER)}
-    for text in ("REVOKE ALL ON DATABASE {db} FROM PUBLIC",
-                 "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {owner}",
-                 "GRANT CONNECT ON DATABASE {db} TO {reader}",
+    _close_database(conn, database, READER)
+    conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(database),
+                                                                                 sql.Identifier(OWNER)))
+    conn.execute(_REVOKE_LARGE_OBJECTS)
+
+
+# The large-object constructors, as one statement: what only a superuser may take from PUBLIC.
+_LARGE_OBJECT_FUNCTIONS = ", ".join(f"pg_catalog.{function}" for function in LARGE_OBJECT_WRITERS)
+_REVOKE_LARGE_OBJECTS = f"REVOKE EXECUTE ON FUNCTION {_LARGE_OBJECT_FUNCTIONS} FROM PUBLIC"
+
+
+def _may_create_large_objects(role: str) -> str:
+    """SQL that is true when `role` (an SQL expression: current_user, a parameter) may run any of them."""
+    return "(" + " OR ".join(f"has_function_privilege({role}, 'pg_catalog.{function}', 'EXECUTE')"
+                             for function in LARGE_OBJECT_WRITERS) + ")"
+
+
+def _close_database(conn, database: str, reader: str) -> None:
+    """Nothing of `database` left to PUBLIC (connecting, temporary tables, objects in schema public); `reader`
+    may connect. As the database's owner or a superuser."""
+    ident = {"db": sql.Identifier(database), "reader": sql.Identifier(reader)}
+    for text in ("REVOKE ALL ON DATABASE {db} FROM PUBLIC", "GRANT CONNECT ON DATABASE {db} TO {reader}",
                  "REVOKE CREATE ON SCHEMA public FROM PUBLIC"):
         conn.execute(sql.SQL(text).format(**ident))
-    for function in LARGE_OBJECT_WRITERS:
-        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION pg_catalog.{} FROM PUBLIC").format(sql.SQL(function)))
 
 
 def _ownership_transfers(conn) -> list:
@@ -127,24 +143,19 @@ def secure_external(conn, reader: str = READER) -> list[str]:
     database, superuser, owns = conn.execute(
         "SELECT current_database(), r.rolsuper, d.datdba = r.oid FROM pg_roles r, pg_database d"
         " WHERE r.rolname = current_user AND d.datname = current_database()").fetchone()
-    ident = {"db": sql.Identifier(database), "reader": sql.Identifier(reader)}
     said = []
     if superuser or owns:
-        for text in ("REVOKE ALL ON DATABASE {db} FROM PUBLIC", "GRANT CONNECT ON DATABASE {db} TO {reader}",
-                     "REVOKE CREATE ON SCHEMA public FROM PUBLIC"):
-            conn.execute(sql.SQL(text).format(**ident))
+        _close_database(conn, database, reader)
         said.append(f"database {database}: nothing granted to PUBLIC (no temporary tables), {reader} may connect")
     elif conn.execute("SELECT has_database_privilege(%s, current_database(), 'TEMPORARY')", (reader,)).fetchone()[0]:
         said.append(f"{reader} may create temporary tables in {database}: ask its owner for `REVOKE ALL ON DATABASE "
                     f"{database} FROM PUBLIC; GRANT CONNECT ON DATABASE {database} TO {reader}`")
-    functions = ", ".join(f"pg_catalog.{function}" for function in LARGE_OBJECT_WRITERS)
     if superuser:
-        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(sql.SQL(functions)))
+        conn.execute(_REVOKE_LARGE_OBJECTS)
         said.append("large objects: their constructors revoked from PUBLIC")
-    elif conn.execute("SELECT has_function_privilege(%s, 'pg_catalog.lo_from_bytea(oid, bytea)', 'EXECUTE')",
-                      (reader,)).fetchone()[0]:
-        said.append(f"{reader} may create large objects: ask an administrator (a superuser) for `REVOKE EXECUTE ON "
-                    f"FUNCTION {functions} FROM PUBLIC` in database {database}")
+    elif conn.execute("SELECT " + _may_create_large_objects("%(reader)s"), {"reader": reader}).fetchone()[0]:
+        said.append(f"{reader} may create large objects: ask an administrator (a superuser) for "
+                    f"`{_REVOKE_LARGE_OBJECTS}` in database {database}")
     return said
 
 
@@ -166,7 +177,7 @@ def write_powers(conn) -> list[str]:
                -- A login that lifts its own default_transaction_read_only could write these (PUBLIC has both in
                -- a new database unless they are taken away: secure_database, secure_external).
                has_database_privilege(current_database(), 'TEMPORARY'),
-               has_function_privilege('pg_catalog.lo_from_bytea(oid, bytea)', 'EXECUTE')
+               """ + _may_create_large_objects("current_user") + """
         FROM pg_roles r WHERE r.rolname = current_user
         """
     ).fetchone()
