@@ -99,20 +99,7 @@ def write_columns(engine, record, name: str) -> float:
 
     from lce.db.runs import TallyColumns, write_runs
 
-    count = len(record.tallies)
-
-    def column(values, dtype) -> np.ndarray:
-        return np.fromiter(values, dtype, count)
-
-    concepts = sorted({tally.concept for tally in record.tallies})
-    index = {concept: number for number, concept in enumerate(concepts)}
-    columns = TallyColumns(
-        concepts, unit=column((t.unit for t in record.tallies), np.int64),
-        concept=column((index[t.concept] for t in record.tallies), np.int64),
-        intersection=column((t.intersection for t in record.tallies), np.int64),
-        activation=column((t.activation for t in record.tallies), np.int64),
-        truth=column((t.truth for t in record.tallies), np.int64),
-        iou=column((t.iou for t in record.tallies), np.float64))
+    columns = TallyColumns.of(record.tallies)
     copy = dataclasses.replace(record, model=dataclasses.replace(record.model, name=name), tallies=columns)
     started = time.perf_counter()
     (written,) = write_runs(engine, [copy])

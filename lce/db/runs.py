@@ -80,6 +80,23 @@ class TallyColumns:
     truth: np.ndarray
     iou: np.ndarray
 
+    @classmethod
+    def of(cls, tallies: list[TallyRow] | TallyColumns) -> TallyColumns:
+        """The tallies as columns: a list of TallyRow (importers, pending files) turned into them once."""
+        if isinstance(tallies, TallyColumns):
+            return tallies
+        count = len(tallies)
+
+        def column(name: str, dtype) -> np.ndarray:
+            return np.fromiter(map(attrgetter(name), tallies), dtype, count)
+
+        concepts = sorted({tally.concept for tally in tallies})
+        index = {concept: number for number, concept in enumerate(concepts)}
+        return cls(concepts, unit=column("unit", np.int64),
+                   concept=np.fromiter((index[tally.concept] for tally in tallies), np.int64, count),
+                   intersection=column("intersection", np.int64), activation=column("activation", np.int64),
+                   truth=column("truth", np.int64), iou=column("iou", np.float64))
+
     def __len__(self) -> int:
         return len(self.unit)
 
@@ -191,7 +208,8 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool
         _retire(conn, existing.id)
         outcome = Outcome.REPLACED
 
-    concept_ids = _concepts(conn, probe_id, probe_source, record)
+    tallies = TallyColumns.of(record.tallies)
+    concept_ids = _concepts(conn, probe_id, probe_source, record, tallies)
     run_id = conn.execute(
         text(
             "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, seg_size,"
@@ -211,8 +229,8 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool
         for row in record.units:
             concept = concept_ids[row.concept] if row.concept else None
             copy.write_row((run_id, row.unit, row.threshold, concept, row.iou))
-    if record.tallies:
-        _write_tallies(cursor, run_id, record, concept_ids)
+    if len(tallies):
+        _write_tallies(cursor, run_id, record, tallies, concept_ids)
     if record.top_images:
         with cursor.copy("COPY unit_top_image (run_id, unit, rank, image, activation) FROM STDIN") as copy:
             for unit, rank, image, activation in record.top_images:
@@ -227,22 +245,14 @@ class _Tallies:
     """A record's tallies as numpy columns, sorted by (unit, category, concept id): one unit_tally row per run of
     equal (unit, category), from starts[i] to ends[i]."""
 
-    def __init__(self, record: RunRecord, concept_ids: dict[ConceptKey, int]):
-        tallies, count = record.tallies, len(record.tallies)
-        if isinstance(tallies, TallyColumns):
-            def column(name: str, dtype) -> np.ndarray:
-                return np.asarray(getattr(tallies, name), dtype=dtype)
+    def __init__(self, record: RunRecord, tallies: TallyColumns, concept_ids: dict[ConceptKey, int]):
+        count = len(tallies)
 
-            concept = np.array([concept_ids[key] for key in tallies.concepts], dtype=np.int64)[tallies.concept]
-            used = tallies.named()
-        else:
-            def column(name: str, dtype) -> np.ndarray:
-                return np.fromiter(map(attrgetter(name), tallies), dtype, count)
+        def column(name: str, dtype) -> np.ndarray:
+            return np.asarray(getattr(tallies, name), dtype=dtype)
 
-            keys = list(map(attrgetter("concept"), tallies))
-            concept = np.fromiter(map(concept_ids.__getitem__, keys), np.int64, count)
-            used = set(keys)
-        self.names = {concept_ids[key]: key for key in used}
+        concept = np.array([concept_ids[key] for key in tallies.concepts], dtype=np.int64)[tallies.concept]
+        self.names = {concept_ids[key]: key for key in tallies.named()}
         self.categories = sorted({category for category, _ in self.names.values()})
         code = {category: index for index, category in enumerate(self.categories)}
         self.concepts = np.array(sorted(self.names), dtype=np.int64)  # the run's concepts (run_concept)
@@ -305,10 +315,12 @@ def _elements(values: np.ndarray, kind: tuple[int, str]) -> tuple[memoryview, in
     return memoryview(elements.tobytes()), dtype.itemsize
 
 
-def _write_tallies(cursor, run_id: int, record: RunRecord, concept_ids: dict[ConceptKey, int]) -> None:
-    """record.tallies into run_concept (G once per concept) and unit_tally (one row per unit and category, I,
-    IoU and A as arrays), with one binary COPY of whole arrays: numpy builds the bytes, no Python call per pair."""
-    tallies = _Tallies(record, concept_ids)
+def _write_tallies(cursor, run_id: int, record: RunRecord, columns: TallyColumns,
+                   concept_ids: dict[ConceptKey, int]) -> None:
+    """The record's tallies into run_concept (G once per concept) and unit_tally (one row per unit and category,
+    I, IoU and A as arrays), with one binary COPY of whole arrays: numpy builds the bytes, no Python call per
+    pair."""
+    tallies = _Tallies(record, columns, concept_ids)
     with cursor.copy("COPY run_concept (run_id, concept_id, truth) FROM STDIN") as copy:
         for concept, truth, varies in zip(tallies.concepts.tolist(), tallies.concept_truth.tolist(),
                                           tallies.concept_truth_varies.tolist()):
@@ -395,11 +407,11 @@ def _model(conn: Connection, model: ModelInfo) -> int:
     ).scalar_one()
 
 
-def _concepts(conn: Connection, probe_id: int, probe_source: str, record: RunRecord) -> dict[ConceptKey, int]:
-    """Ids of every concept the record names. An imported vocabulary grows; a dataset's vocabulary is fixed."""
-    tallied = record.tallies.named() if isinstance(record.tallies, TallyColumns) else \
-        {t.concept for t in record.tallies}
-    wanted = {row.concept for row in record.units if row.concept} | tallied
+def _concepts(conn: Connection, probe_id: int, probe_source: str, record: RunRecord,
+              tallies: TallyColumns) -> dict[ConceptKey, int]:
+    """Ids of every concept the record names (its units' labels and `tallies`, the record's tallies as columns).
+    An imported vocabulary grows; a dataset's vocabulary is fixed."""
+    wanted = {row.concept for row in record.units if row.concept} | tallies.named()
     known = {
         (row.category, row.name): row.id
         for row in conn.execute(text("SELECT id, category, name FROM concept WHERE probe_id = :p"), {"p": probe_id})
