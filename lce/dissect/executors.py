@@ -70,12 +70,16 @@ def parse_devices(text: str | None) -> list[str] | None:
     return devices
 
 
-def default_devices() -> list[str]:
-    """The local executor's workers when --devices is not given: every CUDA device, else one on the CPU."""
+def _gpus() -> int:
+    """The CUDA devices of this machine (0 without CUDA)."""
     import torch
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{number}" for number in range(count)] or ["cpu"]
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def default_devices() -> list[str]:
+    """The local executor's workers when --devices is not given: every CUDA device, else one on the CPU."""
+    return [f"cuda:{number}" for number in range(_gpus())] or ["cpu"]
 
 
 def run_rows(todo: list[PlanRow], executor: str = "sequential", devices: list[str] | None = None,
@@ -301,11 +305,8 @@ def worker_environment(local: bool) -> dict[str, str]:
 
 def local_resources(devices: list[str] | None) -> tuple[int, int]:
     """(CPUs, GPUs) of the local Ray cluster lce starts: --devices' cpu and cuda entries, else the machine's."""
-    import torch
-
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if not devices:
-        return os.cpu_count() or 1, gpus
+        return os.cpu_count() or 1, _gpus()
     cpus = sum(1 for device in devices if device == "cpu")
     return cpus or (os.cpu_count() or 1), sum(1 for device in devices if device.startswith("cuda"))
 
