@@ -18,7 +18,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from lce.db.server import _allow_search, _binaries, _server_user
+from lce.db.server import _allow_search, _server_user, run_server_program
 
 SUPERUSER = "postgres"
 
@@ -75,10 +75,7 @@ class TcpServer:
         self._run("pg_ctl", "-w", "-D", str(self.data_dir), "stop", "-m", "fast")
 
     def _run(self, program: str, *args: str) -> None:
-        user = _server_user()
-        account = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
-        subprocess.run([str(_binaries(self.data_dir) / program), *args], check=True, capture_output=True,
-                       text=True, timeout=120, cwd="/", **account)
+        run_server_program(self.data_dir, program, *args)
 
 
 def free_port() -> int:

@@ -180,13 +180,8 @@ class EmbeddedServer:
         self._run("pg_ctl", "-w", "-D", str(self.data_dir), *args)
 
     def _run(self, program: str, *args: str) -> None:
-        binaries = _binaries(self.data_dir)
-        user = _server_user()
         try:
-            # As root: the server's account with its own group only (not root's group 0 and its other groups).
-            account = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
-            subprocess.run([str(binaries / program), *args], check=True, capture_output=True, text=True,
-                           timeout=120, cwd="/", **account)
+            run_server_program(self.data_dir, program, *args)
         except subprocess.CalledProcessError as error:
             said = (error.stderr or error.stdout or "").strip().splitlines()
             raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} failed: "
@@ -194,6 +189,16 @@ class EmbeddedServer:
         except subprocess.TimeoutExpired:
             raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} did not finish in "
                            "120 s.") from None
+
+
+def run_server_program(data_dir: Path, program: str, *args: str) -> None:
+    """One of the wheel's server programs (initdb, pg_ctl) for the cluster in `data_dir`, as the server's account
+    when lce runs as root; CalledProcessError or TimeoutExpired (120 s) when it fails."""
+    user = _server_user()
+    # As root: the server's account with its own group only (not root's group 0 and its other groups).
+    account = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
+    subprocess.run([str(_binaries(data_dir) / program), *args], check=True, capture_output=True, text=True,
+                   timeout=120, cwd="/", **account)
 
 
 def url_for_socket(socket_dir: Path, role: str = roles.OWNER, database: str = DATABASE) -> str:
