@@ -152,6 +152,13 @@ class _BlockTallies:
         union = activation + (weight @ self.truth)[:, None, :] - intersection
         return _ratio(intersection, union)
 
+    def chunks(self, chunk_bytes: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first replicate, IoUs (chunk, units, concepts)) for consecutive chunks of the replicates, each chunk
+        sized to `chunk_bytes`."""
+        step = _chunk(self.units, self.concepts, chunk_bytes)
+        for start in range(0, self.weight.shape[0], step):
+            yield start, self.iou(self.weight[start:start + step])
+
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
@@ -166,10 +173,7 @@ def _chunk(units: int, concepts: int, chunk_bytes: int) -> int:
 def iter_bootstrap_iou(intersection_blocks, activation_blocks, truth_blocks, weights, *, device=None,
                        chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, torch.Tensor]]:
     """(first replicate, IoUs (chunk, units, concepts) float64) for consecutive chunks of replicates."""
-    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device)
-    step = _chunk(tallies.units, tallies.concepts, chunk_bytes)
-    for start in range(0, tallies.weight.shape[0], step):
-        yield start, tallies.iou(tallies.weight[start:start + step])
+    yield from _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device).chunks(chunk_bytes)
 
 
 def bootstrap_iou(intersection_blocks, activation_blocks, truth_blocks, weights, *, device=None,
@@ -242,11 +246,8 @@ def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weig
     label_iou = torch.empty(replicates, units, dtype=torch.float64, device=device)
     wins = torch.zeros(units, concepts, dtype=torch.int64, device=device)
     unit_index = torch.arange(units, device=device)
-    step = _chunk(units, concepts, chunk_bytes)
-    for start in range(0, replicates, step):
-        w = weight[start:start + step]
-        iou = tallies.iou(w)
-        label_iou[start:start + w.shape[0]] = iou[:, unit_index, safe_label]
+    for start, iou in tallies.chunks(chunk_bytes):
+        label_iou[start:start + len(iou)] = iou[:, unit_index, safe_label]
         best, winner = torch.where(candidates, iou, torch.full_like(iou, -1.0)).max(dim=2)  # (chunk, units)
         won = best > 0  # a replicate where every candidate's IoU is 0 has no winner
         flat = (unit_index[None, :] * concepts + winner)[won]
