@@ -54,6 +54,35 @@ class UnitRow:
     concept: ConceptKey | None
     iou: float | None
     threshold: float | None = None
+    # How sure the label is (issue 16; lce.dissect.uncertainty): None where unknown (imports, no bootstrap).
+    iou_low: float | None = None  # the 95% interval of the label's IoU over the bootstrap's replicates
+    iou_high: float | None = None
+    stability: float | None = None  # share of replicates whose best concept is the label
+    runner_up: ConceptKey | None = None  # the concept with the second-best IoU, and that IoU
+    runner_up_iou: float | None = None
+    chance_iou: float | None = None  # the label's IoU expected by chance (the pairing of images permuted)
+    lift: float | None = None  # iou / chance_iou; None where chance_iou is 0
+
+
+@dataclass(eq=False)
+class ReplicateLabels:
+    """Each unit's label in the first replicates of the bootstrap: the best concept overall (the variant's label
+    rule) and its IoU. `lce embed --uncertainty` reads them (table unit_replicate)."""
+
+    concepts: list[ConceptKey]  # what `label` indexes
+    label: np.ndarray  # (units, replicates) int64 index into concepts, -1: no concept has a non-zero IoU
+    iou: np.ndarray  # (units, replicates) float32 IoU of that label in that replicate (0 with no label)
+
+
+@dataclass(eq=False)
+class Bootstrap:
+    """How a dissected run's uncertainty was made, and what of it is stored beyond the unit rows."""
+
+    replicates: int  # behind the intervals and stability (run.replicates)
+    blocks: int  # blocks of images resampled (run.bootstrap_blocks)
+    seed: int  # from the probe's content hash (run.bootstrap_seed; lce.dissect.uncertainty.replicate_seed)
+    alternatives: list[tuple[int, ConceptKey, float]] = field(default_factory=list)  # (unit, concept, share)
+    labels: ReplicateLabels | None = None  # the first replicates' labels, for the embedding's uncertainty
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,8 @@ class RunRecord:
     seg_size: int | None = None
     settings: dict = field(default_factory=dict)
     top_images: list[tuple[int, int, int, float]] = field(default_factory=list)  # (unit, rank, image, activation)
+    bootstrap: Bootstrap | None = None  # dissected runs: the uncertainty's settings, alternatives, replicate labels
+    control: bool = False  # a random-weights run to serve as the control of its kind (table run_control)
 
     def content_sha256(self) -> str:
         """A hash of the method and every unit and tally, so that importing the same data again is recognised

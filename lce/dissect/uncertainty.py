@@ -10,7 +10,8 @@ The method (issue 16, section 1):
 - **Block bootstrap.** The probe's images are split into at least 100 blocks by a seeded random partition (not
   index.csv's order, which follows the source datasets and so would put one dataset in a block). Both the
   partition and the bootstrap's replicates are seeded from the probe's content hash: the seed is
-  ``int(sha256[:16], 16)`` (the hash's first 64 bits), the partition draws from ``SeedSequence([seed, 0])`` and
+  ``int(sha256[:15], 16)`` (the hash's first 60 bits, so that it fits
+  PostgreSQL's bigint, run.bootstrap_seed), the partition draws from ``SeedSequence([seed, 0])`` and
   the replicates from ``SeedSequence([seed, 1])``, so every run on a probe, whatever its model, shares the same
   replicates and models move together as the probe sample does. A replicate draws `blocks` blocks with
   replacement (multinomial counts w_rb); its tallies are the weighted sums of the per-block tallies, and its
@@ -72,14 +73,15 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def replicate_seed(probe_sha256: str) -> int:
-    """The seed every run on a probe shares: the first 64 bits of the probe's content hash, as an integer."""
+    """The seed every run on a probe shares: the first 60 bits (15 hex digits) of the probe's content hash, as an
+    integer (below 2**63: it is stored in a bigint)."""
     text = str(probe_sha256).strip().lower()
-    if len(text) < 16 or any(ch not in "0123456789abcdef" for ch in text):
+    if len(text) < 15 or any(ch not in "0123456789abcdef" for ch in text):
         raise LceError(
             f"The probe's content hash {probe_sha256!r} is not a SHA-256 hex digest: the bootstrap's seed is taken "
-            "from its first 16 hex digits so that every run on a probe shares the same replicates. Pass the "
+            "from its first 15 hex digits so that every run on a probe shares the same replicates. Pass the "
             "probe's sha256 as stored with it (64 hex digits).")
-    return int(text[:16], 16)
+    return int(text[:15], 16)
 
 
 def replicate_blocks(probe_sha256: str, images: int, blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
