@@ -4,6 +4,7 @@ the order of the imports is the order of `lce --help`."""
 
 from lce.cli import db, embed, imports, ingest, zoo, layers, probe, sql, models, tasks, correlate  # noqa: F401
 from lce.cli import compare, report  # noqa: F401
+from lce.cli import control  # noqa: F401
 from lce.cli.app import app
 
 

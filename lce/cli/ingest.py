@@ -38,6 +38,12 @@ def ingest(
                                                          "returning an nn.Module (lce layers lists its layers)."),
     random_init: bool = typer.Option(False, "--random-init", help="Random weights (the paper's control)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
+    random_control: bool = typer.Option(False, "--random-control", help="Also dissect the same architecture with "
+                                                                        "random weights, as random:ARCH:sSEED, "
+                                                                        "unless stored: the control that says "
+                                                                        "which labels beat random (lce control)."),
+    control_seed: int | None = typer.Option(None, "--control-seed", help="Seed of --random-control's weights "
+                                                                         "(default 0)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     tf32: str = typer.Option("on", "--tf32", help="on: TF32 in the GPU's float32 convolutions and matmuls "
                                                   "(faster; torch's default for convolutions); off: IEEE float32, "
@@ -97,7 +103,11 @@ def ingest(
     output's shape, and is printed with the result; an output that admits several readings stops the ingest
     before it dissects anything.
 
+    With --random-control, the same architecture with random weights (seed --control-seed) is dissected too, as
+    model random:ARCH:sSEED, unless stored, and named the control of runs of its kind (lce control).
+
     Example: lce ingest r18-seed1 --probe synth --arch resnet18 --random-init --seed 1;
+    lce ingest supervised --probe broden --checkpoint resnet50.pth --random-control (and random:resnet50:s0);
     lce ingest vit-s-random --probe synth --arch timm:vit_small_patch16_224 --random-init --layer blocks.11;
     lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
@@ -114,7 +124,8 @@ def ingest(
                         iou_threshold=iou_threshold, seg_size=seg_size, checkpoint=checkpoint, arch=arch,
                         random_init=random_init, seed=seed, device=device, tf32=tf32, batch_size=batch_size,
                         workers=workers, cache_budget=cache_budget, split=split, layout=layout,
-                        prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace)
+                        prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace,
+                        random_control=random_control, control_seed=control_seed)
         _plan(plan, defaults, skip_invalid, shard, dry_run, executor, devices, ray_address)
         return
     if skip_invalid or shard is not None or executor != "sequential" or devices or ray_address:
@@ -124,7 +135,9 @@ def ingest(
         dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
                                                ("--layer", bool(layer)), ("--arch", arch is not None),
                                                ("--checkpoint", checkpoint is not None),
-                                               ("--random-init", random_init)] if given]
+                                               ("--random-init", random_init),
+                                               ("--random-control", random_control or control_seed is not None)]
+                     if given]
         if dissecting:
             raise LceError(f"Give MODEL or --resume, not both: --resume {resume} stores runs already dissected, "
                            f"so {', '.join(dissecting)} would be ignored; drop them.")
@@ -135,6 +148,9 @@ def ingest(
                        "FILE to store a dissection saved when the database went away.")
     if probe is None:
         raise LceError("Missing --probe NAME: the registered probe dataset to dissect over (lce probe list).")
+    if control_seed is not None and not random_control:
+        raise LceError(f"--control-seed {control_seed} seeds the control of --random-control: add --random-control, "
+                       "or drop --control-seed.")
     # The settings and the request check their own values (DissectSettings, IngestRequest.validate).
     settings = DissectSettings.for_variant(variant, quantile=quantile, iou_threshold=iou_threshold,
                                            seg_size=seg_size, batch_size=batch_size, workers=workers,
@@ -142,27 +158,39 @@ def ingest(
     request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
                             checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
                             replace=replace, layout=layout, prefix_tokens=prefix_tokens,
-                            mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std), tf32=tf32)
+                            mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std), tf32=tf32,
+                            random_control=random_control, control_seed=control_seed or 0)
     with progress_bars() as progress:
         outcomes = run_ingest(request, progress, warn=lambda message: errors.print(
             f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), dry_run=dry_run)
     plans = [outcome.plan for outcome in outcomes if outcome.plan]
-    if plans:  # the same plan for every layer: printed once, after what each layer would do
+    if plans:  # the same plan for every layer (of a model): printed once, after what each layer would do
         for outcome in outcomes:
             action = "to dissect" if outcome.status == "planned" else f"already ingested (run {outcome.run_id})"
-            console.print(f"{model} {outcome.layer}: {action}; layout {outcome.layout}", highlight=False,
-                          soft_wrap=True)
-        console.print(plans[0], highlight=False, soft_wrap=True)
+            console.print(f"{outcome.model or model} {outcome.layer}: {action}{_as_control(outcome, model)}; "
+                          f"layout {outcome.layout}", highlight=False, soft_wrap=True)
+        for shown in dict.fromkeys(plans):
+            console.print(shown, highlight=False, soft_wrap=True)
         return
     for outcome in outcomes:
+        if outcome.status == "skipped" and outcome.model not in ("", model):
+            console.print(f"{outcome.model} {outcome.layer}: the random-weights control is stored (run "
+                          f"{outcome.run_id}); skipped.", highlight=False, soft_wrap=True)
+            continue
         if outcome.status == "skipped":
             console.print(f"{model} {outcome.layer}: already ingested with this checkpoint and settings (run "
                           f"{outcome.run_id}); skipped. --replace dissects it again.")
             continue
         top = ", ".join(f"{name} ({count})" for name, count in outcome.top_concepts) or "none"
-        console.print(f"{model} {outcome.layer}: {outcome.status} run {outcome.run_id}: {outcome.units} units, "
+        console.print(f"{outcome.model or model} {outcome.layer}: {outcome.status} run {outcome.run_id}"
+                      f"{_as_control(outcome, model)}: {outcome.units} units, "
                       f"{outcome.interpretable} interpretable (IoU > {iou_threshold}); top concepts: {top}; "
                       f"layout {outcome.layout}; {outcome.seconds:.1f} s", highlight=False, soft_wrap=True)
+
+
+def _as_control(outcome, model: str) -> str:
+    """' (random-weights control)' for an outcome of --random-control's control, else nothing."""
+    return " (random-weights control)" if outcome.model not in ("", model) else ""
 
 
 def _resume(path: Path, replace: bool) -> None:
@@ -214,7 +242,7 @@ def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry
                          soft_wrap=True)
             return
         for outcome in result.runs:
-            console.print(f"{row.model} {outcome.layer}: {outcome.status} run {outcome.run_id}; "
+            console.print(f"{outcome.model or row.model} {outcome.layer}: {outcome.status} run {outcome.run_id}; "
                           f"{outcome.units} units, {outcome.interpretable} interpretable", highlight=False)
 
     with progress_bars() as progress:

@@ -29,7 +29,8 @@ TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # lce ingest's own defaults, under the `defaults` a caller gives.
 OPTION_DEFAULTS = {"variant": DEFAULT_VARIANT, "iou_threshold": IOU_CUTOFF, "batch_size": 32, "workers": 0,
                    "cache_budget": "2G", "random_init": False, "seed": 0, "device": "auto", "split": "all",
-                   "replace": False, "tf32": "on"}
+                   "replace": False, "tf32": "on",
+                   "random_control": False, "control_seed": None}
 LAYER_SEPARATOR = ";"
 
 
@@ -86,6 +87,7 @@ COLUMNS: dict[str, Callable[[str, str], object]] = {
     "seg_size": _number(int), "random_init": parse_bool, "seed": _number(int), "layout": _text,
     "prefix_tokens": _number(int), "mean": _text, "std": _text, "tf32": _text, "batch_size": _number(int),
     "workers": _number(int), "cache_budget": _text, "split": _text, "device": _text, "replace": parse_bool,
+    "random_control": parse_bool, "control_seed": _number(int),
 }
 
 
@@ -105,7 +107,8 @@ def build_request(options: dict) -> IngestRequest:
         seed=options["seed"], device=options["device"], split=options["split"], replace=options["replace"],
         layout=options.get("layout"), prefix_tokens=options.get("prefix_tokens"),
         mean=parse_rgb("--mean", options.get("mean")), std=parse_rgb("--std", options.get("std")),
-        tf32=options["tf32"])
+        tf32=options["tf32"],
+        random_control=options.get("random_control", False), control_seed=options.get("control_seed") or 0)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -188,7 +191,7 @@ def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
     exception of a checkpoint that does not load). The rows come back, filled in."""
     from lce.config import pick_device
     from lce.db.connection import connect
-    from lce.dissect.ingest import _load_model, layer_layouts, stored_runs
+    from lce.dissect.ingest import _load_model, layer_layouts, missing_controls, stored_runs
 
     engine = connect()
     probes = _Probes(engine)
@@ -209,6 +212,8 @@ def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
             # Layouts come from shapes, the same on any device: the check keeps the accelerator free.
             layouts = layer_layouts(request, loaded.module, row.layers, image_size, "cpu")
             _, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, spec.settings(loaded), layouts)
+            if request.random_control and not todo:  # the model stored, its control perhaps not yet
+                todo = missing_controls(engine, request, settings, row.layers)
             row.status = "to do" if todo else "done"
             del loaded
         except LceError as error:

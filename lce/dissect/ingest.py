@@ -13,6 +13,9 @@ the run inside the transaction that writes the new one.
 A database that goes away during the write is retried for $LCE_WRITE_RETRY_S seconds, each time on a new
 connection (which starts the embedded server again); after that the runs are saved under $LCE_HOME/pending/ for
 `lce ingest --resume FILE` (lce.db.pending).
+
+With `random_control` (--random-control), the model's architecture with random weights (seed `control_seed`) is
+dissected too, as model random:ARCH:sSEED, unless stored, and written as a control (ingest_with_control).
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class IngestRequest:
     mean: tuple[float, float, float] | None = None  # with std: overrides the source's normalisation
     std: tuple[float, float, float] | None = None
     tf32: str = "on"  # on | off: TF32 in the GPU's float32 convolutions and matmuls (lce.config.tf32)
+    # --random-control: the same architecture with random weights (seed control_seed) dissected too, unless stored
+    random_control: bool = False
+    control_seed: int = 0
+    as_control: bool = False  # this request is such a control: its runs are written as controls (run_control)
 
     def validate(self) -> None:
         """An LceError for a request that cannot be ingested as given, said before anything is loaded or dissected
@@ -85,6 +92,8 @@ class IngestRequest:
         if (self.mean is None) != (self.std is None):
             raise LceError("Give --mean and --std together (R,G,B each), or neither for the source's own.")
         check_tf32(self.tf32)
+        if not 0 <= self.control_seed < 2**63:
+            raise LceError(f"--control-seed {self.control_seed}: a seed from 0 to 2^63 - 1.")
 
 
 def check_rgb(option: str, values: tuple[float, ...], given: str | None = None) -> None:
@@ -110,6 +119,7 @@ class IngestOutcome:
     cached: bool = False
     layout: str = ""  # how the layer's output was read, and who said so
     plan: str = ""  # the memory plan, in lce.dissect.memory.MemoryPlan.describe()'s words (status "planned")
+    model: str = ""  # whose layer: the request's model, or its random-weights control (--random-control)
 
 
 def ingest(request: IngestRequest, progress: Progress | None = None,
@@ -119,6 +129,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     the model built, and the layers to dissect come back "planned" with the memory plan (lce.dissect.memory):
     nothing is dissected or written (an LceError when the plan does not fit the device)."""
     request.validate()
+    if request.random_control:
+        return ingest_with_control(request, progress, warn, dry_run)
     started = time.perf_counter()
     engine = connect()
     probe_row, probe = open_registered_probe(engine, request.probe, request.split)
@@ -175,6 +187,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         })
         records = [_record(model, request.probe, results[layer], settings, concepts,
                            {**run_settings, **_layout_settings(layouts[layer])}) for layer in todo]
+        if request.as_control:  # written as controls in the same transaction (lce.db.controls.set_control)
+            records = [replace(record, control=True) for record in records]
         try:
             written = write_runs(engine, records, replace=request.replace, retry_s=write_retry_s())
         except DatabaseLost as error:
@@ -195,6 +209,88 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                                           len(interpretable), top, seconds, result.threshold_exact, result.cached,
                                           _described(layouts[layer])))
         return outcomes
+
+
+def ingest_with_control(request: IngestRequest, progress: Progress | None = None,
+                        warn: Callable[[str], None] | None = None, dry_run: bool = False) -> list[IngestOutcome]:
+    """ingest() of `request` (--random-control), then of its random-weights control (control_request): the model's
+    layers first, in their own transaction, then the control's layers that are not stored yet, in another, written
+    as controls; a control stored before is "skipped", and named a control if it was not one. Two transactions, so
+    that a control failing (out of memory, a stored control with other settings) keeps the model's runs, and a
+    control that many models share is dissected once; the same command again dissects only what is missing. The
+    outcomes come back with their model's name: the model's, then the control's."""
+    model = [replace(outcome, model=request.model)
+             for outcome in ingest(replace(request, random_control=False), progress, warn, dry_run)]
+    control = control_request(request, [outcome.layer for outcome in model])
+    if warn and _same_weights(request, control):
+        warn(f"{request.model!r} has the random weights of seed {request.seed}, the same as its control "
+             f"{control.model!r} (--control-seed {request.control_seed}): the control only repeats the model. Pass "
+             "another --control-seed for a control that says something.")
+    try:
+        controls = ingest(control, progress, warn, dry_run)
+    except LceError as error:
+        done = "; ".join(f"{outcome.layer} {outcome.status} run {outcome.run_id}" for outcome in model
+                         if outcome.run_id is not None) or "nothing to store"
+        raise LceError(f"{request.model}: {done}. Its random-weights control {control.model!r} was not dissected: "
+                       f"{error} (A stored control is never redone by --random-control: ingest {control.model!r} "
+                       f"--arch {control.arch} --random-init --seed {control.seed} --replace, then lce control set "
+                       "RUN.)") from None
+    if not dry_run:
+        _name_controls([outcome.run_id for outcome in controls if outcome.status == "skipped"])
+    return model + [replace(outcome, model=control.model) for outcome in controls]
+
+
+def control_name(architecture: str, seed: int) -> str:
+    """The model name of `architecture`'s random-weights control drawn from `seed`: random:resnet18:s0."""
+    return f"random:{architecture}:s{seed}"
+
+
+def control_request(request: IngestRequest, layers: list[str]) -> IngestRequest:
+    """The request that dissects `request`'s random-weights control: the same architecture (the zoo entry's, or
+    --arch) with weights drawn from --control-seed, under control_name(); the same `layers`, probe, settings,
+    layout, split and device. The architecture's own normalisation, not the model's --mean/--std or zoo entry's,
+    so that one control serves every model of the architecture; never --replace (a stored control is kept)."""
+    from lce.models import zoo
+    from lce.models.sources import parse_arch
+
+    architecture = parse_arch(request.arch or zoo.zoo_entry(request.model).architecture).spec
+    return IngestRequest(model=control_name(architecture, request.control_seed), probe=request.probe,
+                         layers=list(layers), settings=request.settings, arch=architecture, random_init=True,
+                         seed=request.control_seed, device=request.device, split=request.split,
+                         layout=request.layout, prefix_tokens=request.prefix_tokens, tf32=request.tf32,
+                         as_control=True)
+
+
+def missing_controls(engine, request: IngestRequest, settings: DissectSettings, layers: list[str]) -> list[str]:
+    """The `layers` whose random-weights control (control_request) is not stored: what --random-control would
+    dissect. `settings` carries the seg_size the probe gives (lce ingest --plan's check)."""
+    control = control_request(request, layers)
+    return [layer for layer in layers
+            if find_run(engine, control.model, layer, request.probe, settings.variant, settings.quantile,
+                        settings.seg_size, SOURCE) is None]
+
+
+def _same_weights(request: IngestRequest, control: IngestRequest) -> bool:
+    """Whether the model's weights are the control's: random from the same seed (--random-init, or the zoo's
+    random entry)."""
+    from lce.models import zoo
+
+    drawn = request.random_init or (request.arch is None and zoo.zoo_entry(request.model).layout is None)
+    return drawn and request.seed == control.seed
+
+
+def _name_controls(run_ids: list[int]) -> None:
+    """Name the stored runs that --random-control found (random weights of the architecture, dissected before,
+    perhaps without it) controls, those that are not yet, in one transaction."""
+    from lce.db.controls import set_control
+
+    if not run_ids:
+        return
+    with connect().begin() as conn:
+        named = set(conn.execute(text(read_sql("queries/control_runs"))).scalars())
+        for run_id in run_ids:
+            if run_id not in named:
+                set_control(conn, run_id)
 
 
 def layer_layouts(request: IngestRequest, module, layers: list[str], image_size: int, device) -> dict:
