@@ -124,8 +124,8 @@ def test_models_lists_runs_units_and_interpretable_units(cli, two_models):
     assert result.exit_code == 0, result.output
     table = [line.replace("│", " ").split() for line in result.stdout.splitlines() if line.startswith("│")]
     rows = {row[0]: row for row in table if row[0] in ("a", "b")}
-    assert rows["a"][-2:] == ["2", "1"]  # units, interpretable
-    assert rows["b"][-2:] == ["1", "1"]
+    assert rows["a"][-5:] == ["2", "1", "NULL", "NULL", "NULL"]  # units, interpretable, trusted, beats_random, control
+    assert rows["b"][-5:] == ["1", "1", "NULL", "NULL", "NULL"]  # an import's trust is unknown; no control
     assert "imported:dissect-csv" in result.stdout
 
 
@@ -133,9 +133,10 @@ def test_models_as_csv_and_json(cli, two_models):
     printed = cli("models", "--format", "csv")
     assert printed.exit_code == 0, printed.output
     assert list(csv.reader(printed.stdout.splitlines())) == [
-        ["model", "architecture", "run", "layer", "probe", "variant", "source", "units", "interpretable"],
-        ["a", "", "1", "layer4", "places365-upp", "dissect", "imported:dissect-csv", "2", "1"],
-        ["b", "", "2", "layer4", "places365-upp", "dissect", "imported:dissect-csv", "1", "1"]]
+        ["model", "architecture", "run", "layer", "probe", "variant", "source", "units", "interpretable", "trusted",
+         "beats_random", "control"],
+        ["a", "", "1", "layer4", "places365-upp", "dissect", "imported:dissect-csv", "2", "1", "", "", ""],
+        ["b", "", "2", "layer4", "places365-upp", "dissect", "imported:dissect-csv", "1", "1", "", "", ""]]
     rows = json.loads(cli("models", "--format", "json").stdout)
     assert [(row["model"], row["architecture"], row["units"], row["interpretable"]) for row in rows] == [
         ("a", None, 2, 1), ("b", None, 1, 1)]
@@ -144,7 +145,7 @@ def test_models_as_csv_and_json(cli, two_models):
 
 def test_no_models_is_a_header_or_an_empty_array(cli):
     assert cli("models", "--format", "csv").stdout == (
-        "model,architecture,run,layer,probe,variant,source,units,interpretable\n")
+        "model,architecture,run,layer,probe,variant,source,units,interpretable,trusted,beats_random,control\n")
     assert json.loads(cli("models", "--format", "json").stdout) == []
 
 
