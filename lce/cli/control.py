@@ -50,14 +50,11 @@ def set_control(
     """
     from lce.db.connection import connect
     from lce.db.controls import set_control as name_control
-    from lce.db.controls import unset_control as unname_control
 
     engine = connect()  # the owner: this writes (run_control, control_cutoff)
     with engine.begin() as conn:
         chosen = _chosen_run(conn, run, layer, probe, variant)
-        if chosen["control"]:  # its cut-offs computed afresh, in the same transaction
-            unname_control(conn, chosen["run_id"])
-        name_control(conn, chosen["run_id"])
+        name_control(conn, chosen["run_id"])  # a control already: its cut-offs computed afresh
         listed = _listed(conn, chosen["run_id"])
     if not chosen["random_weights"]:
         errors.print(f"[yellow]warning:[/] run {chosen['run_id']} ({chosen['model']}) records no random weights "
