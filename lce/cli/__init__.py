@@ -3,8 +3,7 @@ it (`lce import ...` lives in imports.py: `import` is a Python keyword). Each mo
 the order of the imports is the order of `lce --help`."""
 
 from lce.cli import db, embed, imports, ingest, zoo, layers, probe, sql, models, tasks, correlate  # noqa: F401
-from lce.cli import compare, report  # noqa: F401
-from lce.cli import control  # noqa: F401
+from lce.cli import compare, control, report  # noqa: F401
 from lce.cli.app import app
 
 
