@@ -207,7 +207,9 @@ def synth(cli, tmp_path, monkeypatch):
 
 def test_random_control_is_dissected_once_and_its_cut_offs_are_the_99th_percentile(cli, engine, synth):
     """A random-init resnet18 (seed 1) and its control random:resnet18:s0, layer4, on a 120-image 64-px
-    synthetic probe (dissect variant): see COUNTS below for the units interpretable, beating random and trusted."""
+    synthetic probe (dissect variant). Measured: 185 of 512 units interpretable, 110 of them beat random; trusted
+    NULL (no bootstrap in these runs: stability and intervals unknown). On a 500-image 224-px probe: 270
+    interpretable, 109 beat random (README, "Labels you can trust: controls")."""
     args = ("r18", "--arch", "resnet18", "--random-init", "--seed", "1", "--probe", "synth", "--batch-size", "40")
     planned = cli("ingest", *args, "--random-control", "--dry-run")
     assert planned.exit_code == 0, planned.output
@@ -283,3 +285,16 @@ def test_the_same_weights_as_the_control_are_warned_about(cli, synth):
                  "--dry-run")
     assert result.exit_code == 0, result.output
     assert "the control only repeats the model" in result.stderr
+
+
+def test_a_plan_row_whose_control_is_missing_is_to_do(cli, engine, synth, tmp_path):
+    from lce.dissect.batch import check_plan, read_plan
+
+    assert cli("ingest", "r18", "--arch", "resnet18", "--random-init", "--seed", "1", "--probe", "synth",
+               "--batch-size", "40").exit_code == 0
+    plan = tmp_path / "plan.csv"
+    plan.write_text("model,arch,random_init,seed,random_control,control_seed\nr18,resnet18,true,1,,\n"
+                    "r18,resnet18,true,1,true,2\n")
+    rows_ = check_plan(read_plan(plan, {"probe": "synth"}))
+    assert [(row.status, row.request.random_control, row.request.control_seed) for row in rows_] == [
+        ("done", False, 0), ("to do", True, 2)]
