@@ -20,8 +20,8 @@ def models(
 ) -> None:
     """List the models with their runs: layer, probe, variant, source, units, interpretable units, and beside
     them the trusted units (interpretable, stable, interval above chance, beating random when a control serves
-    the run; NULL where unknown, as for imports without intervals), the units that beat random (NULL when no control
-    serves the run) and the control's run id (lce control).
+    the run; NULL where unknown, as for imports without intervals), the interpretable units that also beat random
+    (NULL when no control serves the run) and the control's run id (lce control).
 
     Example: lce models; lce models --format csv > models.csv
     """
