@@ -1,6 +1,6 @@
 """Is the paper's three-family embedding robust? Its uncertainty and its beats-random rebuild on the authors' data.
 
-    .venv/bin/python bench/authors_uncertainty.py                   # 200 replicates, seed 0: ~1-2 min on 2 cores
+    .venv/bin/python bench/authors_uncertainty.py                   # 200 replicates, seed 0: ~35 s on 2 cores
     .venv/bin/python bench/authors_uncertainty.py --replicates 500 --seed 1
 
 Imports ../shared/data/mustapha2022/models_dissect_profiles_raw.csv (imported runs: no stored replicate labels, so

@@ -186,7 +186,7 @@ def test_stored_replicate_labels_are_used_and_bound_the_replicates(cli, engine, 
         conn.execute(text(
             "INSERT INTO unit_replicate (run_id, unit, concept_ids, ious)"
             " SELECT run_id, unit, ARRAY[concept_id, concept_id, NULL, concept_id, concept_id],"
-            "        ARRAY[iou, iou, 0, iou, iou]::real[] FROM unit WHERE run_id = :run"), {"run": moco})
+            "        ARRAY[i, i, 0, i, i]::real[] FROM (SELECT *, COALESCE(iou, 0) AS i FROM unit) u WHERE run_id = :run"), {"run": moco})
     selection = paper_selection()
     population = population_units(selection, 0.04, "interpretable", replicates=True)
     row = [run.run_id for run in population.runs].index(moco)

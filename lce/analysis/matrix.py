@@ -224,6 +224,9 @@ def population_units(selection: Selection, min_iou: float, units: str = "interpr
     replicate_rows: dict[int, list] = defaultdict(list)
     for row in stored:
         replicate_rows[row.run_id].append(row)
+    lookup = np.full(max(replicate_index, default=0) + 1, -1, dtype=np.int64)  # concept id -> column
+    for concept_id, column in replicate_index.items():
+        lookup[concept_id] = column
     flag = {"interpretable": None, "beats-random": "beats_random", "trusted": "trusted"}[units]
     runs = []
     for run_id in population:
@@ -236,9 +239,6 @@ def population_units(selection: Selection, min_iou: float, units: str = "interpr
         replicate_concept = replicate_iou = None
         if replicate_rows.get(run_id):
             count = min(len(row.concept_ids) for row in replicate_rows[run_id])
-            lookup = np.full(max(replicate_index, default=0) + 2, -1, dtype=np.int64)
-            for concept_id, column in replicate_index.items():
-                lookup[concept_id] = column
             replicate_concept = np.full((len(unit_rows), count), -1, dtype=np.int64)
             replicate_iou = np.zeros((len(unit_rows), count), dtype=np.float32)
             for row in replicate_rows[run_id]:
