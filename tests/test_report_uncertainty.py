@@ -4,6 +4,7 @@ store does not know (an imported run, a run no control serves)."""
 
 import csv
 from collections import defaultdict
+from html import escape
 
 import pytest
 from sqlalchemy import text
@@ -50,10 +51,14 @@ def test_imported_runs_show_dashes_and_beat_random_once_random_r_is_their_contro
     assert all(row["beats random"] == "-" and row["trusted"] == "-" for row in runs.values())
     units = unit_rows(out, ids["MoCoV1(R)"])
     assert len(units) == 2048
-    # No tallies, no control: every uncertainty cell is unknown, not empty and not 0.
-    assert all([unit[h] for h in UNIT_HEADERS[5:]] == ["-"] * 7 for unit in units)
+    # No tallies, no control: every uncertainty cell is unknown, not empty and not 0; trusted too, except that a
+    # unit that is not interpretable is not trusted whatever else is unknown.
+    assert all([unit[h] for h in UNIT_HEADERS[5:11]] == ["-"] * 6 for unit in units)
+    assert all(unit["trusted"] == ("-" if unit["interpretable"] == "yes" else "no") for unit in units)
+    assert sum(1 for unit in units if unit["interpretable"] == "yes") == interpretable
     page = (out / "runs" / f"run-{ids['MoCoV1(R)']}.html").read_text()
-    assert f"{interpretable} interpretable at IoU above each run's own cut-off; - beat random, - trusted." in page
+    assert escape(f"{interpretable} interpretable at IoU above each run's own cut-off; - beat random, - trusted.") \
+        in page
 
     # The authors' Random(R) as the control: a unit beats random when its IoU exceeds the highest IoU of the
     # Random(R) units labelled with its concept (0.04 for a concept no Random(R) unit has), counted by hand here.
@@ -117,6 +122,8 @@ def dissected(cli, engine, tmp_path, monkeypatch):
             " iou_low = CASE WHEN unit % 7 = 0 THEN 0 ELSE iou * 0.8 END, iou_high = iou * 1.2,"
             " chance_iou = CASE WHEN unit % 7 = 0 THEN 0 ELSE iou / 4 END,"
             " lift = CASE WHEN unit % 7 = 0 THEN NULL ELSE 4.0 END WHERE run_id = :run"), {"run": ids["r18"]})
+        conn.execute(text("UPDATE run SET replicates = 1000, bootstrap_blocks = 10, bootstrap_seed = 123456789012345"
+                          " WHERE id = :run"), {"run": ids["r18"]})
     return ids
 
 
@@ -175,6 +182,10 @@ def test_a_dissected_runs_units_show_their_interval_stability_and_counts(engine,
         assert (row["beats random"], row["trusted"]) == (shown(unit["beats_random"]), shown(unit["trusted"]))
     page = (again / "runs" / f"run-{run_id}.html").read_text()
     assert f"random-weights control</th><td>run {dissected['r18-control']}" in page
+    assert "bootstrap</th><td>" + escape("1000 replicates of the probe's images in 10 blocks, seed 123456789012345") \
+        in page
+    control = (again / "runs" / f"run-{dissected['r18-control']}.html").read_text()
+    assert "random-weights control</th><td>this run is a control" in control and "<th>bootstrap" not in control
 
 
 def test_the_unit_table_sorts_by_stability_in_a_browser(engine, dissected, tmp_path):
