@@ -3,11 +3,15 @@
     result = embed(EmbedSettings(exclude=("Random(R)",)))
     result.coordinates, result.clusters, result.explained_variance
     write_csv(result, Path("lce.csv"))
+    embed(EmbedSettings(units="beats-random", replicates=200)).covariance   # per model, over 200 replicates
 
 Defaults reproduce Mustapha, Khreich and Masri (method.md section 3): population normalisation, PCA with 3
 components (each oriented so that its largest-magnitude loading is positive), KMeans with k = 3. The clusters are
 found in the matrix itself, as the authors did (their elbow inertias, 104.4 at k = 1, are the matrix's), so they
 do not depend on the projection chosen for display.
+
+`units` picks the units counted (lce.analysis.matrix.UNIT_FILTERS); `replicates` adds the embedding's
+uncertainty (lce/analysis/embed_uncertainty.py): a covariance per model and a co-assignment share per pair.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lce.analysis.matrix import ConceptMatrix, Selection, concept_matrix, select_runs
+from lce.analysis.matrix import (
+    UNIT_FILTERS, ConceptMatrix, Selection, concept_matrix, population_units, select_runs, units_matrix,
+)
 from lce.analysis.duck import duckdb_connection
 from lce.db.connection import connect
 from lce.db.embeddings import EmbeddingPoint, EmbeddingRecord, write_embedding
@@ -43,6 +49,8 @@ class EmbedSettings:
     components: int = 3
     clusters: int = 3
     seed: int = 0
+    units: str = "interpretable"  # UNIT_FILTERS
+    replicates: int | None = None  # --uncertainty: how many replicates (None: no uncertainty)
 
 
 class Projection:
@@ -122,6 +130,8 @@ class EmbeddingResult:
     explained_variance: list[float] | None
     loadings: np.ndarray | None = None
     embedding_id: int | None = None
+    covariance: np.ndarray | None = None  # models x components x components, over the replicates (--uncertainty)
+    coassignment: np.ndarray | None = None  # models x models: share of replicates in one cluster (diagonal 1)
     column_prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +140,13 @@ class EmbeddingResult:
     @property
     def columns(self) -> list[str]:
         return [f"{self.column_prefix}{i + 1}" for i in range(self.coordinates.shape[1])]
+
+    @property
+    def sd(self) -> np.ndarray | None:
+        """models x components: each coordinate's standard deviation over the replicates (None without)."""
+        if self.covariance is None:
+            return None
+        return np.sqrt(np.clip(np.diagonal(self.covariance, axis1=1, axis2=2), 0.0, None))
 
 
 def check_settings(settings: EmbedSettings) -> None:
@@ -141,6 +158,15 @@ def check_settings(settings: EmbedSettings) -> None:
         raise LceError(f"--clusters must be at least 1, not {settings.clusters}.")
     if settings.method == "tsne" and settings.components > 3:
         raise LceError("--method tsne supports at most 3 components.")
+    if settings.units not in UNIT_FILTERS:
+        raise LceError(f"--units must be one of {', '.join(UNIT_FILTERS)}, not {settings.units!r}.")
+    if settings.replicates is not None and settings.method != "pca":
+        raise LceError(
+            f"--uncertainty works with --method pca only, not {settings.method}: replicates are aligned to the point "
+            "estimate by a rotation, which MDS and t-SNE layouts (not linear in the matrix) do not allow."
+        )
+    if settings.replicates is not None and settings.replicates < 2:
+        raise LceError(f"--replicates must be at least 2 (a covariance needs two), not {settings.replicates}.")
 
 
 def _import_scikit_learn() -> None:
@@ -158,9 +184,16 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
     try:
         selection = select_runs(con, list(settings.models), list(settings.exclude), settings.layer,
                                 settings.probe, settings.variant)
-        matrix = concept_matrix(selection, settings.min_iou, settings.normalize)
     finally:
         con.close()
+    population = None
+    if settings.units != "interpretable" or settings.replicates is not None:
+        population = population_units(selection, settings.min_iou, settings.units,
+                                      replicates=settings.replicates is not None)
+    if settings.units == "interpretable":
+        matrix = concept_matrix(selection, settings.min_iou, settings.normalize)  # the SQL matrix, as always
+    else:
+        matrix = units_matrix(population, selection, settings.normalize)
     count = len(selection.runs)
     if settings.components > min(count, len(matrix.concepts)):
         raise LceError(
@@ -178,6 +211,12 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
         clusters=clusters.labels_, inertia=clusters.elbow_,
         explained_variance=projection.explained_variance_ratio_, loadings=projection.loadings_,
     )
+    if settings.replicates is not None:
+        from lce.analysis.embed_uncertainty import EmbeddingUncertainty
+
+        uncertainty = EmbeddingUncertainty(settings.replicates, settings.clusters, settings.seed).fit(
+            population, selection, settings.normalize, coordinates)
+        result.covariance, result.coassignment = uncertainty.covariance_, uncertainty.coassignment_
     if store:
         result.embedding_id = store_embedding(result)
     return result
@@ -186,22 +225,38 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
 def store_embedding(result: EmbeddingResult) -> int:
     """The embedding and its points, in one transaction; returns the embedding's id."""
     settings = result.settings
-    points = [EmbeddingPoint(run_id=run.run_id, coordinates=[float(v) for v in coords], cluster=int(cluster))
-              for run, coords, cluster in zip(result.selection.runs, result.coordinates, result.clusters)]
+    covariance = result.covariance if result.covariance is not None else [None] * len(result.selection.runs)
+    points = [EmbeddingPoint(run_id=run.run_id, coordinates=[float(v) for v in coords], cluster=int(cluster),
+                             covariance=None if cov is None else [float(v) for v in np.ravel(cov)])
+              for run, coords, cluster, cov in zip(result.selection.runs, result.coordinates, result.clusters,
+                                                   covariance)]
+    coassignment = []
+    if result.coassignment is not None:
+        runs = [run.run_id for run in result.selection.runs]
+        coassignment = [(runs[i], runs[j], float(share)) for (i, j), share in np.ndenumerate(result.coassignment)]
     return write_embedding(connect(), EmbeddingRecord(
         method=settings.method, components=settings.components, clusters=settings.clusters,
         normalize=settings.normalize, min_iou=settings.min_iou, layer=result.selection.layer,
         probe=result.selection.probe, variant=result.selection.variant, seed=settings.seed,
         concept_count=len(result.matrix.concepts), explained_variance=result.explained_variance,
-        inertia=result.inertia, settings=asdict(settings), points=points))
+        inertia=result.inertia, settings=asdict(settings), points=points, units=settings.units,
+        replicates=settings.replicates, coassignment=coassignment))
 
 
 def write_csv(result: EmbeddingResult, path: Path) -> None:
-    """One row per model: `model,pc1,pc2,pc3,cluster` (or dim1.. for MDS and t-SNE); byte-identical for the same
-    data and seed."""
+    """One row per model: `model,pc1,pc2,pc3,cluster` (or dim1.. for MDS and t-SNE), and with the uncertainty
+    `pc1_sd,pc2_sd,..` after them; byte-identical for the same data and seed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    sd = result.sd
+
+    def number(value) -> str:
+        return f"{round(float(value), 6) + 0.0:.6f}"
+
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["model", *result.columns, "cluster"])
-        for model, coords, cluster in zip(result.matrix.models, result.coordinates, result.clusters):
-            writer.writerow([model, *(f"{round(float(value), 6) + 0.0:.6f}" for value in coords), int(cluster)])
+        writer.writerow(["model", *result.columns, "cluster", *([f"{c}_sd" for c in result.columns] if sd is not None
+                                                                  else [])])
+        for index, (model, coords, cluster) in enumerate(zip(result.matrix.models, result.coordinates,
+                                                             result.clusters)):
+            writer.writerow([model, *(number(value) for value in coords), int(cluster),
+                             *(number(value) for value in (sd[index] if sd is not None else []))])

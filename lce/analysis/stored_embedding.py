@@ -5,6 +5,7 @@ the store does not keep) recomputed from the embedding's own settings.
     stored.result.coordinates              # as stored
     stored.result.loadings                 # recomputed (PCA only); stored.loadings_note says whether they
                                            # reproduce the stored scores
+    stored.result.covariance, stored.result.coassignment   # as stored by lce embed --uncertainty, else None
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
                            "embedding\" lists them).")
         points = conn.execute(text(read_sql("queries/stored_embedding_points")),
                               {"embedding": row["id"]}).mappings().all()
+        shares = conn.execute(text(read_sql("queries/stored_embedding_coassignment")),
+                              {"embedding": row["id"]}).mappings().all()
         population = conn.execute(
             text(read_sql("queries/embedding_population")),
             {"probe": row["probe_id"], "layer": row["layer"], "variant": row["variant"]}).scalars().all()
@@ -53,11 +56,20 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
         population=tuple(population))
     coordinates = np.array([list(p["coordinates"]) for p in points], dtype=np.float64)
     matrix, loadings, note = _recompute(row, settings, selection, coordinates)
+    covariance = coassignment = None
+    if points and all(p["covariance"] is not None for p in points):
+        k = coordinates.shape[1]
+        covariance = np.array([list(p["covariance"]) for p in points], dtype=np.float64).reshape(len(points), k, k)
+    if shares:
+        position = {p["model"]: i for i, p in enumerate(points)}
+        coassignment = np.full((len(points), len(points)), np.nan)
+        for share in shares:
+            coassignment[position[share["model"]], position[share["other_model"]]] = share["share"]
     result = EmbeddingResult(
         settings=settings, selection=selection, matrix=matrix, coordinates=coordinates,
         clusters=np.array([p["cluster"] for p in points], dtype=np.int64), inertia=list(row["inertia"]),
         explained_variance=list(row["explained_variance"]) if row["explained_variance"] else None,
-        loadings=loadings, embedding_id=row["id"],
+        loadings=loadings, embedding_id=row["id"], covariance=covariance, coassignment=coassignment,
     )
     return StoredEmbedding(result=result, created_at=row["created_at"], loadings_note=note)
 

@@ -24,24 +24,38 @@ def embed(
     method: str = typer.Option("pca", "--method", help="pca, mds or tsne."),
     components: int = typer.Option(3, "--components", help="Dimensions of the embedding."),
     clusters: int = typer.Option(3, "--clusters", help="KMeans clusters (n_init=10)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of KMeans, MDS and t-SNE."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of KMeans, MDS and t-SNE (and the replicates)."),
+    units: str = typer.Option("interpretable", "--units",
+                              help="Units counted: interpretable (as the paper), trusted, or beats-random."),
+    uncertainty: bool = typer.Option(False, "--uncertainty",
+                                     help="Resample the units (and the probe, for dissected runs): 95% ellipses, "
+                                          "pc*_sd columns, co-assignment (PCA only)."),
+    replicates: int | None = typer.Option(None, "--replicates", help="Replicates of --uncertainty (200)."),
     out: Path = typer.Option(Path("lce.csv"), "--out", help="CSV of the embedding: model, pc1.., cluster."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG of the embedding (two panels, as the paper)."),
 ) -> None:
     """Build the model x concept matrix in SQL, project the models (PCA by default), cluster them, store the
     embedding, and write it as CSV (and a plot). Defaults reproduce Mustapha et al.'s Learned Concepts Embedding.
     --out and --plot are checked first: a directory, a symbolic link or a path under a file is refused.
+    --units beats-random counts only the units beating a random-weights control (lce control set), the population
+    normalisation over the same units. --uncertainty refits the embedding on replicates (each model's units drawn
+    with replacement; dissected runs take each unit's label in the bootstrap's replicate) aligned by Procrustes,
+    and stores a covariance per model and how often each pair of models shares a cluster.
 
     Example: lce embed --exclude 'Random(R)' --exclude 'SimCLRV1(R)' --out lce.csv --plot lce.png
     """
     from lce.analysis.embed import EmbedSettings, store_embedding, write_csv
     from lce.analysis.embed import embed as run_embed
+    from lce.analysis.embed_uncertainty import DEFAULT_REPLICATES
     from lce.errors import LceError
     from lce.output_paths import check_output
 
+    if replicates is not None and not uncertainty:
+        raise LceError("--replicates sets how many replicates --uncertainty draws: add --uncertainty.")
     settings = EmbedSettings(
         models=tuple(model), exclude=tuple(exclude), layer=layer, probe=probe, variant=variant, min_iou=min_iou,
-        normalize=normalize, method=method, components=components, clusters=clusters, seed=seed,
+        normalize=normalize, method=method, components=components, clusters=clusters, seed=seed, units=units,
+        replicates=(replicates or DEFAULT_REPLICATES) if uncertainty else None,
     )
     outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
     if len(set(outputs)) < len(outputs):
@@ -58,7 +72,7 @@ def embed(
     console.print(
         f"Embedding {result.embedding_id}: {len(selection.runs)} models x {len(result.matrix.concepts)} concepts "
         f"({selection.layer}, probe {selection.probe}, {selection.variant}, IoU > {min_iou}, {normalize} "
-        f"normalisation, {method})"
+        f"normalisation, {method}" + ("" if units == "interpretable" else f", {units} units") + ")"
     )
     if result.explained_variance:
         shares = ", ".join(f"{share:.3f}" for share in result.explained_variance)
@@ -68,6 +82,17 @@ def embed(
     for cluster in sorted(set(result.clusters.tolist())):
         members = [m for m, c in zip(result.matrix.models, result.clusters) if c == cluster]
         console.print(f"cluster {cluster}: {', '.join(members)}", highlight=False)
+    if result.covariance is not None:
+        import numpy as np
+
+        sd = ", ".join(f"{column} {value:.3f}" for column, value in zip(result.columns, result.sd.mean(axis=0)))
+        same = result.clusters[:, None] == result.clusters[None, :]
+        off = ~np.eye(len(result.clusters), dtype=bool)
+        within = result.coassignment[same & off]
+        across = result.coassignment[~same]
+        console.print(f"uncertainty over {settings.replicates} replicates: mean sd {sd}; co-assignment within the "
+                      f"clusters {within.mean() if within.size else float('nan'):.2f}, across "
+                      f"{across.mean() if across.size else float('nan'):.2f}")
     console.print(f"wrote {out}")
     if plot is not None:
         console.print(f"wrote {plot}")

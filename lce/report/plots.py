@@ -1,8 +1,10 @@
 """The figures: the embedding, two panels as in the authors' figure (component 1 vs 2, component 3 vs 2), every
-model labelled, colours by cluster; the heatmap of its correlations with task metrics; and, for the report, the
-elbow curve, the loadings per component and the models' category profiles.
+model labelled, colours by cluster, with 95% ellipses when it has replicates (lce embed --uncertainty); the
+heatmap of its correlations with task metrics; and, for the report, the co-assignment heatmap, the elbow curve,
+the loadings per component and the models' category profiles.
 
     plot_embedding(result, Path("lce.png"))
+    plot_coassignment(result, Path("coassignment.png"))     # needs result.coassignment
     plot_correlation(correlation, Path("correlation.png"))
     plot_elbow(result.inertia, chosen=3, path=Path("elbow.png"))
     plot_loadings(result.loadings, result.matrix, result.columns, Path("loadings.png"))
@@ -44,8 +46,12 @@ def literal_text(plot: Callable) -> Callable:
 @literal_text
 def plot_embedding(result: EmbeddingResult, path: Path) -> None:
     # The Figure API without pyplot: files only, no display, no global state (and a faster import).
+    import numpy as np
     from matplotlib import colormaps
     from matplotlib.figure import Figure
+    from matplotlib.patches import Ellipse
+
+    from lce.analysis.embed_uncertainty import ellipse_axes
 
     coords = result.coordinates
     # Panels: (1 vs 2) and, with a third component, (3 vs 2); a single component is drawn against zero.
@@ -62,6 +68,18 @@ def plot_embedding(result: EmbeddingResult, path: Path) -> None:
             members = result.clusters == cluster
             ax.scatter(coords[members, x], [v for v, m in zip(ys, members) if m], s=60,
                        color=colours(cluster % 10), label=f"cluster {cluster}", edgecolors="black", linewidths=0.5)
+        if result.covariance is not None:
+            # 95% ellipses of each model's aligned replicates: chi-square with 2 degrees of freedom on the
+            # 2 x 2 covariance of the two components drawn (1.96 sd either side with one component).
+            for index, (cluster, px, py) in enumerate(zip(result.clusters.tolist(), coords[:, x], ys)):
+                colour = colours(cluster % 10)
+                if y is None:
+                    half = 1.96 * float(np.sqrt(max(result.covariance[index, x, x], 0.0)))
+                    ax.plot([px - half, px + half], [py, py], color=colour, linewidth=1.2, alpha=0.7, zorder=1)
+                    continue
+                width, height, angle = ellipse_axes(result.covariance[index][np.ix_([x, y], [x, y])])
+                ax.add_patch(Ellipse((px, py), width, height, angle=angle, facecolor=colour, alpha=0.15,
+                                     edgecolor=colour, linewidth=0.8, zorder=1))
         for label, px, py in zip(labels, coords[:, x], ys):
             ax.annotate(label, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xlabel(_axis_label(result, x))
@@ -71,13 +89,50 @@ def plot_embedding(result: EmbeddingResult, path: Path) -> None:
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(loc="best", fontsize=8)
     selection = result.selection
+    settings = result.settings
+    units = "" if settings.units == "interpretable" else f", {settings.units} units"
+    ellipses = (f"\n95% ellipses over {settings.replicates} replicates (units resampled, aligned by Procrustes)"
+                if result.covariance is not None else "")
     figure.suptitle(
         f"Learned Concepts Embedding: {len(labels)} models, {selection.layer}, probe {selection.probe}, "
-        f"{selection.variant}, IoU > {result.settings.min_iou}"
+        f"{selection.variant}, IoU > {settings.min_iou}{units}{ellipses}"
     )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
+
+
+@literal_text
+def plot_coassignment(result: EmbeddingResult, path: Path) -> None:
+    """The share of replicates in which each pair of models share a KMeans cluster (result.coassignment), models
+    ordered by their point estimate's cluster, lines between the clusters."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    if result.coassignment is None:
+        raise ValueError("plot_coassignment needs an embedding with replicates (lce embed --uncertainty)")
+    order = sorted(range(len(result.matrix.models)), key=lambda i: (int(result.clusters[i]), result.matrix.models[i]))
+    shares = result.coassignment[np.ix_(order, order)]
+    names = [result.matrix.models[i].removesuffix("(R)") for i in order]
+    size = 2.5 + 0.42 * len(names)
+    figure = Figure(figsize=(size + 1.0, size))
+    ax = figure.subplots()
+    image = ax.imshow(shares, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    for (i, j), share in np.ndenumerate(shares):
+        ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=6,
+                color="black" if share > 0.6 else "white")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    clusters = [int(result.clusters[i]) for i in order]
+    for position in range(1, len(clusters)):
+        if clusters[position] != clusters[position - 1]:
+            ax.axhline(position - 0.5, color="white", linewidth=1.5)
+            ax.axvline(position - 0.5, color="white", linewidth=1.5)
+    figure.colorbar(image, ax=ax, shrink=0.8, label="share of replicates in one cluster")
+    ax.set_title(f"Co-assignment over {result.settings.replicates} replicates (KMeans, k = {result.settings.clusters})",
+                 fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
 
 
 def _axis_label(result: EmbeddingResult, index: int) -> str:
