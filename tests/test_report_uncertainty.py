@@ -210,3 +210,37 @@ def test_the_unit_table_sorts_by_stability_in_a_browser(engine, dissected, tmp_p
         assert browser.evaluate(last) == "-"
         browser.evaluate(f"document.querySelectorAll('#units thead th')[{column}].click()")
         assert browser.evaluate(last) == "-"
+
+
+# ---- the embedding's uncertainty --------------------------------------------------------------------------------
+
+def test_an_embedding_with_uncertainty_shows_its_spread_and_co_assignment(cli, engine, paper_data, tmp_path):
+    import numpy as np
+
+    from lce.analysis.stored_embedding import load_embedding
+    from tests.conftest import PAPER_EXCLUDED
+
+    excluded = [arg for name in PAPER_EXCLUDED for arg in ("--exclude", name)]
+    result = cli("embed", *excluded, "--uncertainty", "--replicates", "12", "--out", tmp_path / "lce.csv")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report"
+    write_report(ReportSettings(out=out, strips=False))
+    assert (out / "img" / "coassignment.png").read_bytes()[:4] == b"\x89PNG"
+    index = (out / "index.html").read_text()
+    assert 'href="#coassignment"' in index and 'src="img/coassignment.png"' in index
+    assert "Ellipses: each model&#x27;s 95% region over 12 replicates" in index
+    found = tables(out / "index.html")
+    assert found.headers["embedding-points"] == ["model", "cluster", "pc1", "pc2", "pc3", "pc1 sd", "pc2 sd", "pc3 sd"]
+    stored = load_embedding().result
+    sd = np.sqrt(np.diagonal(stored.covariance, axis1=1, axis2=2))
+    rows = {row[0]: row for row in found.body("embedding-points")}
+    for model, spread in zip(stored.matrix.models, sd):
+        assert [float(v) for v in rows[model][5:]] == pytest.approx(spread, abs=5e-4), model
+    assert sd.max() > 0
+
+    # An embedding without replicates: no sd columns, no co-assignment.
+    assert cli("embed", *excluded, "--out", tmp_path / "plain.csv").exit_code == 0
+    plain = tmp_path / "plain"
+    write_report(ReportSettings(out=plain, strips=False))
+    assert tables(plain / "index.html").headers["embedding-points"] == ["model", "cluster", "pc1", "pc2", "pc3"]
+    assert "coassignment" not in (plain / "index.html").read_text()

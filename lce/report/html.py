@@ -208,7 +208,7 @@ def _index_page(runs: list[dict], names: dict[int, str], store: _StoreRows, stor
 
 
 def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], images: Path) -> list[Section]:
-    from lce.report.plots import plot_elbow, plot_embedding, plot_loadings
+    from lce.report.plots import plot_coassignment, plot_elbow, plot_embedding, plot_loadings
 
     if stored is None:
         return [section("embedding", "Learned Concepts Embedding", paragraph(
@@ -225,9 +225,17 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
     if result.explained_variance:
         shares = ", ".join(f"{c.upper()} {v:.1%}" for c, v in zip(columns, result.explained_variance))
         described += f" Explained variance: {shares} (total {sum(result.explained_variance):.1%})."
+    if options.units != "interpretable":
+        described += f" Units counted: {options.units} (the population normalisation over the same units)."
+    sd = result.sd
+    if sd is not None:
+        described += (f" Ellipses: each model's 95% region over {options.replicates} replicates (its units resampled "
+                      "and, for dissected runs, each replicate's labels), aligned to the point estimate; the table's "
+                      "sd columns are its coordinates' standard deviations.")
     rows = [[link(f"runs/run-{run.run_id}.html", names.get(run.run_id, run.model)),
-             _cluster_tag(int(cluster)), *map(float, coords)]
-            for run, coords, cluster in zip(selection.runs, result.coordinates, result.clusters)]
+             _cluster_tag(int(cluster)), *map(float, coords), *(map(float, sd[index]) if sd is not None else ())]
+            for index, (run, coords, cluster) in enumerate(zip(selection.runs, result.coordinates, result.clusters))]
+    spread = [f"{c} sd" for c in columns] if sd is not None else []
     members = defaultdict(list)
     for run, cluster in zip(selection.runs, result.clusters):
         members[int(cluster)].append(run.model)
@@ -236,8 +244,16 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
     embedding = section(
         "embedding", "Learned Concepts Embedding", paragraph(described),
         figure("img/embedding.png", f"The embedding of {len(selection.runs)} models, coloured by cluster"),
-        clusters, table(["model", "cluster", *columns], rows, numeric=set(range(1, len(columns) + 2)),
-                        table_id="embedding-points"))
+        clusters, table(["model", "cluster", *columns, *spread], rows,
+                        numeric=set(range(1, len(columns) + len(spread) + 2)), table_id="embedding-points"))
+    sections = [embedding]
+    if result.coassignment is not None:
+        plot_coassignment(result, images / "coassignment.png")
+        sections.append(section("coassignment", "Co-assignment: how often two models share a cluster", paragraph(
+            f"The share of embedding {result.embedding_id}'s {options.replicates} replicates in which each pair of "
+            f"models falls in one KMeans cluster (k = {options.clusters}), models in the order of their clusters; "
+            "near 1 within a cluster and near 0 across clusters means the clusters hold up under unit sampling."),
+            figure("img/coassignment.png", "Share of replicates in which two models share a cluster", width=720)))
 
     if result.loadings is not None and result.matrix.concepts:
         plot_loadings(result.loadings, result.matrix, columns, images / "loadings.png")
@@ -261,7 +277,7 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
         f"KMeans inertia (n_init = 10) of the model x concept matrix for k = 1..{len(result.inertia)}: "
         + ", ".join(f"{v:.1f}" for v in result.inertia) + f"; the embedding uses k = {options.clusters}."),
         figure("img/elbow.png", "KMeans inertia against the number of clusters", width=560))
-    return [embedding, loadings, elbow]
+    return [*sections, loadings, elbow]
 
 
 def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Section | None:
