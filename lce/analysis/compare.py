@@ -9,6 +9,14 @@ and their distance in a stored embedding.
 Each model contributes one run (--layer, --probe and --variant choose it when a model has several). The two runs
 must share a probe and a variant: concepts are the probe's and IoUs are comparable only within one variant
 (method.md section 1). The counting is SQL (sql/queries/compare_*.sql over model_concept_units_at).
+
+Whether a concept's unit counts differ beyond unit sampling: each model's units are taken as a sample of the units
+it could have had, so a concept's count is n of the run's N units; Fisher's exact test (two-sided) on the 2 x 2
+table (n_a, N_a - n_a; n_b, N_b - n_b) gives p, and Benjamini-Hochberg over the concepts compared (those either
+model has) gives q; `significant` is q <= 0.05. Fisher's rather than a two-proportion z-test because most counts
+are a handful of units in 512-2,048, where the normal approximation is poor (and undefined for 0 against 0); it is
+exact given the concept's total, hence slightly conservative. It speaks to unit sampling only: the probe's images
+and the labels' own uncertainty are not in it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from __future__ import annotations
 import csv
 import difflib
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import TextIO
 
 from sqlalchemy import text
@@ -25,6 +34,9 @@ from lce.db.connection import connect_reader
 from lce.dissect.variants import IOU_CUTOFF
 from lce.errors import LceError
 from lce.resources import read_sql
+
+FALSE_DISCOVERY_RATE = 0.05  # Benjamini-Hochberg's level over the concepts compared (issue 16)
+COUNT_TEST = "Fisher's exact test, two-sided, on each concept's units out of each run's units"
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,9 @@ class ConceptRow:
     max_iou_a: float | None
     units_b: int
     max_iou_b: float | None
+    p: float | None = None  # Fisher's exact test of units_a of the A run's units against units_b of B's
+    q: float | None = None  # p adjusted by Benjamini-Hochberg over the concepts compared
+    significant: bool = False  # q <= FALSE_DISCOVERY_RATE: the counts differ beyond unit sampling
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,11 @@ class Comparison:
         return self._with("only_b")
 
     @property
+    def significant(self) -> list[ConceptRow]:
+        """The concepts whose unit counts differ beyond what unit sampling explains."""
+        return [row for row in self.concepts if row.significant]
+
+    @property
     def jaccard(self) -> float | None:
         """Shared concepts over the concepts of either (None when neither has one)."""
         return len(self.shared) / len(self.concepts) if self.concepts else None
@@ -125,6 +145,9 @@ class Comparison:
             "only_a": len(self.only_a),
             "only_b": len(self.only_b),
             "jaccard": self.jaccard,
+            "significant": len(self.significant),
+            "count_test": COUNT_TEST,
+            "false_discovery_rate": FALSE_DISCOVERY_RATE,
             "embedding": None if self.embedding is None else {
                 **asdict(self.embedding), "same_cluster": self.embedding.same_cluster},
             "embedding_note": self.embedding_note,
@@ -133,7 +156,8 @@ class Comparison:
         }
 
 
-CSV_COLUMNS = ("model_a", "model_b", "category", "label", "presence", "units_a", "max_iou_a", "units_b", "max_iou_b")
+CSV_COLUMNS = ("model_a", "model_b", "category", "label", "presence", "units_a", "max_iou_a", "units_b", "max_iou_b",
+               "p", "q", "significant")
 
 
 def write_csv(comparison: Comparison, handle: TextIO) -> None:
@@ -143,11 +167,49 @@ def write_csv(comparison: Comparison, handle: TextIO) -> None:
     writer.writerow(CSV_COLUMNS)
     for row in comparison.concepts:
         writer.writerow([comparison.a.model, comparison.b.model, row.category, row.label, row.presence,
-                         row.units_a, _number(row.max_iou_a), row.units_b, _number(row.max_iou_b)])
+                         row.units_a, _number(row.max_iou_a), row.units_b, _number(row.max_iou_b),
+                         _probability(row.p), _probability(row.q), "true" if row.significant else "false"])
 
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
+
+
+def _probability(value: float | None) -> str:
+    # %g keeps the small p-values readable (6 decimals would show many as 0.000000).
+    return "" if value is None else f"{value:.6g}"
+
+
+def count_difference_p(units_a: int, total_a: int, units_b: int, total_b: int) -> float:
+    """Two-sided p of Fisher's exact test: is units_a of total_a as likely a share as units_b of total_b?"""
+    from scipy.stats import fisher_exact
+
+    if not (0 <= units_a <= total_a and 0 <= units_b <= total_b):
+        raise ValueError(f"counts out of range: {units_a} of {total_a}, {units_b} of {total_b}")
+    table = [[units_a, total_a - units_a], [units_b, total_b - units_b]]
+    return min(1.0, float(fisher_exact(table, alternative="two-sided").pvalue))
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg q-values (adjusted p-values), in the order given: the i-th smallest p becomes
+    min over j >= i of m * p_(j) / j, capped at 1; a test is significant at level alpha when its q <= alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    q_values = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):  # from the largest p down, so each q is the minimum over the ranks above it
+        index = order[rank - 1]
+        running = min(running, m * p_values[index] / rank)
+        q_values[index] = running
+    return q_values
+
+
+def with_count_tests(rows: list[ConceptRow], total_a: int, total_b: int,
+                     rate: float = FALSE_DISCOVERY_RATE) -> list[ConceptRow]:
+    """The rows with p, q and significant filled in, the false discovery rate held at `rate` over these rows."""
+    p_values = [count_difference_p(row.units_a, total_a, row.units_b, total_b) for row in rows]
+    return [replace(row, p=p, q=q, significant=q <= rate)
+            for row, p, q in zip(rows, p_values, benjamini_hochberg(p_values))]
 
 
 def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, layer: str | None = None,
@@ -174,6 +236,7 @@ def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, laye
         categories = [CategoryRow(**row) for row in
                       conn.execute(text(read_sql("queries/compare_categories")), params).mappings()]
         embedding, note = _distance(conn, params["a"], params["b"], embedding_id)
+    concepts = with_count_tests(concepts, runs[0]["unit_count"], runs[1]["unit_count"])
     compared = [
         ComparedRun(run_id=run["run_id"], model=run["model"], layer=run["layer"], probe=run["probe"],
                     variant=run["variant"], source=run["source"], units=run["unit_count"],

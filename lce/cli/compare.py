@@ -31,6 +31,8 @@ def compare(
 ) -> None:
     """The concepts both models have and those only one has (interpretable units and best IoU per concept), their
     interpretable units and concepts per category, and their distance in the newest embedding that holds both.
+    Per concept, p (Fisher's exact test of the two unit counts, each out of its run's units), q (Benjamini-Hochberg
+    over the concepts listed) and whether the counts differ beyond unit sampling (q <= 0.05).
 
     Example: lce compare 'MoCoV1(R)' 'InfoMin(R)' --format json > pair.json
     """
@@ -50,6 +52,8 @@ def compare(
 
 
 def _print_comparison(comparison) -> None:
+    from lce.analysis.compare import COUNT_TEST, FALSE_DISCOVERY_RATE
+
     a, b = comparison.a, comparison.b
     for side, run in (("A", a), ("B", b)):
         console.print(f"{side}: {run.model} (run {run.run_id}: {run.layer}, probe {run.probe}, {run.variant}, "
@@ -59,6 +63,8 @@ def _print_comparison(comparison) -> None:
                   f"{len(comparison.only_a)} only in A, {len(comparison.only_b)} only in B"
                   + (f" (Jaccard {comparison.jaccard:.2f})" if comparison.jaccard is not None else ""),
                   highlight=False)
+    console.print(f"{len(comparison.significant)} of {len(comparison.concepts)} concepts differ in unit counts beyond "
+                  f"unit sampling ({COUNT_TEST}; Benjamini-Hochberg q <= {FALSE_DISCOVERY_RATE}).", highlight=False)
     distance = comparison.embedding
     if distance is None:
         console.print(f"Distance: {comparison.embedding_note}", highlight=False)
@@ -78,17 +84,22 @@ def _print_comparison(comparison) -> None:
                       str(row.shared))
     console.print(table)
     table = Table("concept", "category", "in", header_style="bold", title="Concepts")
-    for column in ("units A", "best IoU A", "units B", "best IoU B"):
+    for column in ("units A", "best IoU A", "units B", "best IoU B", "p", "q", "significant"):
         table.add_column(column, justify="right")
     shown = {"both": "both", "only_a": "A only", "only_b": "B only"}
     for row in comparison.concepts:
         table.add_row(row.label.replace("[", r"\["), row.category, shown[row.presence], str(row.units_a),
-                      _iou(row.max_iou_a), str(row.units_b), _iou(row.max_iou_b))
+                      _iou(row.max_iou_a), str(row.units_b), _iou(row.max_iou_b), _probability(row.p),
+                      _probability(row.q), "yes" if row.significant else "")
     console.print(table)
 
 
 def _iou(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
+
+
+def _probability(value: float | None) -> str:
+    return "" if value is None else f"{value:.2g}"
 
 
 def _ordinal(n: int) -> str:

@@ -6,12 +6,15 @@
 DIR/index.html      the embedding (plot with clusters, loadings per component, elbow curve), task correlations when
                     task data exist, every run's category profile and top concepts, and the list of runs
 DIR/runs/run-N.html one run: its facts, category profile, concepts, and a sortable table of every unit (label,
-                    category, IoU) with, for dissected runs, the strip of its top images with its mask drawn over
+                    category, IoU, the IoU's 95% interval, stability, chance IoU and lift, whether it beats the
+                    random-weights control and is trusted; "-" where unknown, as for imported runs) with, for
+                    dissected runs, the strip of its top images with its mask drawn over
 DIR/img/*.png       the figures; DIR/strips/run-N/*.jpg the strips (drawn once into $LCE_HOME/cache/report/ by
                     lce.report.strips, then copied or hard-linked here)
 
 The embedding is the one named, else the newest stored; units count as interpretable at its IoU cut-off (or at
---min-iou, or without an embedding at each run's own cut-off).
+--min-iou, or without an embedding at each run's own cut-off); beats random and trusted are unit_label_at's, at that
+cut-off and its default stability and lift (method: issue 16, sql/unit_label.sql).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from lce.config import code_version
 from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.output_paths import check_output, check_output_dir
-from lce.report.markup import Raw, Section, figure, link, navigation, page, paragraph, section, table
+from lce.report.markup import UNKNOWN, Raw, Section, figure, link, navigation, page, paragraph, section, table
 from lce.report.plots import CATEGORY_COLOURS
 from lce.report.strips import DissectedRun, Progress, RunStrips, StripStyle, run_strips
 from lce.resources import read_sql
@@ -142,6 +145,20 @@ class _StoreRows:
     def interpretable(self, run_id: int) -> int:
         return sum(row["interpretable_units"] for row in self.profiles.get(run_id, []))
 
+    def beats_random(self, run_id: int) -> int | None:
+        """Interpretable units above the control's cut-off for their concept (a subset of the interpretable ones, to
+        read against them); None when no control serves the run (every value NULL)."""
+        units = self.units.get(run_id, [])
+        if all(row["beats_random"] is None for row in units):
+            return None
+        return sum(1 for row in units if row["interpretable"] and row["beats_random"])
+
+    def trusted(self, run_id: int) -> int | None:
+        """Trusted units; None when any unit's is unknown (an interpretable unit without a stability or interval,
+        as in imported runs), since the count would then be a lower bound only."""
+        values = [row["trusted"] for row in self.units.get(run_id, [])]
+        return None if any(value is None for value in values) else sum(1 for value in values if value)
+
 
 def _run_names(runs: list[dict]) -> dict[int, str]:
     """The model's name, with layer, probe and variant when the model has several runs."""
@@ -191,7 +208,7 @@ def _index_page(runs: list[dict], names: dict[int, str], store: _StoreRows, stor
 
 
 def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], images: Path) -> list[Section]:
-    from lce.report.plots import plot_elbow, plot_embedding, plot_loadings
+    from lce.report.plots import plot_coassignment, plot_elbow, plot_embedding, plot_loadings
 
     if stored is None:
         return [section("embedding", "Learned Concepts Embedding", paragraph(
@@ -208,9 +225,17 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
     if result.explained_variance:
         shares = ", ".join(f"{c.upper()} {v:.1%}" for c, v in zip(columns, result.explained_variance))
         described += f" Explained variance: {shares} (total {sum(result.explained_variance):.1%})."
+    if options.units != "interpretable":
+        described += f" Units counted: {options.units} (the population normalisation over the same units)."
+    sd = result.sd
+    if sd is not None:
+        described += (f" Ellipses: each model's 95% region over {options.replicates} replicates (its units resampled "
+                      "and, for dissected runs, each replicate's labels), aligned to the point estimate; the table's "
+                      "sd columns are its coordinates' standard deviations.")
     rows = [[link(f"runs/run-{run.run_id}.html", names.get(run.run_id, run.model)),
-             _cluster_tag(int(cluster)), *map(float, coords)]
-            for run, coords, cluster in zip(selection.runs, result.coordinates, result.clusters)]
+             _cluster_tag(int(cluster)), *map(float, coords), *(map(float, sd[index]) if sd is not None else ())]
+            for index, (run, coords, cluster) in enumerate(zip(selection.runs, result.coordinates, result.clusters))]
+    spread = [f"{c} sd" for c in columns] if sd is not None else []
     members = defaultdict(list)
     for run, cluster in zip(selection.runs, result.clusters):
         members[int(cluster)].append(run.model)
@@ -219,8 +244,16 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
     embedding = section(
         "embedding", "Learned Concepts Embedding", paragraph(described),
         figure("img/embedding.png", f"The embedding of {len(selection.runs)} models, coloured by cluster"),
-        clusters, table(["model", "cluster", *columns], rows, numeric=set(range(1, len(columns) + 2)),
-                        table_id="embedding-points"))
+        clusters, table(["model", "cluster", *columns, *spread], rows,
+                        numeric=set(range(1, len(columns) + len(spread) + 2)), table_id="embedding-points"))
+    sections = [embedding]
+    if result.coassignment is not None:
+        plot_coassignment(result, images / "coassignment.png")
+        sections.append(section("coassignment", "Co-assignment: how often two models share a cluster", paragraph(
+            f"The share of embedding {result.embedding_id}'s {options.replicates} replicates in which each pair of "
+            f"models falls in one KMeans cluster (k = {options.clusters}), models in the order of their clusters; "
+            "near 1 within a cluster and near 0 across clusters means the clusters hold up under unit sampling."),
+            figure("img/coassignment.png", "Share of replicates in which two models share a cluster", width=720)))
 
     if result.loadings is not None and result.matrix.concepts:
         plot_loadings(result.loadings, result.matrix, columns, images / "loadings.png")
@@ -244,7 +277,7 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
         f"KMeans inertia (n_init = 10) of the model x concept matrix for k = 1..{len(result.inertia)}: "
         + ", ".join(f"{v:.1f}" for v in result.inertia) + f"; the embedding uses k = {options.clusters}."),
         figure("img/elbow.png", "KMeans inertia against the number of clusters", width=560))
-    return [embedding, loadings, elbow]
+    return [*sections, loadings, elbow]
 
 
 def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Section | None:
@@ -321,10 +354,27 @@ def _runs_section(runs: list[dict], names: dict[int, str], store: _StoreRows, ou
                  (strips.note if strips else ("not drawn" if run["has_top_images"] else "none (imported)")))
         rows.append([link(f"runs/run-{run['run_id']}.html", names[run["run_id"]]), run["run_id"], run["layer"],
                      run["probe"], run["variant"], run["source"], run["unit_count"], store.interpretable(run["run_id"]),
-                     shown])
-    return section("runs", "Runs", table(
-        ["model", "run", "layer", "probe", "variant", "source", "units", "interpretable", "unit strips"], rows,
-        numeric={1, 6, 7}, table_id="runs"))
+                     _known(store.beats_random(run["run_id"])), _known(store.trusted(run["run_id"])), shown])
+    return section("runs", "Runs", paragraph(
+        "Beats random: interpretable units whose IoU exceeds the cut-off of the random-weights control serving the "
+        "run for their concept. Trusted: {TRUSTED_RULE}. \"-\": not known (no control serves the run; imported runs "
+        "carry no interval or stability)."), table(
+        ["model", "run", "layer", "probe", "variant", "source", "units", "interpretable", "beats random", "trusted",
+         "unit strips"], rows, numeric={1, 6, 7, 8, 9}, table_id="runs"))
+
+
+# unit_label_at's defaults (sql/unit_label.sql), which the report uses.
+TRUSTED_RULE = ("interpretable, stability >= 0.8, the IoU's 95% interval above the chance IoU, and beating random "
+                "when a control serves the run")
+
+
+def _known(value: object) -> object:
+    """A value for a table cell, "-" when the store does not know it."""
+    return UNKNOWN if value is None else value
+
+
+def _flag(value: bool | None) -> object:
+    return UNKNOWN if value is None else ("yes" if value else "no")
 
 
 # ---- a run's page ---------------------------------------------------------------------------------------------
@@ -339,6 +389,10 @@ def _run_page(run: dict, name: str, store: _StoreRows, strips: RunStrips | None,
         ("source", run["source"]), ("checkpoint", settings.get("checkpoint") or (
             f"random init, seed {settings.get('seed')}" if settings.get("random_init") else None)),
         ("checkpoint SHA-256", run["checkpoint_sha256"]), ("notes", run["notes"]), ("family", run["family"]),
+        ("bootstrap", f"{run['replicates']} replicates of the probe's images in {run['bootstrap_blocks']} blocks, "
+                      f"seed {run['bootstrap_seed']}" if run.get("replicates") else None),
+        ("random-weights control", f"run {run['control_run_id']}" if run.get("control_run_id") else (
+            "this run is a control" if run.get("is_control") else "none")),
         ("dissected by" if run["source"] == "dissected" else "imported by", run["code_version"]),
         ("stored", f"{run['created_at']:%Y-%m-%d %H:%M}"),
     ]
@@ -352,24 +406,45 @@ def _run_page(run: dict, name: str, store: _StoreRows, strips: RunStrips | None,
                       for c in store.concepts.get(run_id, [])], numeric={2, 3}, table_id="concepts")
     units = store.units.get(run_id, [])
     interpretable = sum(1 for u in units if u["interpretable"])
+    beats_random, trusted = store.beats_random(run_id), store.trusted(run_id)
     strip_note, strip_cell = _strip_cells(run, strips)
-    headers = ["unit", "label", "category", "IoU", "interpretable"] + (["top images"] if strip_cell else [])
+    headers = ["unit", "label", "category", "IoU", "interpretable", *UNCERTAINTY_HEADERS] + (
+        ["top images"] if strip_cell else [])
     rows = [[u["unit"], u["label"], u["category"], u["iou"], "yes" if u["interpretable"] else "",
-             *([strip_cell(u["unit"])] if strip_cell else [])] for u in units]
+             *_uncertainty_cells(u), *([strip_cell(u["unit"])] if strip_cell else [])] for u in units]
     attributes = [f'data-unit="{u["unit"]}"' + ("" if u["interpretable"] else ' class="dim"') for u in units]
+    counted = (f"{len(units)} units, {interpretable} interpretable at {cutoff}; "
+               f"{'-' if beats_random is None else beats_random} beat random, "
+               f"{'-' if trusted is None else trusted} trusted.")
     body = "\n".join([
         "<p><a href=\"../index.html\">&larr; report</a></p>",
         f"<h1>{escape(name)}</h1>",
-        paragraph(f"{len(units)} units, {interpretable} interpretable at {cutoff}.", "meta"),
+        paragraph(counted, "meta"),
         fact_table,
         section("profile", "Category profile", profile),
         section("concepts", "Concepts", f'<div class="scroll">{concepts}</div>'),
         section("units", "Units", paragraph(strip_note, "note") if strip_note else "",
+                paragraph(UNCERTAINTY_NOTE, "note"),
                 paragraph("Click a column's header to sort by it."),
-                table(headers, rows, numeric={0, 3}, table_id="units", row_attributes=attributes,
-                      cell_classes={5: "strip"} if strip_cell else None)),
+                table(headers, rows, numeric={0, 3, *range(5, 10)}, table_id="units", row_attributes=attributes,
+                      cell_classes={len(headers) - 1: "strip"} if strip_cell else None)),
     ])
     return page(f"{name}: lce report", body)
+
+
+UNCERTAINTY_HEADERS = ["IoU low", "IoU high", "stability", "chance IoU", "lift", "beats random", "trusted"]
+UNCERTAINTY_NOTE = (
+    "IoU low and high: a 95% interval of the label's IoU over the bootstrap's replicates of the probe's images. "
+    "Stability: the share of replicates in which the label stays the unit's best concept. Chance IoU: the IoU "
+    "expected were the concept's pixels paired with the probe's images at random (a baseline, not a p-value); lift: "
+    "IoU over chance IoU. Beats random: the IoU exceeds the random-weights control's cut-off for the concept. "
+    f"Trusted: {TRUSTED_RULE}. \"-\": not known (imported runs carry no tallies; no control serves the run).")
+
+
+def _uncertainty_cells(unit: dict) -> list[object]:
+    """The unit's interval, stability, chance IoU, lift, beats random and trusted, "-" where unknown."""
+    return [*(_known(unit[column]) for column in ("iou_low", "iou_high", "stability", "chance_iou", "lift")),
+            _flag(unit["beats_random"]), _flag(unit["trusted"])]
 
 
 def _strip_cells(run: dict, strips: RunStrips | None):

@@ -4,7 +4,8 @@
     table(["unit", "IoU"], rows, numeric={1}, table_id="units")
 
 Everything is inline or a relative link: a page opens from disk, with no server and no network. Table cells are
-escaped here; pass Raw(...) for a cell that is already HTML (a link, an image).
+escaped here; pass Raw(...) for a cell that is already HTML (a link, an image), UNKNOWN for a value the store
+does not know (shown as "-", where an empty cell means there is nothing: no label, no strip).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ NUMERIC = ' class="num"'
 
 class Raw(str):
     """Markup that a table cell takes as it is (not escaped)."""
+
+
+UNKNOWN = Raw("-")  # a value the store does not know (an imported run's interval); sorts after every number
 
 
 def page(title: str, body: str) -> str:
