@@ -31,8 +31,10 @@ from lce.db import pending
 from lce.db.connection import connect
 from lce.db.locks import dissection_lock, run_identity
 from lce.db.outage import DatabaseLost
-from lce.db.runs import ModelInfo, RunRecord, TallyColumns, UnitRow, find_run, write_runs
+from lce.db.runs import (Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow, find_run,
+                         write_runs)
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
+from lce.dissect.uncertainty import LayerUncertainty, Resampling
 from lce.errors import LceError
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
@@ -159,9 +161,12 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         # Before the dissection: afterwards, only the write needs the database.
         concepts = _concepts(engine, probe_row.id)
         try:
+            # The bootstrap's partition and replicates come from the probe's stored hash: every run on it shares them.
+            bootstrap = Resampling.of(probe_row.content_sha256, len(dataset), settings.replicates,
+                                      settings.blocks) if settings.replicates > 0 else None
             with tf32(request.tf32):
                 results = dissect(loaded.module, todo, dataset, settings, device, progress,
-                                  layouts={layer: layouts[layer] for layer in todo}, plan=plan)
+                                  layouts={layer: layouts[layer] for layer in todo}, plan=plan, bootstrap=bootstrap)
                 computed_on = device_settings(device)  # the TF32 switches as the dissection had them
         except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
             raise LceError(error.user_message()) from None
@@ -171,6 +176,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         run_settings.update({
             "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
             "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "tf32": request.tf32,
+            "replicates": settings.replicates, "blocks": settings.blocks,
             **computed_on, "code": code_version(),
         })
         records = [_record(model, request.probe, results[layer], settings, concepts,
@@ -297,6 +303,8 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
                 threshold=float(thresholds[u]))
         for u in range(tally.units)
     ]
+    uncertainty = result.uncertainty  # worked out from the per-block counters, which it then lets go of
+    bootstrap = _uncertain_units(units, best, best_iou, uncertainty, names) if uncertainty is not None else None
     # Every pair with a non-zero intersection, as columns (no Python object per pair).
     unit_index, column_index = np.nonzero(intersection[:, columns])
     pair_column = columns[column_index]
@@ -311,6 +319,42 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
     return RunRecord(
         model=model, probe=probe_name, layer=result.layer, variant=settings.variant, quantile=settings.quantile,
         iou_threshold=settings.iou_threshold, source=SOURCE, units=units, tallies=tallies,
-        seg_size=settings.seg_size, top_images=top,
+        seg_size=settings.seg_size, top_images=top, bootstrap=bootstrap,
         settings={**run_settings, "threshold_exact": result.threshold_exact, "activation_cache": result.cached},
     )
+
+
+def _uncertain_units(units: list[UnitRow], best: np.ndarray, best_iou: np.ndarray, uncertainty: LayerUncertainty,
+                     names: dict[int, tuple[str, str]]) -> Bootstrap:
+    """Fill each unit's interval, stability, runner-up, chance IoU and lift (in place) from the layer's
+    uncertainty, and return the run's Bootstrap (alternatives, the first replicates' labels). The engine labels
+    units by the same rule over the probe's concepts; a unit whose label differs (a probe stored with other
+    concepts than its files list) keeps None."""
+    found, columns = uncertainty.found, uncertainty.columns
+
+    def number(value) -> float | None:
+        return None if value is None or not np.isfinite(value) else float(value)
+
+    for row in units:
+        u = row.unit
+        label = int(found.label[u])
+        if row.concept is None or label < 0 or int(columns[label]) != int(best[u]) or columns[label] not in names:
+            continue
+        row.iou_low, row.iou_high = number(found.iou_low[u]), number(found.iou_high[u])
+        row.stability = number(found.stability[u])
+        if found.runner_up[u] >= 0 and int(columns[found.runner_up[u]]) in names:
+            row.runner_up, row.runner_up_iou = names[int(columns[found.runner_up[u]])], number(found.runner_up_iou[u])
+        row.chance_iou, row.lift = number(uncertainty.chance_iou[u]), number(uncertainty.lift[u])
+    known = np.array([int(column) in names for column in columns], dtype=bool)
+    # Concept indices of the probe's concepts as the database names them (the replicate labels' vocabulary).
+    kept = np.flatnonzero(known)
+    renumber = np.full(len(columns) + 1, -1, dtype=np.int64)  # the last slot: -1 stays -1
+    renumber[kept] = np.arange(len(kept))
+    labels = ReplicateLabels(concepts=[names[int(columns[k])] for k in kept],
+                             label=renumber[found.replicate_label],
+                             iou=np.where(renumber[found.replicate_label] >= 0, found.replicate_iou, 0).astype(np.float32))
+    labelled = {row.unit for row in units if row.stability is not None}
+    alternatives = [(unit, names[int(columns[concept])], share) for unit, concept, share in found.alternatives
+                    if unit in labelled and known[concept]]
+    return Bootstrap(replicates=uncertainty.replicates, blocks=uncertainty.blocks, seed=uncertainty.seed,
+                     alternatives=alternatives, labels=labels)
