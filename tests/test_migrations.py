@@ -7,6 +7,7 @@ from lce.db import connection, migrate
 from lce.db.views import VIEWS
 
 TABLES = {"probe", "concept", "model", "run", "unit", "run_concept", "unit_tally", "unit_top_image", "embedding",
+          "unit_alternative", "unit_replicate", "run_control", "control_cutoff", "embedding_coassignment",
           "embedding_point", "task_metric", "task_performance"}
 
 

@@ -26,9 +26,15 @@ def rows(engine, query):
 def test_unit_label_has_one_row_per_unit_with_the_documented_columns(engine, small):
     with engine.connect() as conn:
         result = conn.execute(text("SELECT * FROM unit_label ORDER BY model, unit"))
+        # The columns of before migration 0009 first, in their order (existing SQL keeps working), then how sure
+        # each label is: all unknown (NULL) for these imported runs, and `trusted` NULL where interpretable.
         assert list(result.keys()) == ["model", "layer", "probe", "variant", "run_id", "unit", "label", "category",
-                                       "iou", "interpretable"]
+                                       "iou", "interpretable", "iou_low", "iou_high", "stability", "runner_up",
+                                       "runner_up_iou", "chance_iou", "lift", "beats_random", "trusted"]
+        result = list(result)
         found = [(r.model, r.unit, r.label, r.interpretable) for r in result]
+        assert {(r.iou_low, r.stability, r.chance_iou, r.beats_random) for r in result} == {(None, None, None, None)}
+        assert [r.trusted for r in result] == [None if r.interpretable else False for r in result]
     assert found == [
         ("a", 0, "sky", True),
         ("a", 1, "sky", False),  # 0.04 is not > 0.04: the cut-off is strict

@@ -21,7 +21,9 @@ from dataclasses import replace as with_fields  # `replace` is also the --replac
 from pathlib import Path
 
 from lce.config import lce_home, write_retry_s
-from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow, WrittenRun, write_runs
+import numpy as np
+
+from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow, WrittenRun, write_runs
 from lce.errors import LceError
 
 FORMAT = "lce-pending-runs"
@@ -101,8 +103,32 @@ def resume(path: Path, replace: bool | None = None, retry_s: float | None = None
 
 
 def _document(record: RunRecord) -> dict:
-    """The record as JSON-ready values (tallies pair by pair, whether a list or numpy columns)."""
-    return {**asdict(with_fields(record, tallies=[])), "tallies": [asdict(tally) for tally in record.tallies]}
+    """The record as JSON-ready values (tallies pair by pair, whether a list or numpy columns; replicate labels
+    as nested lists)."""
+    document = {**asdict(with_fields(record, tallies=[], bootstrap=None)),
+                "tallies": [asdict(tally) for tally in record.tallies]}
+    bootstrap = record.bootstrap
+    if bootstrap is not None:
+        labels = bootstrap.labels
+        document["bootstrap"] = {
+            "replicates": bootstrap.replicates, "blocks": bootstrap.blocks, "seed": bootstrap.seed,
+            "alternatives": [list(row) for row in bootstrap.alternatives],
+            "labels": None if labels is None else {"concepts": labels.concepts, "label": labels.label.tolist(),
+                                                   "iou": labels.iou.tolist()}}
+    return document
+
+
+def _bootstrap(document: dict | None, concept) -> Bootstrap | None:
+    if document is None:
+        return None
+    labels = document["labels"]
+    return Bootstrap(
+        replicates=document["replicates"], blocks=document["blocks"], seed=document["seed"],
+        alternatives=[(unit, concept(key), share) for unit, key, share in document["alternatives"]],
+        labels=None if labels is None else ReplicateLabels(
+            concepts=[concept(key) for key in labels["concepts"]],
+            label=np.array(labels["label"], dtype=np.int64).reshape(len(labels["label"]), -1),
+            iou=np.array(labels["iou"], dtype=np.float32).reshape(len(labels["iou"]), -1)))
 
 
 def _record(run: dict) -> RunRecord:
@@ -116,10 +142,11 @@ def _record(run: dict) -> RunRecord:
         model=ModelInfo(**run["model"]),
         probe=run["probe"], layer=run["layer"], variant=run["variant"], quantile=run["quantile"],
         iou_threshold=run["iou_threshold"], source=run["source"],
-        units=[UnitRow(unit=u["unit"], concept=concept(u["concept"]), iou=u["iou"], threshold=u["threshold"])
+        units=[UnitRow(**{**u, "concept": concept(u["concept"]), "runner_up": concept(u.get("runner_up"))})
                for u in run["units"]],
         tallies=[TallyRow(unit=t["unit"], concept=concept(t["concept"]), intersection=t["intersection"],
                           activation=t["activation"], truth=t["truth"], iou=t["iou"]) for t in run["tallies"]],
         seg_size=run["seg_size"], settings=run["settings"],
         top_images=[tuple(row) for row in run["top_images"]],
+        bootstrap=_bootstrap(run.get("bootstrap"), concept), control=bool(run.get("control", False)),
     )

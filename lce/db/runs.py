@@ -70,7 +70,7 @@ class ReplicateLabels:
     rule) and its IoU. `lce embed --uncertainty` reads them (table unit_replicate)."""
 
     concepts: list[ConceptKey]  # what `label` indexes
-    label: np.ndarray  # (units, replicates) int64 index into concepts, -1: no concept has a non-zero IoU
+    label: np.ndarray  # (units, replicates): row u is unit u; an index into concepts, -1: no concept overlaps it
     iou: np.ndarray  # (units, replicates) float32 IoU of that label in that replicate (0 with no label)
 
 
@@ -241,35 +241,73 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool
 
     tallies = TallyColumns.of(record.tallies)
     concept_ids = _concepts(conn, probe_id, probe_source, record, tallies)
+    bootstrap = record.bootstrap
     run_id = conn.execute(
         text(
             "INSERT INTO run (model_id, probe_id, layer, variant, quantile, iou_threshold, seg_size,"
-            " checkpoint_sha256, source, source_sha256, settings, code_version, unit_count)"
+            " checkpoint_sha256, source, source_sha256, settings, code_version, unit_count, replicates,"
+            " bootstrap_blocks, bootstrap_seed)"
             " VALUES (:model, :probe, :layer, :variant, :quantile, :cutoff, :seg, :checkpoint, :source,"
-            " :content, CAST(:settings AS jsonb), :code, :units) RETURNING id"
+            " :content, CAST(:settings AS jsonb), :code, :units, :replicates, :blocks, :seed) RETURNING id"
         ),
         dict(model=model_id, probe=probe_id, layer=record.layer, variant=record.variant,
              quantile=record.quantile, cutoff=record.iou_threshold, seg=record.seg_size,
              checkpoint=record.model.checkpoint_sha256, source=record.source, content=content,
              settings=json.dumps(record.settings, sort_keys=True), code=code_version(),
-             units=len(record.units)),
+             units=len(record.units), replicates=bootstrap.replicates if bootstrap else None,
+             blocks=bootstrap.blocks if bootstrap else None, seed=bootstrap.seed if bootstrap else None),
     ).scalar_one()
 
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy("COPY unit (run_id, unit, threshold, concept_id, iou) FROM STDIN") as copy:
+    with cursor.copy(f"COPY unit (run_id, unit, threshold, concept_id, iou, {', '.join(_UNCERTAINTY)},"
+                     " runner_up_id) FROM STDIN") as copy:
         for row in record.units:
             concept = concept_ids[row.concept] if row.concept else None
-            copy.write_row((run_id, row.unit, row.threshold, concept, row.iou))
+            runner_up = concept_ids[row.runner_up] if row.runner_up else None
+            copy.write_row((run_id, row.unit, row.threshold, concept, row.iou,
+                            *(_known(getattr(row, name)) for name in _UNCERTAINTY), runner_up))
     if len(tallies):
         _write_tallies(cursor, run_id, record, tallies, concept_ids)
     if record.top_images:
         with cursor.copy("COPY unit_top_image (run_id, unit, rank, image, activation) FROM STDIN") as copy:
             for unit, rank, image, activation in record.top_images:
                 copy.write_row((run_id, unit, rank, image, activation))
+    if bootstrap is not None:
+        _write_bootstrap(cursor, run_id, bootstrap, concept_ids)
     if outcome is Outcome.REPLACED:
         conn.execute(text("UPDATE run SET superseded_by = :new WHERE id = :old"),
                      {"new": run_id, "old": existing.id})
+    if record.control:
+        from lce.db.controls import set_control
+
+        set_control(conn, run_id)
     return WrittenRun(record, outcome, run_id)
+
+
+# UnitRow's measures of a label's uncertainty, as unit's columns of the same names.
+_UNCERTAINTY = ("iou_low", "iou_high", "stability", "runner_up_iou", "chance_iou", "lift")
+
+
+def _known(value: float | None) -> float | None:
+    """NULL for what is not known: None, or NaN (the arithmetic's mark for a unit without a label)."""
+    return None if value is None or value != value else float(value)
+
+
+def _write_bootstrap(cursor, run_id: int, bootstrap: Bootstrap, concept_ids: dict[ConceptKey, int]) -> None:
+    """A run's alternatives (unit_alternative) and its units' replicate labels (unit_replicate)."""
+    if bootstrap.alternatives:
+        with cursor.copy("COPY unit_alternative (run_id, unit, concept_id, share) FROM STDIN") as copy:
+            for unit, concept, share in bootstrap.alternatives:
+                copy.write_row((run_id, unit, concept_ids[concept], share))
+    labels = bootstrap.labels
+    if labels is None or not labels.label.size:
+        return
+    ids = np.array([concept_ids[key] for key in labels.concepts] + [0], dtype=np.int64)[labels.label]  # -1: the 0
+    ious = np.where(labels.label >= 0, labels.iou, 0).astype(np.float32)
+    with cursor.copy("COPY unit_replicate (run_id, unit, concept_ids, ious) FROM STDIN") as copy:
+        for unit, (row_ids, row_label, row_ious) in enumerate(zip(ids.tolist(), labels.label, ious.tolist())):
+            concept = [None if label < 0 else id_ for id_, label in zip(row_ids, row_label.tolist())]
+            copy.write_row((run_id, unit, concept, row_ious))
 
 
 class _Tallies:
@@ -443,6 +481,11 @@ def _concepts(conn: Connection, probe_id: int, probe_source: str, record: RunRec
     """Ids of every concept the record names (its units' labels and `tallies`, the record's tallies as columns).
     An imported vocabulary grows; a dataset's vocabulary is fixed."""
     wanted = {row.concept for row in record.units if row.concept} | tallies.named()
+    wanted |= {row.runner_up for row in record.units if row.runner_up}
+    if record.bootstrap is not None:
+        wanted |= {concept for _, concept, _ in record.bootstrap.alternatives}
+        if record.bootstrap.labels is not None:
+            wanted |= set(record.bootstrap.labels.concepts)
     known = {
         (row.category, row.name): row.id
         for row in conn.execute(text("SELECT id, category, name FROM concept WHERE probe_id = :p"), {"p": probe_id})

@@ -1,5 +1,6 @@
 """The tables users query: probe, concept, model, run, unit, run_concept and unit_tally (read pair by pair through
-the view unit_concept), unit_top_image, embedding, embedding_point, task_metric, task_performance.
+the view unit_concept), unit_alternative, unit_replicate, unit_top_image, run_control, control_cutoff, embedding,
+embedding_point, embedding_coassignment, task_metric, task_performance.
 
 Their names and columns are part of lce's interface (users write SQL against them); change them only with a
 migration under migrations/versions/, and `alembic check` (run by the tests) keeps these models and the
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    REAL,
     Text,
     UniqueConstraint,
     func,
@@ -32,6 +34,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 # The categories a concept may belong to (Broden's six) and the method's variants: their CHECKs below list
 # lce.dissect.variants' names, so a change there needs a migration (alembic check sees run.variant's comment).
 from lce.dissect.variants import CATEGORIES, NAMES
+
+# Which units an embedding's matrix counts (lce embed --units): unit_label's interpretable, trusted, or
+# interpretable and beating the run's random control.
+UNIT_FILTERS = ("interpretable", "trusted", "beats-random")
+_UNIT_FILTERS_TEXT = ", ".join(UNIT_FILTERS)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -150,6 +157,13 @@ class Run(Base):
     superseded_by: Mapped[int | None] = mapped_column(
         ForeignKey("run.id", ondelete="SET NULL"), comment="the run that replaced this one"
     )
+    replicates: Mapped[int | None] = mapped_column(
+        Integer, comment="bootstrap replicates behind the units' intervals and stability; NULL: none (imports)"
+    )
+    bootstrap_blocks: Mapped[int | None] = mapped_column(Integer, comment="blocks of probe images the bootstrap draws")
+    bootstrap_seed: Mapped[int | None] = mapped_column(
+        BigInteger, comment="the bootstrap's seed, from the probe's content hash (shared by every run on the probe)"
+    )
 
     __table_args__ = (
         # One current run per model, layer, probe and method: a second one is a --replace. Superseded runs
@@ -164,6 +178,9 @@ class Run(Base):
         CheckConstraint("seg_size IS NULL OR seg_size > 0", name="seg_size"),
         CheckConstraint("source = 'dissected' OR source LIKE 'imported:%'", name="source"),
         CheckConstraint("unit_count >= 0", name="unit_count"),
+        CheckConstraint("(replicates IS NULL OR replicates > 0) AND (bootstrap_blocks IS NULL OR bootstrap_blocks > 0)"
+                        " AND (replicates IS NULL) = (bootstrap_blocks IS NULL)"
+                        " AND (replicates IS NULL) = (bootstrap_seed IS NULL)", name="bootstrap"),
         Index(None, "probe_id", "layer", "variant"),
     )
 
@@ -178,11 +195,64 @@ class Unit(Base):
     threshold: Mapped[float | None] = mapped_column(Double, comment="activation threshold T_u; NULL for imports")
     concept_id: Mapped[int | None] = mapped_column(ForeignKey("concept.id", ondelete="RESTRICT"))
     iou: Mapped[float | None] = mapped_column(Double)
+    # How sure the label is (lce.dissect.uncertainty); NULL where unknown (imports, a run without a bootstrap).
+    iou_low: Mapped[float | None] = mapped_column(Double, comment="2.5% percentile of the label's bootstrap IoU")
+    iou_high: Mapped[float | None] = mapped_column(Double, comment="97.5% percentile of the label's bootstrap IoU")
+    stability: Mapped[float | None] = mapped_column(Double, comment="share of replicates whose best concept is the label")
+    runner_up_id: Mapped[int | None] = mapped_column(
+        ForeignKey("concept.id", ondelete="RESTRICT"), comment="the concept of second-best IoU (the variant's rule)"
+    )
+    runner_up_iou: Mapped[float | None] = mapped_column(Double)
+    chance_iou: Mapped[float | None] = mapped_column(
+        Double, comment="the label's IoU expected with its label maps permuted among the images (a baseline)"
+    )
+    lift: Mapped[float | None] = mapped_column(Double, comment="iou / chance_iou; NULL where chance_iou is 0")
 
     __table_args__ = (
         CheckConstraint("unit >= 0", name="unit"),
         CheckConstraint("iou >= 0 AND iou <= 1", name="iou"),
+        CheckConstraint("0 <= iou_low AND iou_low <= iou_high AND iou_high <= 1 AND stability >= 0 AND stability <= 1"
+                        " AND runner_up_iou >= 0 AND runner_up_iou <= 1 AND chance_iou >= 0 AND chance_iou <= 1"
+                        " AND lift >= 0", name="uncertainty"),
         Index(None, "concept_id"),
+    )
+
+
+class UnitAlternative(Base):
+    """A concept that is a dissected unit's best in at least 1% of the bootstrap's replicates (its label included),
+    with that share."""
+
+    __tablename__ = "unit_alternative"
+
+    run_id: Mapped[int] = mapped_column(primary_key=True)
+    unit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concept.id", ondelete="RESTRICT"), primary_key=True)
+    share: Mapped[float] = mapped_column(Double, comment="share of replicates in which it is the unit's best")
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "unit"], ["unit.run_id", "unit.unit"], ondelete="CASCADE"),
+        CheckConstraint("share > 0 AND share <= 1", name="share"),
+        Index(None, "concept_id"),
+    )
+
+
+class UnitReplicate(Base):
+    """A dissected unit's label and its IoU in each of the bootstrap's first replicates (those lce embed
+    --uncertainty may use), as arrays in replicate order."""
+
+    __tablename__ = "unit_replicate"
+
+    run_id: Mapped[int] = mapped_column(primary_key=True)
+    unit: Mapped[int] = mapped_column(Integer, primary_key=True)
+    concept_ids: Mapped[list[int | None]] = mapped_column(
+        ARRAY(Integer), comment="concept id per replicate; NULL where no concept overlaps the unit in it"
+    )
+    ious: Mapped[list[float]] = mapped_column(ARRAY(REAL), comment="that concept's IoU per replicate (0 without one)")
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "unit"], ["unit.run_id", "unit.unit"], ondelete="CASCADE"),
+        CheckConstraint("cardinality(concept_ids) = cardinality(ious) AND array_position(ious, NULL) IS NULL"
+                        " AND 0 <= ALL (ious) AND 1 >= ALL (ious)", name="arrays"),
     )
 
 
@@ -247,6 +317,29 @@ class UnitTally(Base):
     )
 
 
+class RunControl(Base):
+    """A run named a control (random weights, usually): it serves every current run of the same layer, probe,
+    variant, quantile and segmentation size (and architecture, when both record one); see view run_control_of."""
+
+    __tablename__ = "run_control"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ControlCutoff(Base):
+    """Per concept, the IoU a unit's label must exceed to beat a control: the 99th percentile of the concept's IoU
+    over the control's units (dissected), or the highest IoU of a control unit labelled with it (imported)."""
+
+    __tablename__ = "control_cutoff"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run_control.run_id", ondelete="CASCADE"), primary_key=True)
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concept.id", ondelete="RESTRICT"), primary_key=True)
+    cutoff: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (CheckConstraint("cutoff >= 0 AND cutoff <= 1", name="cutoff"),)
+
+
 class UnitTopImage(Base):
     """The probe images that activate a dissected unit most (rank 0 = strongest), for reports."""
 
@@ -285,8 +378,16 @@ class Embedding(Base):
     settings: Mapped[dict] = mapped_column(JSONB, server_default="{}")
     code_version: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
+    units: Mapped[str] = mapped_column(
+        Text, server_default="interpretable", comment="the units the matrix counts: " + _UNIT_FILTERS_TEXT
+    )
+    replicates: Mapped[int | None] = mapped_column(
+        Integer, comment="replicates behind the points' covariance and the co-assignment; NULL: none"
+    )
 
     __table_args__ = (
+        CheckConstraint(_one_of("units", UNIT_FILTERS), name="units"),
+        CheckConstraint("replicates IS NULL OR replicates > 0", name="replicates"),
         CheckConstraint("method IN ('pca', 'mds', 'tsne')", name="method"),
         CheckConstraint("normalize IN ('population', 'selection', 'none')", name="normalize"),
         CheckConstraint("components > 0 AND clusters > 0", name="sizes"),
@@ -303,11 +404,28 @@ class EmbeddingPoint(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
     coordinates: Mapped[list[float]] = mapped_column(ARRAY(Double))
     cluster: Mapped[int] = mapped_column(Integer)
+    covariance: Mapped[list[float] | None] = mapped_column(
+        ARRAY(Double), comment="covariance of the coordinates over the replicates, row-major; NULL: none"
+    )
 
     __table_args__ = (
         CheckConstraint("cluster >= 0", name="cluster"),
         Index(None, "run_id"),
     )
+
+
+class EmbeddingCoassignment(Base):
+    """How often two models of an embedding share a cluster over its replicates (both orders stored; 1 with
+    itself)."""
+
+    __tablename__ = "embedding_coassignment"
+
+    embedding_id: Mapped[int] = mapped_column(ForeignKey("embedding.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    other_model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), primary_key=True)
+    share: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (CheckConstraint("share >= 0 AND share <= 1", name="share"),)
 
 
 class TaskMetric(Base):

@@ -9,8 +9,9 @@ A view's earlier definition stays as sql/previous/<name>.<revision>.sql (the las
 that a migration replayed on an empty database, or a downgrade, creates the view as it was at its revision:
 `create(op.execute, VIEWS, revision)`.
 
-A view that took the place of a table (unit_concept, a table until migration 0008) exists only from its
-revision on: create() skips it for earlier revisions, and drop() drops it only where it is a view.
+A view that took the place of a table (unit_concept, a table until migration 0008), or that a later migration
+added (run_control_of, 0009), exists only from its revision on: create() skips it for earlier revisions, and
+drop() drops it only where it is a view.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from __future__ import annotations
 from lce.resources import read_sql
 
 # Every view, in dependency order (each may use the ones before it).
-VIEWS = ("unit_concept", "unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
+VIEWS = ("unit_concept", "run_control_of", "unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
          "unit_category_label", "model_task_performance")
 
 
 # Views a migration redefined: name -> the last revisions of each earlier definition, ascending.
-PREVIOUS = {"unit_label": ("0005",), "unit_category_label": ("0005", "0007")}
+PREVIOUS = {"unit_label": ("0005", "0008"), "unit_category_label": ("0005", "0007")}
 
-# Views that replaced a table of the same name: name -> the revision that made it a view.
-SINCE = {"unit_concept": "0008"}
+# Views that replaced a table of the same name, or came later: name -> the revision that made them.
+SINCE = {"unit_concept": "0008", "run_control_of": "0009"}
 
 
 def definition(name: str, revision: str | None = None) -> str:
@@ -52,4 +53,5 @@ def drop(execute, names: tuple[str, ...]) -> None:
                     f" THEN DROP VIEW {name}; END IF; END $$")
             continue
         execute(f"DROP VIEW IF EXISTS {name}")
-        execute(f"DROP FUNCTION IF EXISTS {name}_at(double precision)")
+        # By name alone: unit_label_at's parameters changed in 0009 (each name has one function at a time).
+        execute(f"DROP FUNCTION IF EXISTS {name}_at")
