@@ -304,7 +304,9 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
         for u in range(tally.units)
     ]
     uncertainty = result.uncertainty  # worked out from the per-block counters, which it then lets go of
-    bootstrap = _uncertain_units(units, best, best_iou, uncertainty, names) if uncertainty is not None else None
+    bootstrap = None
+    if uncertainty is not None:
+        units, bootstrap = _uncertain_units(units, best, uncertainty, names)
     # Every pair with a non-zero intersection, as columns (no Python object per pair).
     unit_index, column_index = np.nonzero(intersection[:, columns])
     pair_column = columns[column_index]
@@ -324,10 +326,10 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
     )
 
 
-def _uncertain_units(units: list[UnitRow], best: np.ndarray, best_iou: np.ndarray, uncertainty: LayerUncertainty,
-                     names: dict[int, tuple[str, str]]) -> Bootstrap:
-    """Fill each unit's interval, stability, runner-up, chance IoU and lift (in place) from the layer's
-    uncertainty, and return the run's Bootstrap (alternatives, the first replicates' labels). The engine labels
+def _uncertain_units(units: list[UnitRow], best: np.ndarray, uncertainty: LayerUncertainty,
+                     names: dict[int, tuple[str, str]]) -> tuple[list[UnitRow], Bootstrap]:
+    """The units with their interval, stability, runner-up, chance IoU and lift from the layer's uncertainty, and
+    the run's Bootstrap (alternatives, the first replicates' labels). The engine labels
     units by the same rule over the probe's concepts; a unit whose label differs (a probe stored with other
     concepts than its files list) keeps None."""
     found, columns = uncertainty.found, uncertainty.columns
@@ -335,16 +337,19 @@ def _uncertain_units(units: list[UnitRow], best: np.ndarray, best_iou: np.ndarra
     def number(value) -> float | None:
         return None if value is None or not np.isfinite(value) else float(value)
 
+    filled = []
     for row in units:
         u = row.unit
         label = int(found.label[u])
-        if row.concept is None or label < 0 or int(columns[label]) != int(best[u]) or columns[label] not in names:
+        if row.concept is None or label < 0 or int(columns[label]) != int(best[u]) or int(columns[label]) not in names:
+            filled.append(row)
             continue
-        row.iou_low, row.iou_high = number(found.iou_low[u]), number(found.iou_high[u])
-        row.stability = number(found.stability[u])
-        if found.runner_up[u] >= 0 and int(columns[found.runner_up[u]]) in names:
-            row.runner_up, row.runner_up_iou = names[int(columns[found.runner_up[u]])], number(found.runner_up_iou[u])
-        row.chance_iou, row.lift = number(uncertainty.chance_iou[u]), number(uncertainty.lift[u])
+        runner_up = int(found.runner_up[u])
+        runner_up = names.get(int(columns[runner_up])) if runner_up >= 0 else None
+        filled.append(replace(row, iou_low=number(found.iou_low[u]), iou_high=number(found.iou_high[u]),
+                              stability=number(found.stability[u]), runner_up=runner_up,
+                              runner_up_iou=number(found.runner_up_iou[u]) if runner_up else None,
+                              chance_iou=number(uncertainty.chance_iou[u]), lift=number(uncertainty.lift[u])))
     known = np.array([int(column) in names for column in columns], dtype=bool)
     # Concept indices of the probe's concepts as the database names them (the replicate labels' vocabulary).
     kept = np.flatnonzero(known)
@@ -353,8 +358,8 @@ def _uncertain_units(units: list[UnitRow], best: np.ndarray, best_iou: np.ndarra
     labels = ReplicateLabels(concepts=[names[int(columns[k])] for k in kept],
                              label=renumber[found.replicate_label],
                              iou=np.where(renumber[found.replicate_label] >= 0, found.replicate_iou, 0).astype(np.float32))
-    labelled = {row.unit for row in units if row.stability is not None}
+    labelled = {row.unit for row in filled if row.stability is not None}
     alternatives = [(unit, names[int(columns[concept])], share) for unit, concept, share in found.alternatives
                     if unit in labelled and known[concept]]
-    return Bootstrap(replicates=uncertainty.replicates, blocks=uncertainty.blocks, seed=uncertainty.seed,
-                     alternatives=alternatives, labels=labels)
+    return filled, Bootstrap(replicates=uncertainty.replicates, blocks=uncertainty.blocks, seed=uncertainty.seed,
+                             alternatives=alternatives, labels=labels)
