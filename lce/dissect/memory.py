@@ -459,8 +459,10 @@ def bootstrap_counter_bytes(units: int, probe: ProbeShape, settings) -> int:
     blocks, concepts = min(settings.blocks, probe.images), probe.concepts
     categories = probe.categories if settings.spec.activation_per_category else 1
     positions = probe.seg_size**2
-    return COUNTER * (blocks * units * concepts + blocks * units * categories + blocks * concepts
-                      + categories * units * positions + concepts * positions + concepts)
+    counters = COUNTER * (blocks * units * concepts + blocks * units * categories + blocks * concepts
+                          + categories * units * positions + concepts * positions + concepts)
+    # Each image's block and each column's concept, on the device for the whole of pass 2.
+    return counters + INDEX * (probe.images + probe.columns + 2 * concepts + 2) + 2 * INDEX * probe.categories
 
 
 def bootstrap_work_bytes(units: int, probe: ProbeShape, settings) -> int:
@@ -475,7 +477,9 @@ def bootstrap_work_bytes(units: int, probe: ProbeShape, settings) -> int:
     blocks, concepts = min(settings.blocks, probe.images), probe.concepts
     step = max(1, min(units, CHUNK_BYTES // (INDEX * max(1, blocks * concepts))))
     block_slice = INDEX * blocks * step * (concepts + probe.categories) + INDEX * blocks * concepts
-    chunk = max(CHUNK_BYTES, 4 * INDEX * step * concepts)
+    # A chunk of replicates: up to 2.2 times CHUNK_BYTES measured (its sums, the IoU, _ratio's temporaries, and for
+    # netdissect A gathered per concept); 2.5 planned.
+    chunk = 5 * max(CHUNK_BYTES, 4 * INDEX * step * concepts) // 2
     per_slice = settings.replicates * step * INDEX + STORED_REPLICATES * step * (INDEX + FLOAT)
     return 2 * units * probe.columns * INDEX + block_slice + chunk + per_slice + 6 * units * concepts * INDEX
 
