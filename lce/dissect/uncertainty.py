@@ -35,21 +35,29 @@ The method (issue 16, section 1):
 Sums are taken in float64 on the tallies' device: the counts and weights are integers, exact in float64 up to
 2**53 (float32 would not be: a scene label's G over a Broden-sized probe passes 2**24).
 
-How the engine will feed it (a later session wires this into the two passes; no third pass):
+How the engine feeds it (lce.dissect.engine, lce.dissect.tally.BlockCounts; no third pass over the probe):
 
-- Per-block tallies in pass 2: the engine already counts I[u, c], A and G per batch from each image's active
-  pixels; indexing the counters by ``blocks[image]`` as well gives I_b (blocks, units, concepts), A_b (blocks,
-  units) or, for `netdissect`, (blocks, units, concepts) from A[u, k] by each concept's category, and G_b
-  (blocks, concepts). Their sums over b are today's tallies, so the point estimates stay as they are. Memory:
-  100 x 2048 units x 1196 concepts x 8 bytes = 2 GB for a ResNet-50 layer4 on Broden (int32 counters halve it,
-  exact below 2**31 per block), and label_uncertainty holds I once more as float64 while it runs (A per unit
-  and G stay small: the union is formed per chunk of replicates); only columns of concepts the probe carries
-  need keeping.
-- Positions in pass 2: A_p (units, S*S), the count of images where M_u covers position p, is a sum of the masks
-  over the batch (for `netdissect` one per category, over images annotating it: (categories, units, S*S));
-  G_p (concepts, S*S) is the same sum of the label maps, whole-image labels counting every position. N_k: the
-  probe's image count, or per concept the count of images annotating its category.
-- Then label_uncertainty with the engine's own labels (`labels=`), and chance_iou with the pooled A and G.
+- dissect(..., bootstrap=Resampling.of(probe sha256, images, replicates, blocks)) (lce ingest passes the stored
+  probe's hash; by default, with DissectSettings.replicates > 0, the probe's own). Pass 2 counts, from the same
+  active pixels as the pooled tallies (which stay exactly as they were), I_b (blocks, units, concepts), A_b
+  (blocks, units), or (blocks, units, categories) for `netdissect`'s A[u, k], read per concept through its
+  category (label_uncertainty's activation_index), and G_b (blocks, concepts), as int32 counters over the
+  probe's concepts only (its c_<category>.csv members: Broden's 1,197, not the tally's 7,188 columns). Their sums
+  over the blocks are the pooled tallies of those columns, exactly (tests/test_uncertainty_engine.py).
+- Also A_p (units, S*S), for `netdissect` (categories, units, S*S) over the images annotating each category, G_p
+  (concepts, S*S), whole-image labels at every position, and the images annotating each category (N_k).
+- Per-batch work stays on the device with sizes the host knows: no host sync added per batch
+  (lce.dissect.syncs.SYNCS_PER_BATCH unchanged).
+- LayerResult.uncertainty (layer_uncertainty) works it out once the passes are over, on first read: the point
+  labels are the engine's own (the best IoU over the probe's concepts from the pooled tallies, first of equals,
+  none where it is 0: as lce.dissect.ingest labels units), then label_uncertainty a slice of units at a time (each
+  slice's float64 copy of I_b within CHUNK_BYTES), chance_iou and iou_lift at the label, and the first
+  STORED_REPLICATES replicates' overall winners. lce.dissect.ingest stores them (unit columns, unit_alternative,
+  unit_replicate, run.replicates / bootstrap_blocks / bootstrap_seed).
+- Memory: lce.dissect.memory counts the counters ("bootstrap counters") and the replicates' working set
+  ("bootstrap replicates"); for a ResNet-50 layer4 on Broden, 0.95 GiB of counters for `dissect` (S = 56) and
+  1.55 GiB for `netdissect` (S = 112), and about 1.2 GiB while the replicates are worked out
+  (bench/bench_uncertainty.py --memory).
 """
 
 from __future__ import annotations
@@ -157,6 +165,11 @@ class _BlockTallies:
         self.intersection = intersection.reshape(blocks, -1)
         self.activation = activation.reshape(blocks, -1)
         self.truth, self.weight, self.units, self.concepts = truth, weight, units, concepts
+        # Whole non-negative counts with I <= A and I <= G (a dissection's): every union is 0 or at least 1, which
+        # spares each chunk _ratio's masks.
+        self.counts = all(bool(((t >= 0) & (t == t.round())).all()) for t in (intersection, activation, truth, weight)) \
+            and activation.dim() == 2 and bool((intersection <= activation[:, :, None]).all()) \
+            and bool((intersection <= truth[:, None, :]).all())
         self.device = intersection.device
 
     def iou(self, weight: torch.Tensor) -> torch.Tensor:
@@ -166,6 +179,8 @@ class _BlockTallies:
         if self.activation_index is not None:
             activation = activation[:, :, self.activation_index]
         union = activation + (weight @ self.truth)[:, None, :] - intersection
+        if self.counts:  # counts: a union of 0 has an intersection of 0, and 0 / 1 is the 0 _ratio would give
+            return intersection.div_(union.clamp_(min=1))
         return _ratio(intersection, union)
 
     def chunks(self, chunk_bytes: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -279,7 +294,8 @@ def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weig
             top, overall = kept.max(dim=2)
             stored_label[start:start + len(kept)] = torch.where(top > 0, overall, torch.full_like(overall, -1))
             stored_iou[start:start + len(kept)] = top.to(torch.float32)
-        best, winner = torch.where(candidates, iou, torch.full_like(iou, -1.0)).max(dim=2)  # (chunk, units)
+        # (chunk, units); every concept is a candidate unless per category
+        best, winner = (torch.where(candidates, iou, torch.full_like(iou, -1.0)) if per_category else iou).max(dim=2)
         won = best > 0  # a replicate where every candidate's IoU is 0 has no winner
         flat = (unit_index[None, :] * concepts + winner)[won]
         wins.view(-1).index_add_(0, flat, torch.ones_like(flat))
