@@ -53,6 +53,13 @@ def ingest(
     cache_budget: str = typer.Option("2G", "--cache-budget", help="Activations kept from pass 1, in the "
                                                                   "device's memory, to skip the second forward "
                                                                   "pass (0 disables)."),
+    # lce.dissect.uncertainty's DEFAULT_REPLICATES and DEFAULT_BLOCKS, written out: the command line loads without
+    # torch (tests/test_uncertainty_engine.py checks they agree).
+    replicates: int = typer.Option(1000, "--replicates", help="Bootstrap replicates behind each "
+                                                                            "label's interval and stability (0: no "
+                                                                            "uncertainty, a little faster)."),
+    blocks: int = typer.Option(100, "--blocks", help="Blocks of images the bootstrap resamples (a "
+                                                                "seeded random partition of the probe)."),
     split: str = typer.Option("all", "--split", help="Probe split: train, val or all."),
     layout: str | None = typer.Option(None, "--layout", help="How the layer's output holds its units: nchw, nhwc "
                                                              "or tokens (default: what the model or the shape "
@@ -123,8 +130,8 @@ def ingest(
         defaults = dict(probe=probe, layer=list(layer), variant=variant, quantile=quantile,
                         iou_threshold=iou_threshold, seg_size=seg_size, checkpoint=checkpoint, arch=arch,
                         random_init=random_init, seed=seed, device=device, tf32=tf32, batch_size=batch_size,
-                        workers=workers, cache_budget=cache_budget, split=split, layout=layout,
-                        prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace,
+                        workers=workers, cache_budget=cache_budget, replicates=replicates, blocks=blocks,
+                        split=split, layout=layout, prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace,
                         random_control=random_control, control_seed=control_seed)
         _plan(plan, defaults, skip_invalid, shard, dry_run, executor, devices, ray_address)
         return
@@ -154,7 +161,8 @@ def ingest(
     # The settings and the request check their own values (DissectSettings, IngestRequest.validate).
     settings = DissectSettings.for_variant(variant, quantile=quantile, iou_threshold=iou_threshold,
                                            seg_size=seg_size, batch_size=batch_size, workers=workers,
-                                           cache_budget=parse_bytes(cache_budget))
+                                           cache_budget=parse_bytes(cache_budget), replicates=replicates,
+                                           blocks=blocks)
     request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
                             checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
                             replace=replace, layout=layout, prefix_tokens=prefix_tokens,

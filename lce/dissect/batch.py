@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lce.dissect.engine import DissectSettings, Progress
 from lce.dissect.ingest import IngestRequest, check_rgb
+from lce.dissect.uncertainty import DEFAULT_BLOCKS, DEFAULT_REPLICATES
 from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF
 from lce.errors import LceError
 
@@ -29,7 +30,7 @@ TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # lce ingest's own defaults, under the `defaults` a caller gives.
 OPTION_DEFAULTS = {"variant": DEFAULT_VARIANT, "iou_threshold": IOU_CUTOFF, "batch_size": 32, "workers": 0,
                    "cache_budget": "2G", "random_init": False, "seed": 0, "device": "auto", "split": "all",
-                   "replace": False, "tf32": "on",
+                   "replace": False, "tf32": "on", "replicates": DEFAULT_REPLICATES, "blocks": DEFAULT_BLOCKS,
                    "random_control": False, "control_seed": None}
 LAYER_SEPARATOR = ";"
 
@@ -87,7 +88,8 @@ COLUMNS: dict[str, Callable[[str, str], object]] = {
     "seg_size": _number(int), "random_init": parse_bool, "seed": _number(int), "layout": _text,
     "prefix_tokens": _number(int), "mean": _text, "std": _text, "tf32": _text, "batch_size": _number(int),
     "workers": _number(int), "cache_budget": _text, "split": _text, "device": _text, "replace": parse_bool,
-    "random_control": parse_bool, "control_seed": _number(int),
+    "random_control": parse_bool, "control_seed": _number(int), "replicates": _number(int),
+    "blocks": _number(int),
 }
 
 
@@ -100,7 +102,8 @@ def build_request(options: dict) -> IngestRequest:
     settings = DissectSettings.for_variant(
         options["variant"], quantile=options.get("quantile"), iou_threshold=options["iou_threshold"],
         seg_size=options.get("seg_size"), batch_size=options["batch_size"], workers=options["workers"],
-        cache_budget=parse_bytes(options["cache_budget"]))
+        cache_budget=parse_bytes(options["cache_budget"]), replicates=options["replicates"],
+        blocks=options["blocks"])
     return IngestRequest(
         model=options["model"], probe=options["probe"], layers=list(options.get("layer") or []), settings=settings,
         arch=options.get("arch"), checkpoint=options.get("checkpoint"), random_init=options["random_init"],

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,6 +30,8 @@ import torch
 from lce.dissect import variants
 from lce.dissect.tally import BatchLabels, Tally
 from lce.dissect.threshold import ThresholdEstimator
+from lce.dissect.uncertainty import (DEFAULT_BLOCKS, DEFAULT_REPLICATES, LayerUncertainty, Resampling,
+                                     layer_uncertainty)
 from lce.dissect.upsample import Cells, Upsampler
 from lce.dissect.variants import IOU_CUTOFF, Variant
 from lce.errors import LceError
@@ -52,6 +54,9 @@ class DissectSettings:
     workers: int = 0
     cache_budget: int = 2 * 2**30  # bytes of activations kept from pass 1
     threshold_window: int | None = None  # bytes buffered in pass 1 for thresholds (_Window); None: DeviceBudget's
+    # The bootstrap of each label's uncertainty (lce.dissect.uncertainty): replicates 0 counts nothing more.
+    replicates: int = DEFAULT_REPLICATES
+    blocks: int = DEFAULT_BLOCKS
 
     def __post_init__(self) -> None:
         """Settings that cannot be dissected are an LceError here, whoever builds them (the messages name the
@@ -64,6 +69,12 @@ class DissectSettings:
             raise LceError(f"--iou-threshold must lie in [0, 1], not {self.iou_threshold}.")
         if self.batch_size < 1 or self.workers < 0 or (self.seg_size is not None and self.seg_size < 1):
             raise LceError("--batch-size and --seg-size must be positive and --workers not negative.")
+        if self.replicates < 0:
+            raise LceError(f"--replicates must be 0 (no uncertainty) or more, not {self.replicates}; "
+                           f"{DEFAULT_REPLICATES} is the default.")
+        if self.blocks < 1:
+            raise LceError(f"--blocks must be positive, not {self.blocks}: the probe's images are resampled in "
+                           f"blocks, {DEFAULT_BLOCKS} by default (issue 16 asks for at least 100).")
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> DissectSettings:
@@ -95,6 +106,21 @@ class LayerResult:
     top_activations: torch.Tensor  # (U, k)
     threshold_exact: bool
     cached: bool
+    resampling: Resampling | None = None  # the bootstrap counted in pass 2; None with replicates 0
+    per_category: bool = False  # the variant's label rule: stability and runner-up within the label's category
+    _uncertainty: LayerUncertainty | None = field(default=None, repr=False)
+
+    @property
+    def uncertainty(self) -> LayerUncertainty | None:
+        """Each label's interval, stability, runner-up, alternatives, chance IoU and lift, and the first replicates'
+        labels (lce.dissect.uncertainty.layer_uncertainty), from the per-block counters of pass 2; None without a
+        bootstrap. Worked out on first read, after the passes: dissect()'s loops keep only their own host syncs
+        (lce.dissect.syncs), and the counters are let go once read."""
+        if self._uncertainty is None and self.resampling is not None and self.tally.blocks is not None:
+            if self.tally.blocks.concepts:
+                self._uncertainty = layer_uncertainty(self.tally, self.resampling, per_category=self.per_category)
+            self.tally.blocks = None
+        return self._uncertainty
 
 
 Progress = Callable[[str, int, int], None]  # (pass name, images done, images in all)
@@ -104,14 +130,22 @@ _LABELS = ("layers", "whole", "annotated", "index")  # what pass 2 reads of a ba
 def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
             device: torch.device, progress: Progress | None = None,
             exact_limit: int | None = None, layouts: dict[str, MapLayout] | None = None,
-            plan: MemoryPlan | None = None) -> dict[str, LayerResult]:
+            plan: MemoryPlan | None = None, bootstrap: Resampling | None = None) -> dict[str, LayerResult]:
     """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
     settings.seg_size_for(...), as lce.dissect.ingest does). `layouts` says how each layer's output holds its units
     (lce.models.layout.resolve_layouts; a layer left out is read as nchw). Thresholds stay exact while each
     layer's need at most `exact_limit` values (default: the plan's; see lce.dissect.threshold). `plan` sizes what
     is kept and how much is handed the device at once (default: lce.dissect.memory.plan_dissection's, for the
-    device's memory now, made from the first batch; an LceError when it cannot fit)."""
+    device's memory now, made from the first batch; an LceError when it cannot fit). `bootstrap`: each image's block
+    and the replicates (lce.dissect.uncertainty.Resampling), counted in pass 2; by default, with
+    settings.replicates > 0, made from the probe's content hash. No third pass: see LayerResult.uncertainty."""
     from lce.models.layers import LayerCapture
+
+    if bootstrap is None and settings.replicates > 0:
+        bootstrap = Resampling.of(dataset.probe.content_sha256(), len(dataset), settings.replicates, settings.blocks)
+    if bootstrap is not None and len(bootstrap.block_of_image) != len(dataset):
+        raise LceError(f"The bootstrap's partition covers {len(bootstrap.block_of_image)} images, the probe has "
+                       f"{len(dataset)}: make it from this probe (and split).")
 
     model = model.to(device).eval()
     dissections: dict[str, LayerDissection] = {}
@@ -132,7 +166,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             for name in layers:
                 acts = capture.outputs[name].float()
                 if name not in dissections:  # the first batch shows the layer's size
-                    dissections[name] = LayerDissection(name, acts, dataset, settings, device, plan)
+                    dissections[name] = LayerDissection(name, acts, dataset, settings, device, plan, bootstrap)
                 dissections[name].add(acts, index)
             if kept_labels is not None:
                 # On the device, where pass 2 reads them (the cache budget counts them there): a pinned batch kept
@@ -164,7 +198,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             batch = _on_device(batch, device)
             # The batch's label columns: the same for every layer's tally.
             columns = dissections[layers[0]].tally.labels(batch["layers"], layer_category, batch["whole"],
-                                                          whole_category, batch["annotated"])
+                                                          whole_category, batch["annotated"], batch["index"])
             for name in layers:
                 layer = dissections[name]
                 acts = layer.kept[position] if layer.kept is not None else capture.outputs[name].float()
@@ -203,8 +237,9 @@ class LayerDissection:
     Pass 2, `tally_batch` each batch's activations. `result` is the LayerResult."""
 
     def __init__(self, name: str, first: torch.Tensor, dataset: ProbeDataset, settings: DissectSettings,
-                 device: torch.device, plan: MemoryPlan):
+                 device: torch.device, plan: MemoryPlan, bootstrap: Resampling | None = None):
         self.name, self.device, self.spec, self.seg_size = name, device, settings.spec, dataset.seg_size
+        self.bootstrap = bootstrap
         layer = plan.layers[name]
         if (layer.units, layer.height, layer.width) != tuple(first.shape[1:]):
             raise RuntimeError(f"layer {name}: the plan was made for {layer.units} x {layer.height} x {layer.width} "
@@ -243,6 +278,9 @@ class LayerDissection:
             self.window.flush()
         self.thresholds = self.estimator.thresholds()
         self.tally = Tally(len(self.thresholds), dataset.categories, _max_label(dataset), self.spec, self.device)
+        if self.bootstrap is not None:
+            self.tally.count_blocks(probe_concept_columns(dataset, self.tally), self.bootstrap.block_of_image,
+                                    self.seg_size)
 
     def tally_batch(self, acts: torch.Tensor, columns: BatchLabels) -> None:
         """Pass 2 over a batch: G from its labels, I and A from the pixels of M_u, acts (B, U, h, w) upsampled
@@ -278,7 +316,15 @@ class LayerDissection:
     def result(self) -> LayerResult:
         return LayerResult(layer=self.name, thresholds=self.thresholds, tally=self.tally, top_images=self.top[1],
                            top_activations=self.top[0], threshold_exact=self.estimator.exact,
-                           cached=self.kept is not None)
+                           cached=self.kept is not None, resampling=self.bootstrap,
+                           per_category=self.spec.label_per_category)
+
+
+def probe_concept_columns(dataset: ProbeDataset, tally: Tally) -> list[int]:
+    """The tally columns of the probe's concepts: each (category, label) its c_<category>.csv lists (what `lce
+    probe add` stores as concepts and lce.dissect.ingest names)."""
+    return sorted({tally.column(category, member.number) for category, members in dataset.probe.members.items()
+                   if category in tally.categories for member in members})
 
 
 def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.device,

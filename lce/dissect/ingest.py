@@ -34,8 +34,10 @@ from lce.db import pending
 from lce.db.connection import connect
 from lce.db.locks import dissection_lock, run_identity
 from lce.db.outage import DatabaseLost
-from lce.db.runs import ModelInfo, RunRecord, TallyColumns, UnitRow, find_run, write_runs
+from lce.db.runs import (Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow, find_run,
+                         write_runs)
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
+from lce.dissect.uncertainty import LayerUncertainty, Resampling
 from lce.errors import LceError
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
@@ -171,9 +173,12 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         # Before the dissection: afterwards, only the write needs the database.
         concepts = _concepts(engine, probe_row.id)
         try:
+            # The bootstrap's partition and replicates come from the probe's stored hash: every run on it shares them.
+            bootstrap = Resampling.of(probe_row.content_sha256, len(dataset), settings.replicates,
+                                      settings.blocks) if settings.replicates > 0 else None
             with tf32(request.tf32):
                 results = dissect(loaded.module, todo, dataset, settings, device, progress,
-                                  layouts={layer: layouts[layer] for layer in todo}, plan=plan)
+                                  layouts={layer: layouts[layer] for layer in todo}, plan=plan, bootstrap=bootstrap)
                 computed_on = device_settings(device)  # the TF32 switches as the dissection had them
         except UnreadableImage as error:  # perhaps from a DataLoader worker, with its traceback in the message
             raise LceError(error.user_message()) from None
@@ -183,6 +188,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         run_settings.update({
             "probe_sha256": probe_row.content_sha256, "split": request.split, "image_size": image_size,
             "batch_size": settings.batch_size, "cache_budget": settings.cache_budget, "tf32": request.tf32,
+            "replicates": settings.replicates, "blocks": settings.blocks,
             **computed_on, "code": code_version(),
         })
         records = [_record(model, request.probe, results[layer], settings, concepts,
@@ -393,6 +399,10 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
                 threshold=float(thresholds[u]))
         for u in range(tally.units)
     ]
+    uncertainty = result.uncertainty  # worked out from the per-block counters, which it then lets go of
+    bootstrap = None
+    if uncertainty is not None:
+        units, bootstrap = _uncertain_units(units, best, uncertainty, names)
     # Every pair with a non-zero intersection, as columns (no Python object per pair).
     unit_index, column_index = np.nonzero(intersection[:, columns])
     pair_column = columns[column_index]
@@ -407,6 +417,45 @@ def _record(model: ModelInfo, probe_name: str, result: LayerResult, settings: Di
     return RunRecord(
         model=model, probe=probe_name, layer=result.layer, variant=settings.variant, quantile=settings.quantile,
         iou_threshold=settings.iou_threshold, source=SOURCE, units=units, tallies=tallies,
-        seg_size=settings.seg_size, top_images=top,
+        seg_size=settings.seg_size, top_images=top, bootstrap=bootstrap,
         settings={**run_settings, "threshold_exact": result.threshold_exact, "activation_cache": result.cached},
     )
+
+
+def _uncertain_units(units: list[UnitRow], best: np.ndarray, uncertainty: LayerUncertainty,
+                     names: dict[int, tuple[str, str]]) -> tuple[list[UnitRow], Bootstrap]:
+    """The units with their interval, stability, runner-up, chance IoU and lift from the layer's uncertainty, and
+    the run's Bootstrap (alternatives, the first replicates' labels). The engine labels
+    units by the same rule over the probe's concepts; a unit whose label differs (a probe stored with other
+    concepts than its files list) keeps None."""
+    found, columns = uncertainty.found, uncertainty.columns
+
+    def number(value) -> float | None:
+        return None if value is None or not np.isfinite(value) else float(value)
+
+    filled = []
+    for row in units:
+        u = row.unit
+        label = int(found.label[u])
+        if row.concept is None or label < 0 or int(columns[label]) != int(best[u]) or int(columns[label]) not in names:
+            filled.append(row)
+            continue
+        runner_up = int(found.runner_up[u])
+        runner_up = names.get(int(columns[runner_up])) if runner_up >= 0 else None
+        filled.append(replace(row, iou_low=number(found.iou_low[u]), iou_high=number(found.iou_high[u]),
+                              stability=number(found.stability[u]), runner_up=runner_up,
+                              runner_up_iou=number(found.runner_up_iou[u]) if runner_up else None,
+                              chance_iou=number(uncertainty.chance_iou[u]), lift=number(uncertainty.lift[u])))
+    known = np.array([int(column) in names for column in columns], dtype=bool)
+    # Concept indices of the probe's concepts as the database names them (the replicate labels' vocabulary).
+    kept = np.flatnonzero(known)
+    renumber = np.full(len(columns) + 1, -1, dtype=np.int64)  # the last slot: -1 stays -1
+    renumber[kept] = np.arange(len(kept))
+    labels = ReplicateLabels(concepts=[names[int(columns[k])] for k in kept],
+                             label=renumber[found.replicate_label],
+                             iou=np.where(renumber[found.replicate_label] >= 0, found.replicate_iou, 0).astype(np.float32))
+    labelled = {row.unit for row in filled if row.stability is not None}
+    alternatives = [(unit, names[int(columns[concept])], share) for unit, concept, share in found.alternatives
+                    if unit in labelled and known[concept]]
+    return filled, Bootstrap(replicates=uncertainty.replicates, blocks=uncertainty.blocks, seed=uncertainty.seed,
+                             alternatives=alternatives, labels=labels)

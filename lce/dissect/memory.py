@@ -21,7 +21,12 @@ Phases, as the engine runs them (lce.dissect.engine):
 - thresholds: one layer's window being flushed (its values, padded maps, cell bounds, the cells selected, one round
   or chunk of upsampled values) while the other layers' windows wait;
 - pass 2: a batch's labels as tally columns, one layer's cells of the batch and a chunk of them upsampled, and
-  the tallies (I, A, G), beside the forward pass when the activations were not kept.
+  the tallies (I, A, G), beside the forward pass when the activations were not kept; with --replicates > 0 also
+  every layer's "bootstrap counters" (lce.dissect.tally.BlockCounts: I_b, A_b, G_b per block of images, A_p and
+  G_p per position, int32; made with the tallies, so counted in the thresholds phase too) and, once the passes are
+  over, the "bootstrap replicates" of one layer (lce.dissect.uncertainty.layer_uncertainty's working set, beyond
+  what the batches held). They grow with --blocks and the probe's concepts; a refusal names --blocks and
+  --replicates.
 The per-value costs of rounds and chunks were measured on the CPU with lce.dissect.allocations.AllocationWatch;
 tests/test_memory_plan.py checks that the engine stays within every phase.
 """
@@ -49,6 +54,9 @@ CELL_BYTES = 80  # a chunk of upsampled cells: values, masks, pixel positions, l
 HISTOGRAM_BYTES = 48  # a histogram chunk (44.5 measured: bin indices, masks, scatter results)
 RUNNING_TOP_BYTES = 96  # per kept value of a running top: the top, pending pairs (a GPU keeps every slot), compaction, topk
 SELECTED_CELL_BYTES = 4 * INDEX  # nonzero's (image, unit, y, x) of a cell that can exceed T_u, counted for all cells
+# The bootstrap's per value of a chunk: the concept, block cell and position of each slot (int64) and their masks.
+BOOTSTRAP_CELL_BYTES = 48
+COUNTER = 4  # bytes of an int32 counter of lce.dissect.tally.BlockCounts
 # The smallest blocks a plan goes down to: below them the passes would crawl.
 SMALLEST = DeviceBudget(exact_limit=2**16, threshold_window=0, cell_chunk=2**10, histogram_chunk=2**18,
                         compact=False)
@@ -205,6 +213,10 @@ class ProbeShape:
     label_bytes: int
     label_layers: int  # label-layer slots (pass 2 makes a column tensor of int64 per slot and pixel)
     columns: int  # tally columns: categories x (largest label number + 1)
+    # The probe's concepts (the bootstrap's counters have a column each) and categories. A shape made without its
+    # concepts (0) plans no bootstrap: ProbeShape.of always counts them.
+    concepts: int = 0
+    categories: int = 6
 
     @staticmethod
     def of(dataset) -> ProbeShape:
@@ -212,7 +224,10 @@ class ProbeShape:
         layers, whole = len(dataset.layer_categories), len(dataset.whole_categories)
         per_image = layers * dataset.seg_size**2 * 4 + whole * INDEX + len(dataset.categories) + INDEX
         columns = len(dataset.categories) * (max(dataset.probe.vocabulary, default=0) + 1)
-        return ProbeShape(len(dataset), dataset.image_size, dataset.seg_size, per_image, layers, columns)
+        concepts = len({(category, member.number) for category, members in dataset.probe.members.items()
+                        for member in members})
+        return ProbeShape(len(dataset), dataset.image_size, dataset.seg_size, per_image, layers, columns, concepts,
+                          len(dataset.categories))
 
 
 def plan_dissection(model: torch.nn.Module, layers: list[str], dataset, settings, device: torch.device | str,
@@ -340,18 +355,26 @@ def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget
     # A window's flush (upsampled thresholds, during pass 1 or at its end), or the estimators' last compaction (raw
     # values); then every layer's tally is made.
     tally = sum(_tally_bytes(p, probe) for p in layer_plans.values())
+    # The bootstrap (lce.dissect.uncertainty): every layer's counters from its tally on; during pass 2 each batch's
+    # block and position indices; after it, one layer's replicates worked out (LayerResult.uncertainty).
+    counters = sum(bootstrap_counter_bytes(p.units, probe, settings) for p in layer_plans.values())
+    replicates = max(bootstrap_work_bytes(p.units, probe, settings) for p in layer_plans.values())
     finishing = {name: flushes.get(name, 0) + p.estimator_peak - p.estimator for name, p in layer_plans.items()}
     busiest = max(finishing, key=lambda n: finishing[n] - windows[n])
     thresholds = {"model": model.weights, "kept": kept + kept_labels + tops, "captures": captures,
                   "estimators": estimators, "windows": sum(windows.values()) - windows[busiest],
-                  "flush": finishing[busiest], "tallies": tally,
+                  "flush": finishing[busiest], "tallies": tally, "bootstrap counters": counters,
                   "next batch": label_batch + inputs}  # loaded for pass 2 (or the next window) meanwhile
 
+    bootstrap = settings.replicates > 0 and probe.concepts > 0
     pass_2 = {"model": model.weights, "kept": kept + kept_labels + tops,
               "forward": 0 if all_kept else forward + inputs + captures,
-              "labels": label_batch + columns, "tallies": tally,
-              "cells": max(_pass_2_bytes(p, cell[name], batch, sizes.cell_chunk, probe)
-                           for name, p in layer_plans.items())}
+              "labels": label_batch + columns * (4 if bootstrap else 1), "tallies": tally,
+              "cells": max(_pass_2_bytes(p, cell[name], batch, sizes.cell_chunk, probe, bootstrap)
+                           for name, p in layer_plans.items()),
+              "bootstrap counters": counters}
+    # After pass 2 its batches are gone and one layer's replicates are worked out: what that needs beyond them.
+    pass_2["bootstrap replicates"] = max(0, replicates - pass_2["forward"] - pass_2["labels"] - pass_2["cells"])
     parts = {"pass 1": pass_1, "thresholds": thresholds, "pass 2": pass_2}
     phases = {phase: sum(values.values()) for phase, values in parts.items()}
     host = _host_bytes(probe, batch, workers if workers is not None else settings.workers, device)
@@ -410,12 +433,15 @@ def _flush_bytes(layer: LayerPlan, cell_values: int, round_values: int, cell_chu
     return values + joined + padded + 4 * bounds + max(selected, upsampled)
 
 
-def _pass_2_bytes(layer: LayerPlan, cell_values: int, batch: int, cell_chunk: int, probe: ProbeShape) -> int:
+def _pass_2_bytes(layer: LayerPlan, cell_values: int, batch: int, cell_chunk: int, probe: ProbeShape,
+                  bootstrap: bool = False) -> int:
     """One layer's share of a pass-2 batch: its padded maps and cell bounds, the cells that can exceed T_u (all of
-    them at worst), and a chunk of them upsampled with their label columns."""
+    them at worst), and a chunk of them upsampled with their label columns (and, with the bootstrap, their
+    concepts, blocks and positions)."""
     cells = batch * layer.units * (layer.height + 1) * (layer.width + 1)
     padded = batch * layer.units * (layer.height + 2) * (layer.width + 2) * FLOAT
-    chunk = min(cell_chunk, cells) * cell_values * (CELL_BYTES + probe.label_layers * INDEX)
+    per_value = CELL_BYTES + probe.label_layers * INDEX + (BOOTSTRAP_CELL_BYTES if bootstrap else 0)
+    chunk = min(cell_chunk, cells) * cell_values * per_value
     return padded + 4 * cells * FLOAT + cells * SELECTED_CELL_BYTES + chunk
 
 
@@ -423,6 +449,39 @@ def _tally_bytes(layer: LayerPlan, probe: ProbeShape) -> int:
     """I (units x columns, int64), G (columns) and A (units x categories at most), and I's temporaries when
     lce.dissect.ingest reads it back (one copy)."""
     return 2 * (layer.units + 1) * (probe.columns + 1) * INDEX
+
+
+def bootstrap_counter_bytes(units: int, probe: ProbeShape, settings) -> int:
+    """What lce.dissect.tally.BlockCounts holds for a layer of `units` units (int32 counters): I_b (blocks x units x
+    concepts), A_b, G_b, A_p (units x S*S, per category for netdissect), G_p (concepts x S*S); 0 without replicates."""
+    if settings.replicates <= 0 or probe.concepts <= 0:
+        return 0
+    blocks, concepts = min(settings.blocks, probe.images), probe.concepts
+    categories = probe.categories if settings.spec.activation_per_category else 1
+    positions = probe.seg_size**2
+    counters = COUNTER * (blocks * units * concepts + blocks * units * categories + blocks * concepts
+                          + categories * units * positions + concepts * positions + concepts)
+    # Each image's block and each column's concept, on the device for the whole of pass 2.
+    return counters + INDEX * (probe.images + probe.columns + 2 * concepts + 2) + 2 * INDEX * probe.categories
+
+
+def bootstrap_work_bytes(units: int, probe: ProbeShape, settings) -> int:
+    """What lce.dissect.uncertainty.layer_uncertainty needs for one layer beside the counters: the pooled IoU
+    (every tally column, twice), a slice of units' block tallies in float64 (at most CHUNK_BYTES) and a chunk of
+    replicates (CHUNK_BYTES), each slice's replicate IoUs of its labels, and a few (units x concepts) float64
+    matrices (point IoUs, wins, candidates, the chance IoU and E[I])."""
+    if settings.replicates <= 0 or probe.concepts <= 0:
+        return 0
+    from lce.dissect.uncertainty import CHUNK_BYTES, STORED_REPLICATES
+
+    blocks, concepts = min(settings.blocks, probe.images), probe.concepts
+    step = max(1, min(units, CHUNK_BYTES // (INDEX * max(1, blocks * concepts))))
+    block_slice = INDEX * blocks * step * (concepts + probe.categories) + INDEX * blocks * concepts
+    # A chunk of replicates: up to 2.2 times CHUNK_BYTES measured (its sums, the IoU, _ratio's temporaries, and for
+    # netdissect A gathered per concept); 2.5 planned.
+    chunk = 5 * max(CHUNK_BYTES, 4 * INDEX * step * concepts) // 2
+    per_slice = settings.replicates * step * INDEX + STORED_REPLICATES * step * (INDEX + FLOAT)
+    return 2 * units * probe.columns * INDEX + block_slice + chunk + per_slice + 6 * units * concepts * INDEX
 
 
 def _host_bytes(probe: ProbeShape, batch: int, workers: int, device: torch.device) -> dict:
@@ -463,10 +522,13 @@ def _shrink(plan: MemoryPlan, sizes: DeviceBudget, round_values: int, fixed_limi
 def _too_small(plan: MemoryPlan, memory: DeviceMemory, settings) -> str:
     largest = max(plan.phases, key=plan.phases.get)
     parts = ", ".join(f"{name} {_size(size)}" for name, size in plan.parts[largest].items() if size)
+    bootstrap = sum(size for name, size in plan.parts[largest].items() if name.startswith("bootstrap"))
     return (f"The dissection does not fit {memory.name}: even with the smallest blocks its {largest} needs "
             f"{_size(plan.phases[largest])} ({parts}), and {_size(plan.budget)} is planned for it "
             f"({DEVICE_SHARE:.0%} of the {_size(plan.capacity)} free there). Lower --batch-size (now "
-            f"{settings.batch_size}), dissect fewer layers at once, or use a device with more memory.")
+            f"{settings.batch_size}), dissect fewer layers at once, or use a device with more memory"
+            + (f"; the bootstrap's counters and replicates take {_size(bootstrap)} of it: fewer --blocks (now "
+               f"{settings.blocks}) shrink them, --replicates 0 leaves them out." if bootstrap else "."))
 
 
 def _size(size: int) -> str:

@@ -35,21 +35,29 @@ The method (issue 16, section 1):
 Sums are taken in float64 on the tallies' device: the counts and weights are integers, exact in float64 up to
 2**53 (float32 would not be: a scene label's G over a Broden-sized probe passes 2**24).
 
-How the engine will feed it (a later session wires this into the two passes; no third pass):
+How the engine feeds it (lce.dissect.engine, lce.dissect.tally.BlockCounts; no third pass over the probe):
 
-- Per-block tallies in pass 2: the engine already counts I[u, c], A and G per batch from each image's active
-  pixels; indexing the counters by ``blocks[image]`` as well gives I_b (blocks, units, concepts), A_b (blocks,
-  units) or, for `netdissect`, (blocks, units, concepts) from A[u, k] by each concept's category, and G_b
-  (blocks, concepts). Their sums over b are today's tallies, so the point estimates stay as they are. Memory:
-  100 x 2048 units x 1196 concepts x 8 bytes = 2 GB for a ResNet-50 layer4 on Broden (int32 counters halve it,
-  exact below 2**31 per block), and label_uncertainty holds I once more as float64 while it runs (A per unit
-  and G stay small: the union is formed per chunk of replicates); only columns of concepts the probe carries
-  need keeping.
-- Positions in pass 2: A_p (units, S*S), the count of images where M_u covers position p, is a sum of the masks
-  over the batch (for `netdissect` one per category, over images annotating it: (categories, units, S*S));
-  G_p (concepts, S*S) is the same sum of the label maps, whole-image labels counting every position. N_k: the
-  probe's image count, or per concept the count of images annotating its category.
-- Then label_uncertainty with the engine's own labels (`labels=`), and chance_iou with the pooled A and G.
+- dissect(..., bootstrap=Resampling.of(probe sha256, images, replicates, blocks)) (lce ingest passes the stored
+  probe's hash; by default, with DissectSettings.replicates > 0, the probe's own). Pass 2 counts, from the same
+  active pixels as the pooled tallies (which stay exactly as they were), I_b (blocks, units, concepts), A_b
+  (blocks, units), or (blocks, units, categories) for `netdissect`'s A[u, k], read per concept through its
+  category (label_uncertainty's activation_index), and G_b (blocks, concepts), as int32 counters over the
+  probe's concepts only (its c_<category>.csv members: Broden's 1,197, not the tally's 7,188 columns). Their sums
+  over the blocks are the pooled tallies of those columns, exactly (tests/test_uncertainty_engine.py).
+- Also A_p (units, S*S), for `netdissect` (categories, units, S*S) over the images annotating each category, G_p
+  (concepts, S*S), whole-image labels at every position, and the images annotating each category (N_k).
+- Per-batch work stays on the device with sizes the host knows: no host sync added per batch
+  (lce.dissect.syncs.SYNCS_PER_BATCH unchanged).
+- LayerResult.uncertainty (layer_uncertainty) works it out once the passes are over, on first read: the point
+  labels are the engine's own (the best IoU over the probe's concepts from the pooled tallies, first of equals,
+  none where it is 0: as lce.dissect.ingest labels units), then label_uncertainty a slice of units at a time (each
+  slice's float64 copy of I_b within CHUNK_BYTES), chance_iou and iou_lift at the label, and the first
+  STORED_REPLICATES replicates' overall winners. lce.dissect.ingest stores them (unit columns, unit_alternative,
+  unit_replicate, run.replicates / bootstrap_blocks / bootstrap_seed).
+- Memory: lce.dissect.memory counts the counters ("bootstrap counters") and the replicates' working set
+  ("bootstrap replicates"); for a ResNet-50 layer4 on Broden, 0.95 GiB of counters for `dissect` (S = 56) and
+  1.55 GiB for `netdissect` (S = 112), and about 1.2 GiB while the replicates are worked out
+  (bench/bench_uncertainty.py --memory).
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ from lce.errors import LceError
 # Issue 16: at least 100 blocks of images, 1,000 replicates by default; a 95% interval; alternatives from 1%.
 DEFAULT_BLOCKS = 100
 DEFAULT_REPLICATES = 1000
+# Replicates whose labels are stored per unit (table unit_replicate) for `lce embed --uncertainty` (issue 16, 3).
+STORED_REPLICATES = 200
 INTERVAL = (0.025, 0.975)
 ALTERNATIVE_SHARE = 0.01
 
@@ -119,7 +129,7 @@ def _float64(values, device) -> torch.Tensor:
 class _BlockTallies:
     """Per-block I, A and G as float64 matrices on one device, checked against each other; IoUs for weights."""
 
-    def __init__(self, intersection_blocks, activation_blocks, truth_blocks, weights, device):
+    def __init__(self, intersection_blocks, activation_blocks, truth_blocks, weights, device, activation_index=None):
         if device is None:
             device = intersection_blocks.device if torch.is_tensor(intersection_blocks) else "cpu"
         intersection = _float64(intersection_blocks, device)
@@ -130,8 +140,18 @@ class _BlockTallies:
             raise LceError("The per-block intersections must be (blocks, units, concepts), not "
                            f"{tuple(intersection.shape)}.")
         blocks, units, concepts = intersection.shape
-        if tuple(activation.shape) not in ((blocks, units), (blocks, units, concepts)) \
-                or tuple(truth.shape) != (blocks, concepts):
+        # A per category (blocks, units, categories), read for each concept through activation_index (concepts,):
+        # netdissect's A[u, k] without a (blocks, units, concepts) copy.
+        self.activation_index = None
+        if activation_index is not None and activation.dim() == 3:
+            self.activation_index = torch.as_tensor(np.asarray(activation_index)).to(device, torch.int64)
+            if tuple(self.activation_index.shape) != (concepts,) or activation.shape[:2] != (blocks, units) or bool(
+                    ((self.activation_index < 0) | (self.activation_index >= activation.shape[2])).any()):
+                raise LceError(f"A per category {tuple(activation.shape)} needs one category index per concept "
+                               f"({concepts}) among its {activation.shape[2] if activation.dim() == 3 else 0}.")
+        elif tuple(activation.shape) not in ((blocks, units), (blocks, units, concepts)):
+            activation = activation.new_empty(0)  # refused just below
+        if activation.shape[:2] != (blocks, units) or tuple(truth.shape) != (blocks, concepts):
             raise LceError(
                 f"The per-block tallies do not fit together: I is {tuple(intersection.shape)}, A is "
                 f"{tuple(activation.shape)} and G is {tuple(truth.shape)}; A must be (blocks, units) or (blocks, "
@@ -141,17 +161,26 @@ class _BlockTallies:
                            f"{tuple(weight.shape)}.")
         # A per unit stays (blocks, units) and G (blocks, concepts): the union is only formed per replicate, so no
         # second (blocks, units x concepts) matrix next to I.
-        self.activation_columns = concepts if activation.dim() == 3 else 1
+        self.activation_columns = activation.shape[2] if activation.dim() == 3 else 1
         self.intersection = intersection.reshape(blocks, -1)
         self.activation = activation.reshape(blocks, -1)
         self.truth, self.weight, self.units, self.concepts = truth, weight, units, concepts
+        # Whole non-negative counts with I <= A and I <= G (a dissection's): every union is 0 or at least 1, which
+        # spares each chunk _ratio's masks.
+        self.counts = all(bool(((t >= 0) & (t == t.round())).all()) for t in (intersection, activation, truth, weight)) \
+            and activation.dim() == 2 and bool((intersection <= activation[:, :, None]).all()) \
+            and bool((intersection <= truth[:, None, :]).all())
         self.device = intersection.device
 
     def iou(self, weight: torch.Tensor) -> torch.Tensor:
         """(len(weight), units, concepts): the IoU of the tallies weighted by each row of `weight` (blocks,)."""
         intersection = (weight @ self.intersection).reshape(-1, self.units, self.concepts)
         activation = (weight @ self.activation).reshape(-1, self.units, self.activation_columns)
+        if self.activation_index is not None:
+            activation = activation[:, :, self.activation_index]
         union = activation + (weight @ self.truth)[:, None, :] - intersection
+        if self.counts:  # counts: a union of 0 has an intersection of 0, and 0 / 1 is the 0 _ratio would give
+            return intersection.div_(union.clamp_(min=1))
         return _ratio(intersection, union)
 
     def chunks(self, chunk_bytes: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -205,19 +234,26 @@ class LabelUncertainty:
     # (unit, concept, share) for every candidate winning at least ALTERNATIVE_SHARE of the replicates, the label
     # included; by unit, then share (largest first), then concept.
     alternatives: list[tuple[int, int, float]] = field(default_factory=list)
+    # The first `stored` replicates (label_uncertainty's argument): each unit's best concept over ALL concepts (the
+    # label rule of both variants; -1 where every IoU is 0) and its IoU, (units, stored) int64 and float32. For
+    # netdissect it may differ from the within-category winner that stability counts.
+    replicate_label: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    replicate_iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
 
 def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weights, concept_category=None, *,
-                      per_category: bool = False, labels=None, device=None,
-                      chunk_bytes: int = CHUNK_BYTES) -> LabelUncertainty:
+                      per_category: bool = False, labels=None, device=None, chunk_bytes: int = CHUNK_BYTES,
+                      activation_index=None, stored: int = 0) -> LabelUncertainty:
     """Interval, stability, runner-up and alternatives of each unit's label, from per-block tallies.
 
     concept_category: (concepts,) the category index of each concept; needed with per_category (the
     `netdissect` rule, Variant.label_per_category), where a unit's candidates are the concepts of its label's
     category. labels: (units,) the engine's point labels (-1: none); by default the best point IoU over all
     concepts (the label of both variants), -1 where that IoU is 0. Thresholds are the point estimate's (fixed).
+    activation_index: (concepts,) with A_b per category (blocks, units, categories), each concept's category.
+    stored: how many of the first replicates' overall winners to return (replicate_label, replicate_iou).
     """
-    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device)
+    tallies = _BlockTallies(intersection_blocks, activation_blocks, truth_blocks, weights, device, activation_index)
     device, weight, units, concepts = tallies.device, tallies.weight, tallies.units, tallies.concepts
     # The point estimate: every block once (the pooled tallies, exact in float64).
     point = tallies.iou(torch.ones(1, weight.shape[1], dtype=torch.float64, device=device))[0]
@@ -248,9 +284,18 @@ def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weig
     label_iou = torch.empty(replicates, units, dtype=torch.float64, device=device)
     wins = torch.zeros(units, concepts, dtype=torch.int64, device=device)
     unit_index = torch.arange(units, device=device)
+    stored = max(0, min(int(stored), replicates))
+    stored_label = torch.full((stored, units), -1, dtype=torch.int64, device=device)
+    stored_iou = torch.zeros(stored, units, dtype=torch.float32, device=device)
     for start, iou in tallies.chunks(chunk_bytes):
         label_iou[start:start + len(iou)] = iou[:, unit_index, safe_label]
-        best, winner = torch.where(candidates, iou, torch.full_like(iou, -1.0)).max(dim=2)  # (chunk, units)
+        if start < stored:  # the overall winner (not only among the candidates), as the point label is taken
+            kept = iou[:stored - start]
+            top, overall = kept.max(dim=2)
+            stored_label[start:start + len(kept)] = torch.where(top > 0, overall, torch.full_like(overall, -1))
+            stored_iou[start:start + len(kept)] = top.to(torch.float32)
+        # (chunk, units); every concept is a candidate unless per category
+        best, winner = (torch.where(candidates, iou, torch.full_like(iou, -1.0)) if per_category else iou).max(dim=2)
         won = best > 0  # a replicate where every candidate's IoU is 0 has no winner
         flat = (unit_index[None, :] * concepts + winner)[won]
         wins.view(-1).index_add_(0, flat, torch.ones_like(flat))
@@ -289,6 +334,8 @@ def label_uncertainty(intersection_blocks, activation_blocks, truth_blocks, weig
         runner_up_iou=cpu(torch.where(has_runner_up, second, nan)),
         replicates=replicates,
         alternatives=alternatives,
+        replicate_label=cpu(stored_label.T.contiguous()),
+        replicate_iou=cpu(stored_iou.T.contiguous()),
     )
 
 
@@ -352,3 +399,100 @@ def iou_lift(iou, chance) -> torch.Tensor:
     iou = torch.as_tensor(iou, dtype=torch.float64).to(chance.device)
     return torch.where(chance > 0, iou / torch.where(chance > 0, chance, torch.ones_like(chance)),
                        torch.full_like(chance, float("nan")))
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """One probe's bootstrap as dissect() counts it: each image's block and each replicate's draw of the blocks.
+
+        resampling = Resampling.of(probe_row.content_sha256, images=len(dataset), replicates=1000, blocks=100)
+        dissect(model, ["layer4"], dataset, settings, device, bootstrap=resampling)
+    """
+
+    seed: int  # replicate_seed of the probe's hash (run.bootstrap_seed)
+    block_of_image: np.ndarray  # (images,) int64, in the dataset's order
+    weights: np.ndarray  # (replicates, blocks) int64
+
+    @property
+    def blocks(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def replicates(self) -> int:
+        return int(self.weights.shape[0])
+
+    @classmethod
+    def of(cls, probe_sha256: str, images: int, replicates: int = DEFAULT_REPLICATES,
+           blocks: int = DEFAULT_BLOCKS) -> Resampling:
+        """The probe's partition into min(blocks, images) blocks and its `replicates` draws."""
+        block_of_image = replicate_blocks(probe_sha256, images, blocks)
+        seed = replicate_seed(probe_sha256)
+        return cls(seed, block_of_image, replicate_weights(seed, int(block_of_image.max()) + 1, replicates))
+
+
+@dataclass
+class LayerUncertainty:
+    """A layer's label uncertainty, what lce.dissect.ingest stores with its units (LayerResult.uncertainty)."""
+
+    columns: np.ndarray  # (concepts,) the tally column of each concept index used below (the probe's concepts)
+    found: LabelUncertainty  # labels, intervals, stability, runner-up, alternatives, replicate labels: indices
+    chance_iou: np.ndarray  # (units,) the label's chance IoU, NaN without a label
+    lift: np.ndarray  # (units,) IoU / chance IoU, NaN without a label or where chance is 0
+    seed: int
+    blocks: int
+    replicates: int
+
+
+def layer_uncertainty(tally, resampling: Resampling, *, per_category: bool,
+                      chunk_bytes: int = CHUNK_BYTES) -> LayerUncertainty:
+    """The uncertainty of a layer's labels from its pass-2 counters: `tally` is a lce.dissect.tally.Tally that
+    counted per block (its `blocks`, a BlockCounts). The point labels are the engine's own: the best IoU over the
+    probe's concepts from the pooled tallies (first of equals, as lce.dissect.ingest takes them), none where it is
+    0; per_category: stability and runner-up within the label's category (netdissect)."""
+    counts = tally.blocks
+    device = counts.intersection.device
+    columns = torch.from_numpy(counts.columns).to(device)
+    point = tally.iou()[:, columns]  # float64, exactly what lce.dissect.ingest reads
+    if point.shape[1]:
+        best, label = point.max(dim=1)
+        label = torch.where(best > 0, label, torch.full_like(label, -1))
+    else:
+        label = torch.full((tally.units,), -1, dtype=torch.int64, device=device)
+    intersection, activation, truth = counts.block_tallies()
+    category = torch.from_numpy(counts.concept_category).to(device)
+    # Units a slice at a time (every figure is per unit): a slice's float64 copy of I_b stays within chunk_bytes.
+    blocks, units, concepts = intersection.shape
+    step = max(1, int(chunk_bytes) // (8 * max(1, blocks * concepts)))
+    found = _joined([label_uncertainty(
+        intersection[:, first:first + step], activation[:, first:first + step], truth, resampling.weights, category,
+        per_category=per_category, labels=label[first:first + step], device=device, chunk_bytes=chunk_bytes,
+        activation_index=category if activation.dim() == 3 else None,
+        stored=min(STORED_REPLICATES, resampling.replicates)) for first in range(0, units, step)], step)
+    del intersection, activation, truth
+    pooled_activation = tally.activation[:, category] if tally.per_category else tally.activation
+    active_by_position, truth_by_position, annotating = counts.positions_of()
+    chance = chance_iou(active_by_position, truth_by_position, annotating, pooled_activation,
+                        tally.truth[columns], category, device=device)  # (units, concepts)
+    labelled = label >= 0
+    unit_index = torch.arange(tally.units, device=device)
+    label_chance = chance[unit_index, label.clamp(min=0)]
+    label_iou = point[unit_index, label.clamp(min=0)] if point.shape[1] else torch.zeros_like(label_chance)
+    nan = torch.full_like(label_chance, float("nan"))
+    lift = iou_lift(label_iou, label_chance)
+    return LayerUncertainty(
+        columns=counts.columns.copy(), found=found,
+        chance_iou=torch.where(labelled, label_chance, nan).cpu().numpy(),
+        lift=torch.where(labelled, lift, nan).cpu().numpy(),
+        seed=resampling.seed, blocks=resampling.blocks, replicates=resampling.replicates)
+
+
+def _joined(slices: list[LabelUncertainty], step: int) -> LabelUncertainty:
+    """LabelUncertainty of consecutive slices of `step` units, as one."""
+    if len(slices) == 1:
+        return slices[0]
+    arrays = {name: np.concatenate([getattr(part, name) for part in slices]) for name in (
+        "label", "iou", "iou_low", "iou_high", "stability", "runner_up", "runner_up_iou", "replicate_label",
+        "replicate_iou")}
+    alternatives = [(unit + index * step, concept, share) for index, part in enumerate(slices)
+                    for unit, concept, share in part.alternatives]
+    return LabelUncertainty(**arrays, replicates=slices[0].replicates, alternatives=alternatives)
