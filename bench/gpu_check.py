@@ -10,7 +10,9 @@ Sections, each timed:
                   estimator (2,048 units, a full Broden's keep) counting 2,048 x 262,144 values at once with the
                   histogram chunk the plan chose for this device (--small: 64 x 4,096)
   reference       the engine's reference-equality tests on the device (pytest --lce-device): thresholds equal
-                  torch.quantile on the device, tallies the plain reference's, bit for bit
+                  torch.quantile on the device, tallies the plain reference's, bit for bit; the bootstrap's per-block
+                  and per-position counts against the pooled tallies and a brute-force count, planted detectors'
+                  intervals and stability (tests/test_uncertainty_engine.py)
   cpu vs device   resnet18 layer4 dissected on the CPU and on the device with TF32 on and off: the largest
                   threshold difference, the tallies and labels that differ
   syncs           the syncs of a dissection of 2 and of 4 batches: torch.cuda.set_sync_debug_mode("warn")'s
@@ -122,10 +124,10 @@ def memory_check(device, small: bool) -> None:
 
 
 def reference_tests(device, small: bool) -> None:
-    tests = ["tests/test_dissect_reference.py", "tests/test_dissect_threshold.py"]
+    tests = ["tests/test_dissect_reference.py", "tests/test_dissect_threshold.py", "tests/test_uncertainty_engine.py"]
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, "--lce-device", str(device)]
     if small:
-        command += ["-k", "engine_equals_the_reference"]
+        command += ["-k", "engine_equals_the_reference or per_block or per_position"]
     with tempfile.TemporaryDirectory(prefix="lce-gpu-check-") as scratch:
         done = subprocess.run([*command, f"--basetemp={scratch}/pytest"], cwd=REPO, capture_output=True, text=True)
     print("   " + "\n   ".join(done.stdout.strip().splitlines()[-3:]))

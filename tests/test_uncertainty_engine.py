@@ -53,7 +53,8 @@ def planted(tmp_path_factory):
     return synth, probe, cache
 
 
-def _dissect(probe, variant: str, compact: bool, monkeypatch, model=None, seg_size: int = 16, **settings):
+def _dissect(probe, variant: str, compact: bool, monkeypatch, model=None, seg_size: int = 16, device="cpu",
+             **settings):
     from dataclasses import replace
 
     from lce import config
@@ -62,21 +63,21 @@ def _dissect(probe, variant: str, compact: bool, monkeypatch, model=None, seg_si
     settings = DissectSettings.for_variant(variant, batch_size=5, **settings)
     dataset = ProbeDataset(probe, seg_size=seg_size)
     layer = "features" if model is None else "detectors"
-    return dataset, dissect(model or TinyNet(), [layer], dataset, settings, torch.device("cpu"))[layer]
+    return dataset, dissect(model or TinyNet(), [layer], dataset, settings, torch.device(device))[layer]
 
 
 @pytest.mark.parametrize("compact", [True, False], ids=["compacted", "fixed-sizes"])
 @pytest.mark.parametrize("variant", ["dissect", "netdissect"])
-def test_per_block_tallies_sum_to_the_pooled_ones_exactly(small_probe, variant, compact, monkeypatch):
-    _, result = _dissect(small_probe, variant, compact, monkeypatch)
+def test_per_block_tallies_sum_to_the_pooled_ones_exactly(small_probe, variant, compact, monkeypatch, device):
+    _, result = _dissect(small_probe, variant, compact, monkeypatch, device=device)
     tally, counts = result.tally, result.tally.blocks
-    intersection, activation, truth = tally.counts()
-    block_i, block_a, block_g = counts.block_tallies()
+    intersection, activation, truth = (counter.cpu() for counter in tally.counts())
+    block_i, block_a, block_g = (counter.cpu() for counter in counts.block_tallies())
     columns = torch.from_numpy(counts.columns)
     assert counts.blocks == 24 and counts.concepts == len(columns) > 10  # one image per block: 24 < 100 blocks
     assert torch.equal(block_i.sum(dim=0).long(), intersection[:, columns])
     assert torch.equal(block_g.sum(dim=0).long(), truth[columns])
-    assert torch.equal(block_a.sum(dim=0).long(), tally.activation)
+    assert torch.equal(block_a.sum(dim=0).long(), tally.activation.cpu())
     assert int(intersection[:, columns].sum()) > 0
     # Nothing is counted outside the probe's concepts: the pooled counts of other columns are those columns' own.
     assert int(counts.intersection[-1]) >= 0 and block_i.dtype == torch.int32
@@ -93,15 +94,15 @@ def _random_maps_model(dataset: ProbeDataset, units: int = 4) -> PlantedModel:
 
 @pytest.mark.parametrize("compact", [True, False], ids=["compacted", "fixed-sizes"])
 @pytest.mark.parametrize("variant", ["dissect", "netdissect"])
-def test_per_position_counts_equal_a_brute_force_count(small_probe, variant, compact, monkeypatch):
+def test_per_position_counts_equal_a_brute_force_count(small_probe, variant, compact, monkeypatch, device):
     seg = 16  # = the maps' side: M_u is the maps above T_u, pixel for pixel
     dataset = ProbeDataset(small_probe, seg_size=seg)
     model = _random_maps_model(dataset)
-    _, result = _dissect(small_probe, variant, compact, monkeypatch, model=model, seg_size=seg)
+    _, result = _dissect(small_probe, variant, compact, monkeypatch, model=model, seg_size=seg, device=device)
     counts = result.tally.blocks
-    masks = model.detectors.maps > result.thresholds[None, :, None, None]  # (N, U, S, S)
+    masks = model.detectors.maps.cpu() > result.thresholds.cpu()[None, :, None, None]  # (N, U, S, S)
     annotated = torch.stack([dataset[i]["annotated"] for i in range(len(dataset))])  # (N, categories)
-    active, truth, annotating = counts.positions_of()
+    active, truth, annotating = (counts.cpu() for counts in counts.positions_of())
     if variant == "dissect":
         assert torch.equal(active.long(), masks.sum(dim=0).flatten(1).long())
         assert float(annotating) == len(dataset)
@@ -130,16 +131,16 @@ def test_per_position_counts_equal_a_brute_force_count(small_probe, variant, com
     assert torch.equal(truth.long(), brute)
 
 
-def _planted_result(planted, monkeypatch):
+def _planted_result(planted, monkeypatch, device="cpu"):
     synth, probe, cache = planted
     settings = DissectSettings.for_variant("dissect")
     seg = settings.seg_size_for(SIZE, probe.rows[0].sh)
     dataset = ProbeDataset(probe, seg_size=seg, cache=cache)
     model = planted_model(synth, dataset)
-    return dataset, dissect(model, ["detectors"], dataset, settings, torch.device("cpu"))["detectors"]
+    return dataset, dissect(model, ["detectors"], dataset, settings, torch.device(device))["detectors"]
 
 
-def test_planted_detectors_are_stable_and_well_above_chance(planted, monkeypatch):
+def test_planted_detectors_are_stable_and_well_above_chance(planted, monkeypatch, device):
     synth, probe, _ = planted
     for category, name in PLANTED:  # the precondition of issue 16's test: every planted concept in >= 15 images
         number = synth.number(name)
@@ -147,7 +148,7 @@ def test_planted_detectors_are_stable_and_well_above_chance(planted, monkeypatch
                                                          labels.pixel.get(category, []))
                      or number in labels.whole.get(category, []))
         assert images >= 15, (name, images)
-    dataset, result = _planted_result(planted, monkeypatch)
+    dataset, result = _planted_result(planted, monkeypatch, device)
     found = result.uncertainty
     label_of = [result.tally.categories[int(found.columns[k]) // result.tally.stride] if k >= 0 else None
                 for k in found.found.label]
@@ -167,8 +168,8 @@ def test_planted_detectors_are_stable_and_well_above_chance(planted, monkeypatch
     assert found.found.replicate_label.shape == (len(PLANTED) + len(DISTRACTORS), STORED_REPLICATES)
 
 
-def test_the_same_dissection_twice_gives_identical_intervals(planted, monkeypatch):
-    first, second = (_planted_result(planted, monkeypatch)[1].uncertainty for _ in range(2))
+def test_the_same_dissection_twice_gives_identical_intervals(planted, monkeypatch, device):
+    first, second = (_planted_result(planted, monkeypatch, device)[1].uncertainty for _ in range(2))
     for name in ("label", "iou", "iou_low", "iou_high", "stability", "runner_up", "runner_up_iou",
                  "replicate_label", "replicate_iou"):
         a, b = getattr(first.found, name), getattr(second.found, name)
