@@ -220,7 +220,7 @@ def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, laye
         raise LceError(f"--min-iou must lie in [0, 1), not {min_iou}.")
     with connect_reader(required=False).connect() as conn:
         known = conn.execute(text(read_sql("queries/model_names"))).scalars().all()
-        runs = [_choose_run(conn, name, known, layer, probe, variant) for name in (model_a, model_b)]
+        runs = [choose_run(conn, name, known, layer, probe, variant) for name in (model_a, model_b)]
         if runs[0]["run_id"] == runs[1]["run_id"]:
             raise LceError(f"Both names choose the same run ({runs[0]['run_id']}); compare two different models.")
         for field in ("probe", "variant"):
@@ -248,8 +248,10 @@ def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, laye
                       embedding=embedding, embedding_note=note)
 
 
-def _choose_run(conn, model: str, known: list[str], layer: str | None, probe: str | None,
-                variant: str | None) -> dict:
+def choose_run(conn, model: str, known: list[str], layer: str | None, probe: str | None,
+               variant: str | None) -> dict:
+    """The current run of `model` (one of `known`, the stored model names) that --layer/--probe/--variant narrow to
+    one (lce compare, lce control); an LceError naming the candidates otherwise."""
     if model not in known:
         close = difflib.get_close_matches(model, known, n=5)
         hint = f"did you mean {', '.join(close)}?" if close else f"known models: {', '.join(sorted(known)) or 'none'}."

@@ -134,7 +134,7 @@ def _chosen_run(conn, run: str, layer: str | None, probe: str | None, variant: s
     control_candidate.sql says of it; an LceError for an unknown run, and for a superseded one when `current`."""
     from sqlalchemy import text
 
-    from lce.analysis.compare import _choose_run
+    from lce.analysis.compare import choose_run
     from lce.resources import read_sql
 
     if run.strip().isdigit():
@@ -144,7 +144,7 @@ def _chosen_run(conn, run: str, layer: str | None, probe: str | None, variant: s
         run_id = int(run)
     else:
         known = conn.execute(text(read_sql("queries/model_names"))).scalars().all()
-        run_id = _choose_run(conn, run, known, layer, probe, variant)["run_id"]
+        run_id = choose_run(conn, run, known, layer, probe, variant)["run_id"]
     chosen = conn.execute(text(read_sql("queries/control_candidate")), {"run": run_id}).mappings().first()
     if chosen is None:
         raise LceError(f"No run {run_id} is stored; lce models lists the runs (column run), lce control list the "
