@@ -20,14 +20,13 @@ LCE_HOME is a fresh temporary directory (LCE_DATABASE_URL removed), deleted at t
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+
+from scratch_home import scratch_home  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "mustapha2022" / "models_dissect_profiles_raw.csv"
@@ -157,19 +156,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="lce-authors-uncertainty-"))
-    os.environ["LCE_HOME"] = str(scratch / "home")
-    os.environ.pop("LCE_DATABASE_URL", None)
-    os.environ.pop("LCE_DATABASE_READONLY_URL", None)
-    try:
+    with scratch_home("lce-authors-uncertainty-"):
         run(args)
-    finally:
-        from lce.db.connection import dispose_all
-        from lce.db.server import EmbeddedServer
-
-        dispose_all()
-        EmbeddedServer(scratch / "home").stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+
+from scratch_home import scratch_home  # bench/, beside this script
 
 UNITS = 2048  # ResNet-50 layer4
 # Broden's categories, scaled to 1,200 concepts.
@@ -241,19 +239,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="lce-bench-store-"))
-    os.environ["LCE_HOME"] = str(scratch / "home")
-    os.environ.pop("LCE_DATABASE_URL", None)
-    os.environ.pop("LCE_DATABASE_READONLY_URL", None)
-    try:
+    with scratch_home("lce-bench-store-"):
         run(args)
-    finally:
-        from lce.db.connection import dispose_all
-        from lce.db.server import EmbeddedServer
-
-        dispose_all()
-        EmbeddedServer(scratch / "home").stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

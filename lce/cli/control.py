@@ -11,12 +11,10 @@ cut-off for that concept (lce.db.controls; the view unit_label's beats_random an
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from lce.cli.app import app, console, errors, user_errors
-from lce.cli.tables import cell, table
+from lce.cli.tables import print_listing
 from lce.dissect.variants import one_of
 from lce.errors import LceError
 
@@ -105,27 +103,8 @@ def list_controls(
 
     Example: lce control list; lce control list --format csv > controls.csv
     """
-    from sqlalchemy import text
-
-    from lce.analysis.query import export_stream, rows_relation
-    from lce.db.connection import connect_reader
-    from lce.resources import read_sql
-
-    if fmt not in CONTROL_FORMATS:
-        raise LceError(f"--format must be one of {', '.join(CONTROL_FORMATS)}, not {fmt!r}.")
-    with connect_reader(required=False).connect() as conn:  # the reader: this only reads
-        result = conn.execute(text(read_sql("queries/controls")))
-        columns, rows = list(result.keys()), result.fetchall()
-    if fmt != "table":
-        export_stream(rows_relation(columns, [tuple(row) for row in rows]), fmt, sys.stdout)
-        return
-    if not rows:
-        console.print("No controls yet: lce control set RUN, or lce ingest MODEL --random-control.")
-        return
-    listing = table(columns)
-    for row in rows:
-        listing.add_row(*(cell(value) for value in row))
-    console.print(listing)
+    print_listing("queries/controls", fmt, CONTROL_FORMATS,
+                  "No controls yet: lce control set RUN, or lce ingest MODEL --random-control.")
 
 
 def _chosen_run(conn, run: str, layer: str | None, probe: str | None, variant: str | None,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from lce.cli.app import app, console, user_errors
-from lce.cli.tables import cell, table
-from lce.errors import LceError
+from lce.cli.app import app, user_errors
+from lce.cli.tables import print_listing
 
 MODELS_FORMATS = ("table", "csv", "json")
 
@@ -25,24 +22,4 @@ def models(
 
     Example: lce models; lce models --format csv > models.csv
     """
-    from sqlalchemy import text
-
-    from lce.analysis.query import export_stream, rows_relation
-    from lce.db.connection import connect_reader
-    from lce.resources import read_sql
-
-    if fmt not in MODELS_FORMATS:
-        raise LceError(f"--format must be one of {', '.join(MODELS_FORMATS)}, not {fmt!r}.")
-    with connect_reader(required=False).connect() as conn:
-        result = conn.execute(text(read_sql("queries/models")))
-        columns, rows = list(result.keys()), result.fetchall()
-    if fmt != "table":
-        export_stream(rows_relation(columns, [tuple(row) for row in rows]), fmt, sys.stdout)
-        return
-    if not rows:
-        console.print("No models yet: import results with lce import ... first.")
-        return
-    listing = table(columns)
-    for row in rows:
-        listing.add_row(*(cell(value) for value in row))
-    console.print(listing)
+    print_listing("queries/models", fmt, MODELS_FORMATS, "No models yet: import results with lce import ... first.")

@@ -18,6 +18,35 @@ def print_relation(relation, max_rows: int) -> None:
     console.print(f"{total:,} row(s)" + (f", first {shown} shown (--max-rows)" if total > shown else ""))
 
 
+def print_listing(query: str, fmt: str, formats: tuple[str, ...], empty: str) -> None:
+    """The rows of sql/`query` read as the read-only login: a table on the terminal (`empty` when there are none),
+    or csv / json to standard output; `fmt` must be one of `formats` (lce models, lce control list)."""
+    import sys
+
+    from sqlalchemy import text
+
+    from lce.analysis.query import export_stream, rows_relation
+    from lce.db.connection import connect_reader
+    from lce.errors import LceError
+    from lce.resources import read_sql
+
+    if fmt not in formats:
+        raise LceError(f"--format must be one of {', '.join(formats)}, not {fmt!r}.")
+    with connect_reader(required=False).connect() as conn:  # the reader: a listing only reads
+        result = conn.execute(text(read_sql(query)))
+        columns, rows = list(result.keys()), result.fetchall()
+    if fmt != "table":
+        export_stream(rows_relation(columns, [tuple(row) for row in rows]), fmt, sys.stdout)
+        return
+    if not rows:
+        console.print(empty)
+        return
+    listing = table(columns)
+    for row in rows:
+        listing.add_row(*(cell(value) for value in row))
+    console.print(listing)
+
+
 def table(columns: list[str]) -> Table:
     """An empty table with these columns."""
     # Fold long values rather than cutting them: a truncated model name or label is no answer.
