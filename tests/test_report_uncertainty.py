@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from lce.db.controls import set_control
-from lce.report.html import ReportSettings, write_report
+from lce.report.html import TRUSTED_RULE, ReportSettings, write_report
 from tests.headless import Browser
 from tests.test_compare import csv_concepts
 from tests.test_report import run_ids, tables
@@ -49,6 +49,8 @@ def test_imported_runs_show_dashes_and_beat_random_once_random_r_is_their_contro
     assert (runs["MoCoV1(R)"]["interpretable"], runs["MoCoV1(R)"]["beats random"], runs["MoCoV1(R)"]["trusted"]) \
         == (str(interpretable), "-", "-")
     assert all(row["beats random"] == "-" and row["trusted"] == "-" for row in runs.values())
+    # The runs table's note states the rule that trusted follows (it once printed its placeholder's name).
+    assert "Trusted: " + escape(TRUSTED_RULE) in (out / "index.html").read_text()
     units = unit_rows(out, ids["MoCoV1(R)"])
     assert len(units) == 2048
     # No tallies, no control: every uncertainty cell is unknown, not empty and not 0; trusted too, except that a

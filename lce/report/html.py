@@ -357,8 +357,8 @@ def _runs_section(runs: list[dict], names: dict[int, str], store: _StoreRows, ou
                      _known(store.beats_random(run["run_id"])), _known(store.trusted(run["run_id"])), shown])
     return section("runs", "Runs", paragraph(
         "Beats random: interpretable units whose IoU exceeds the cut-off of the random-weights control serving the "
-        "run for their concept. Trusted: {TRUSTED_RULE}. \"-\": not known (no control serves the run; imported runs "
-        "carry no interval or stability)."), table(
+        f"run for their concept. Trusted: {TRUSTED_RULE}. \"-\": not known (no control serves the run; imported "
+        "runs carry no interval or stability)."), table(
         ["model", "run", "layer", "probe", "variant", "source", "units", "interpretable", "beats random", "trusted",
          "unit strips"], rows, numeric={1, 6, 7, 8, 9}, table_id="runs"))
 
@@ -413,9 +413,8 @@ def _run_page(run: dict, name: str, store: _StoreRows, strips: RunStrips | None,
     rows = [[u["unit"], u["label"], u["category"], u["iou"], "yes" if u["interpretable"] else "",
              *_uncertainty_cells(u), *([strip_cell(u["unit"])] if strip_cell else [])] for u in units]
     attributes = [f'data-unit="{u["unit"]}"' + ("" if u["interpretable"] else ' class="dim"') for u in units]
-    counted = (f"{len(units)} units, {interpretable} interpretable at {cutoff}; "
-               f"{'-' if beats_random is None else beats_random} beat random, "
-               f"{'-' if trusted is None else trusted} trusted.")
+    counted = (f"{len(units)} units, {interpretable} interpretable at {cutoff}; {_known(beats_random)} beat random, "
+               f"{_known(trusted)} trusted.")
     body = "\n".join([
         "<p><a href=\"../index.html\">&larr; report</a></p>",
         f"<h1>{escape(name)}</h1>",
