@@ -213,6 +213,7 @@ def test_stored_replicate_labels_are_used_and_bound_the_replicates(cli, engine, 
     (["--uncertainty", "--method", "mds", "--components", "2"], "--uncertainty works with --method pca only"),
     (["--replicates", "10"], "--replicates sets how many replicates --uncertainty draws"),
     (["--uncertainty", "--replicates", "1"], "--replicates must be at least 2"),
+    (["--uncertainty", "--replicates", "0"], "--replicates must be at least 2"),
     (["--units", "sure"], "--units must be one of interpretable, trusted, beats-random"),
     (["--units", "trusted"], "--units trusted needs each interpretable unit's interval and stability"),
 ])

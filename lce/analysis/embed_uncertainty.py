@@ -68,8 +68,6 @@ class EmbeddingUncertainty:
 
         from lce.analysis.embed import Projection
 
-        if self.replicates < 2:
-            raise LceError(f"--replicates must be at least 2 (a covariance needs two), not {self.replicates}.")
         stored = stored_replicates(population, selection)
         if stored is not None and self.replicates > stored:
             raise LceError(

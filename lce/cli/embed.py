@@ -55,7 +55,7 @@ def embed(
     settings = EmbedSettings(
         models=tuple(model), exclude=tuple(exclude), layer=layer, probe=probe, variant=variant, min_iou=min_iou,
         normalize=normalize, method=method, components=components, clusters=clusters, seed=seed, units=units,
-        replicates=(replicates or DEFAULT_REPLICATES) if uncertainty else None,
+        replicates=(DEFAULT_REPLICATES if replicates is None else replicates) if uncertainty else None,
     )
     outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
     if len(set(outputs)) < len(outputs):
