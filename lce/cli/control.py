@@ -27,7 +27,8 @@ control_app = typer.Typer(
 )
 app.add_typer(control_app, name="control", short_help="Name the random-weights runs that labels must beat.")
 
-RUN_HELP = "A run id (lce models lists them), or a model name (with --layer/--probe/--variant when it has several runs)."
+RUN_HELP = ("A run id (lce models lists them), or a model name (with --layer/--probe/--variant when it has several "
+            "runs).")
 
 
 @control_app.command("set", short_help="Name a run the control of runs of its kind.")

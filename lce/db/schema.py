@@ -198,7 +198,9 @@ class Unit(Base):
     # How sure the label is (lce.dissect.uncertainty); NULL where unknown (imports, a run without a bootstrap).
     iou_low: Mapped[float | None] = mapped_column(Double, comment="2.5% percentile of the label's bootstrap IoU")
     iou_high: Mapped[float | None] = mapped_column(Double, comment="97.5% percentile of the label's bootstrap IoU")
-    stability: Mapped[float | None] = mapped_column(Double, comment="share of replicates whose best concept is the label")
+    stability: Mapped[float | None] = mapped_column(
+        Double, comment="share of replicates whose best concept is the label"
+    )
     runner_up_id: Mapped[int | None] = mapped_column(
         ForeignKey("concept.id", ondelete="RESTRICT"), comment="the concept of second-best IoU (the variant's rule)"
     )

@@ -19,8 +19,8 @@ from __future__ import annotations
 from lce.resources import read_sql
 
 # Every view, in dependency order (each may use the ones before it).
-VIEWS = ("unit_concept", "run_control_of", "unit_label", "model_concept_units", "model_category_profile", "model_concept_matrix",
-         "unit_category_label", "model_task_performance")
+VIEWS = ("unit_concept", "run_control_of", "unit_label", "model_concept_units", "model_category_profile",
+         "model_concept_matrix", "unit_category_label", "model_task_performance")
 
 
 # Views a migration redefined: name -> the last revisions of each earlier definition, ascending.

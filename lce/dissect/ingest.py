@@ -451,9 +451,9 @@ def _uncertain_units(units: list[UnitRow], best: np.ndarray, uncertainty: LayerU
     kept = np.flatnonzero(known)
     renumber = np.full(len(columns) + 1, -1, dtype=np.int64)  # the last slot: -1 stays -1
     renumber[kept] = np.arange(len(kept))
-    labels = ReplicateLabels(concepts=[names[int(columns[k])] for k in kept],
-                             label=renumber[found.replicate_label],
-                             iou=np.where(renumber[found.replicate_label] >= 0, found.replicate_iou, 0).astype(np.float32))
+    replicate_label = renumber[found.replicate_label]
+    labels = ReplicateLabels(concepts=[names[int(columns[k])] for k in kept], label=replicate_label,
+                             iou=np.where(replicate_label >= 0, found.replicate_iou, 0).astype(np.float32))
     labelled = {row.unit for row in filled if row.stability is not None}
     alternatives = [(unit, names[int(columns[concept])], share) for unit, concept, share in found.alternatives
                     if unit in labelled and known[concept]]
