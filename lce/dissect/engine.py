@@ -323,8 +323,7 @@ class LayerDissection:
 def probe_concept_columns(dataset: ProbeDataset, tally: Tally) -> list[int]:
     """The tally columns of the probe's concepts: each (category, label) its c_<category>.csv lists (what `lce
     probe add` stores as concepts and lce.dissect.ingest names)."""
-    return sorted({tally.column(category, member.number) for category, members in dataset.probe.members.items()
-                   if category in tally.categories for member in members})
+    return sorted(tally.column(category, number) for category, number in dataset.concepts)
 
 
 def _loader(dataset: ProbeDataset, settings: DissectSettings, device: torch.device,

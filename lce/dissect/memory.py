@@ -224,10 +224,8 @@ class ProbeShape:
         layers, whole = len(dataset.layer_categories), len(dataset.whole_categories)
         per_image = layers * dataset.seg_size**2 * 4 + whole * INDEX + len(dataset.categories) + INDEX
         columns = len(dataset.categories) * (max(dataset.probe.vocabulary, default=0) + 1)
-        concepts = len({(category, member.number) for category, members in dataset.probe.members.items()
-                        for member in members})
-        return ProbeShape(len(dataset), dataset.image_size, dataset.seg_size, per_image, layers, columns, concepts,
-                          len(dataset.categories))
+        return ProbeShape(len(dataset), dataset.image_size, dataset.seg_size, per_image, layers, columns,
+                          len(dataset.concepts), len(dataset.categories))
 
 
 def plan_dissection(model: torch.nn.Module, layers: list[str], dataset, settings, device: torch.device | str,

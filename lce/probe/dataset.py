@@ -65,6 +65,14 @@ class ProbeDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.probe)
 
+    @property
+    def concepts(self) -> list[tuple[str, int]]:
+        """The probe's concepts, (category, label number) of each member of its c_<category>.csv files in its
+        categories, sorted: what `lce probe add` stores as concepts, the bootstrap's counters' columns (and what the
+        memory plan counts for them)."""
+        return sorted({(category, member.number) for category, members in self.probe.members.items()
+                       if category in self.categories for member in members})
+
     def __getstate__(self) -> dict:
         # DataLoader workers get the dataset without the device copies (CUDA tensors do not cross processes).
         return {**self.__dict__, "_levels_on": {}}
