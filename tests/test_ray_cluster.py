@@ -72,3 +72,33 @@ def test_the_local_cluster_listens_on_the_loopback_only_and_wants_its_token(tmp_
     assert {k: v for k, v in os.environ.items() if k != "PYTHONBREAKPOINT"} == before  # Ray's own debugger hook
     assert not token_authentication_on()
     assert not (tmp_path / ".ray").exists()  # the token lived in the cluster's environment only
+
+
+@pytest.mark.parametrize("token_on, warned", [(False, 1), (True, 0)])
+def test_joining_a_cluster_without_token_authentication_warns(monkeypatch, token_on, warned):
+    """--ray-address: lce cannot make another's cluster safe, but it says when this one takes calls without a token
+    (the driver joined it with RAY_AUTH_MODE not token, which a token cluster would have refused)."""
+    from lce.dissect import executors
+
+    class FakeRay:
+        calls = []
+
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            self.calls.append(("init", options["address"]))
+
+        def shutdown(self):
+            self.calls.append(("shutdown",))
+
+    fake = FakeRay()
+    monkeypatch.setattr(executors, "import_ray", lambda: fake)
+    monkeypatch.setattr(executors, "token_authentication_on", lambda: token_on)
+    monkeypatch.setattr(executors, "_run_ray_tasks", lambda *args: fake.calls.append(("tasks",)))
+    said = []
+    executors._run_ray([], "10.0.0.7:6379", None, None, said.append)
+    assert fake.calls == [("init", "10.0.0.7:6379"), ("tasks",), ("shutdown",)]
+    assert len(said) == warned
+    if warned:
+        assert said[0].startswith("the Ray cluster at 10.0.0.7:6379 was joined without token authentication")
