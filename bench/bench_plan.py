@@ -58,16 +58,15 @@ def lce(*args: str, env: dict) -> float:
 
 
 def ray_start_stop(cpus: int) -> float:
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
     from lce.dissect.executors import RAY_OBJECT_STORE_BYTES
+    from lce.dissect.ray_cluster import import_ray, local_cluster
 
+    ray = import_ray()
     started = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=RAY_OBJECT_STORE_BYTES,
-             configure_logging=False, log_to_driver=False)
-    ray.get(ray.remote(lambda: None).options(num_cpus=1).remote())  # one task: a worker process started
-    ray.shutdown()
+    # As lce starts it: on 127.0.0.1 only, with a token of its own.
+    with local_cluster(ray, cpus, 0, object_store_memory=RAY_OBJECT_STORE_BYTES, configure_logging=False,
+                       log_to_driver=False):
+        ray.get(ray.remote(lambda: None).options(num_cpus=1).remote())  # one task: a worker process started
     return time.perf_counter() - started
 
 

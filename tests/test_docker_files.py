@@ -156,13 +156,68 @@ def test_host_network_override_covers_services_of_the_main_file(compose):
         assert "@127.0.0.1:${LCE_DB_PORT:-5432}/lce" in override["services"][name]["environment"]["LCE_DATABASE_URL"]
 
 
-def test_host_network_ray_commands_differ_from_the_main_file_in_the_address_only(compose):
+def test_host_network_ray_head_differs_from_the_main_file_in_its_address_only(compose):
     override = load_compose("compose.hostnet.yaml")["services"]
     head = [part.replace("${RAY_HEAD_PORT:-6379}", "6379") for part in override["ray-head"]["command"]]
-    assert head == compose["services"]["ray-head"]["command"]
-    worker = [part.replace("127.0.0.1:${RAY_HEAD_PORT:-6379}", "ray-head:6379")
-              for part in override["ray-worker"]["command"]]
-    assert worker == compose["services"]["ray-worker"]["command"]
+    assert "--node-ip-address=127.0.0.1" in head
+    main = compose["services"]["ray-head"]["command"]
+    assert [part for part in head if part != "--node-ip-address=127.0.0.1"] == main
+
+
+def with_override(base: dict, override: dict | None) -> dict:
+    """The services as `docker compose -f compose.yaml [-f OVERRIDE]` runs them: an override's keys replace the
+    base's, its environment is merged into the base's."""
+    services = {name: dict(service) for name, service in base["services"].items()}
+    for name, changes in ((override or {}).get("services") or {}).items():
+        environment = {**services[name].get("environment", {}), **changes.get("environment", {})}
+        services[name].update(changes)
+        services[name]["environment"] = environment
+    return services
+
+
+def ray_starts(services: dict) -> dict[str, list[str]]:
+    """The `ray start` arguments of every service that runs one."""
+    return {name: service["command"][1:] for name, service in services.items()
+            if service.get("entrypoint") == ["ray"] and service.get("command", [None])[0] == "start"}
+
+
+@pytest.mark.parametrize("override", [None, "compose.hostnet.yaml"])
+def test_every_ray_start_names_its_address_and_wants_the_token(compose, override):
+    """Ray listens where it is meant to and refuses calls without the token: a joining node names the head's
+    address; a head on the host's network names 127.0.0.1 in Ray's single-node mode (which keeps it, and binds every
+    port there); a head on the project's network publishes no port (it listens on its container's interfaces, the
+    loopback and that network). Every Ray process, and every lce container (Ray's clients), has RAY_AUTH_MODE=token
+    and the token from docker/.env, required, with no default."""
+    services = with_override(compose, load_compose(override) if override else None)
+    starts = ray_starts(services)
+    assert set(starts) == ({"ray-head", "ray-worker"} if override is None else {"ray-head"})
+    for name, arguments in starts.items():
+        service = services[name]
+        if "--head" in arguments:
+            if service.get("network_mode") == "host":
+                assert "--node-ip-address=127.0.0.1" in arguments, name
+                assert service["environment"]["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0", name
+            else:
+                assert "ports" not in service and "network_mode" not in service, name
+            assert "--include-dashboard=false" in arguments, name
+        else:
+            assert [a for a in arguments if a.startswith("--address=")] == ["--address=ray-head:6379"], name
+    for name in ("lce", "ray-head", "ray-worker"):
+        environment = services[name]["environment"]
+        assert environment["RAY_AUTH_MODE"] == "token", name
+        assert re.fullmatch(r"\$\{RAY_AUTH_TOKEN:\?[^}]+\}", environment["RAY_AUTH_TOKEN"]), name
+    if override:  # the GPU worker cannot join a head on 127.0.0.1: it says so and stops, starting no Ray
+        worker = services["ray-worker"]
+        assert worker["entrypoint"][:2] == ["sh", "-c"] and "exit 1" in worker["entrypoint"][2]
+        assert worker["command"] == []
+
+
+def test_the_ray_token_has_no_default_and_smoke_makes_one():
+    values = dict(line.split("=", 1) for line in (DOCKER / "env.example").read_text().splitlines()
+                  if line and not line.startswith("#") and "=" in line)
+    assert values["RAY_AUTH_TOKEN"] == ""  # docker compose refuses to start until one is set
+    assert "openssl rand -hex 32" in (DOCKER / "env.example").read_text()
+    assert "RAY_AUTH_TOKEN=$(password)$(password)" in (DOCKER / "smoke").read_text()
 
 
 def test_dockerfile_build_arguments_default_to_public_images():

@@ -65,9 +65,11 @@ def test_two_cpu_workers_store_the_same_rows_as_one_after_another(cli, engine, s
     assert again.exit_code == 0 and again.stdout.count("skipped") == 3, again.output
 
 
-def test_a_local_ray_cluster_stores_the_same_rows_as_one_after_another(cli, engine, sequential):
+def test_a_local_ray_cluster_stores_the_same_rows_as_one_after_another(cli, engine, sequential, tmp_path,
+                                                                        monkeypatch):
     pytest.importorskip("ray")
     path, expected = sequential
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # where ray.init() on its own keeps its token
     result = plan(cli, path, "--executor", "ray", "--devices", "cpu,cpu")  # a local cluster of 2 CPUs
     assert result.exit_code == 0, result.output
     assert result.stdout[result.stdout.index("Summary"):].count("stored") == 3
@@ -75,6 +77,8 @@ def test_a_local_ray_cluster_stores_the_same_rows_as_one_after_another(cli, engi
     import ray
 
     assert not ray.is_initialized()  # lce shut down the cluster it started
+    # Its token was its own, in its environment only (tests/test_ray_cluster.py: loopback, refused without it).
+    assert "RAY_AUTH_TOKEN" not in os.environ and not (tmp_path / "home" / ".ray").exists()
 
 
 def resnet18_that_dies() -> torch.nn.Module:

@@ -206,7 +206,7 @@ def test_unknown_architecture_suggests_close_names():
         build_model("resnet51", random_init=True, seed=0)
 
 
-def test_architecture_from_a_function_in_the_current_directory(tmp_path, monkeypatch):
+def test_architecture_from_a_function_on_the_python_path(tmp_path, monkeypatch):
     package = tmp_path / "lce_test_nets"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -220,7 +220,7 @@ def test_architecture_from_a_function_in_the_current_directory(tmp_path, monkeyp
         def number():
             return 3
     """))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)  # as PYTHONPATH=DIR would: the current directory is not searched
     loaded = build_model("lce_test_nets.small:tiny", random_init=True, seed=0)
     assert loaded.architecture == "lce_test_nets.small:tiny"
     assert isinstance(loaded.module[0], torch.nn.Conv2d)
@@ -264,7 +264,7 @@ def test_arch_runs_only_a_function_that_builds_a_module(tmp_path, monkeypatch, s
         def tiny():
             return nn.Sequential(nn.Conv2d(3, 4, 3))
     """))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)
     with pytest.raises(LceError, match="^" + re.escape(message)):
         build_model(spec, random_init=True, seed=0)
     assert isinstance(build_model("lce_test_arch:tiny", random_init=True, seed=0).module[0], torch.nn.Conv2d)

@@ -20,17 +20,23 @@ def report(
     images: bool = typer.Option(True, "--images/--no-images", help="Draw the unit strips of dissected runs."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda, for the strips."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass when drawing strips."),
+    allow_arch: list[str] = typer.Option([], "--allow-arch", help="A package.module:function architecture that "
+                                         "stored runs name and that you trust to run, to draw their strips "
+                                         "(repeatable); without it, such runs get no strips and nothing is imported."),
 ) -> None:
     """Write a static HTML report of the store that opens from disk (no server, no network): the embedding with
     its clusters, loadings and elbow curve, every model's category profile and top concepts, and per run a sortable
     table of units, with strips of each dissected unit's top images and mask (drawn once, then cached).
 
     Example: lce report --out report && xdg-open report/index.html
+
+    A run whose architecture is a package.module:function (code) is drawn only with --allow-arch naming it: stored
+    settings are written by whoever could write runs, and the report never imports code they name on its own.
     """
     from lce.report.html import ReportSettings, write_report
 
     settings = ReportSettings(out=out, embedding_id=embedding, min_iou=min_iou, strips=images, strip_units=units,
-                              device=device, batch_size=batch_size)
+                              device=device, batch_size=batch_size, allowed_archs=tuple(allow_arch))
     with progress_bars() as progress:
         outcome = write_report(settings, progress)
     for note in outcome.notes:

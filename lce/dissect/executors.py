@@ -24,13 +24,13 @@ from pathlib import Path
 from lce.config import DATABASE_URL_ENV, HOME_ENV, WRITE_RETRY_ENV, external_database_url, lce_home
 from lce.dissect.batch import PlanRow, RowResult
 from lce.dissect.engine import Progress
+from lce.dissect.ray_cluster import USAGE_STATS_ENV, import_ray, local_cluster, token_authentication_on
 from lce.errors import LceError
 
 EXECUTORS = ("sequential", "local", "ray")
 # Ray's own floor is 75 MiB; each task hands back a few kB (its outcomes), so the store holds next to nothing.
 RAY_OBJECT_STORE_BYTES = 80 * 2**20
 RAY_PROGRESS_EVERY_S = 0.5  # a progress message from a Ray worker is an actor call: at most two a second per task
-USAGE_STATS_ENV = "RAY_USAGE_STATS_ENABLED"
 
 
 def check_executor(executor: str, devices: list[str] | None, ray_address: str | None) -> None:
@@ -275,18 +275,6 @@ def _local_worker(pipe, device: str, threads: int) -> None:
 
 # ---- Ray: one task per row ----------------------------------------------------------------------------------------
 
-def import_ray():
-    """The ray module, with usage statistics off before it is imported; an LceError naming the extra when absent."""
-    os.environ.setdefault(USAGE_STATS_ENV, "0")  # Ray must not reach the internet
-    try:
-        import ray
-    except ImportError:
-        raise LceError("--executor ray needs Ray, an optional extra of lce: pip install 'lce[ray]' (Ray 2.40 or "
-                       "newer), then run the plan again. --executor local runs the plan on this machine's devices "
-                       "without it.") from None
-    return ray
-
-
 def worker_environment(local: bool) -> dict[str, str]:
     """What a Ray worker needs to find the same database and data as the driver: LCE_HOME (resolved, so that a
     worker of this machine finds the embedded server's socket), LCE_DATABASE_URL, LCE_WRITE_RETRY_S, no usage
@@ -313,46 +301,53 @@ def local_resources(devices: list[str] | None) -> tuple[int, int]:
 
 def _run_ray(todo: list[PlanRow], address: str | None, devices: list[str] | None, tracker: _Tracker, warn) -> None:
     ray = import_ray()
-    started_here = False
-    if not ray.is_initialized():
-        local = address is None
-        options = dict(configure_logging=False, log_to_driver=False,
-                       runtime_env={"env_vars": worker_environment(local)})
-        if local:
-            cpus, gpus = local_resources(devices)
-            ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
-                     object_store_memory=RAY_OBJECT_STORE_BYTES, **options)
-        else:
-            ray.init(address=address, **options)
-        started_here = True
+    if ray.is_initialized():  # a cluster the caller (a notebook, a test) joined: used as it is
+        _run_ray_tasks(ray, todo, tracker, warn)
+        return
+    options = dict(configure_logging=False, log_to_driver=False,
+                   runtime_env={"env_vars": worker_environment(address is None)})
+    if address is None:
+        cpus, gpus = local_resources(devices)
+        with local_cluster(ray, cpus, gpus, object_store_memory=RAY_OBJECT_STORE_BYTES, **options):
+            _run_ray_tasks(ray, todo, tracker, warn)
+        return
+    ray.init(address=address, **options)
     try:
-        from ray.util.queue import Empty, Queue
-
-        messages = Queue(actor_options={"num_cpus": 0})
-        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-        task = ray.remote(_ray_row)
-        pending = {}
-        for index, row in enumerate(todo):
-            device = row.request.device
-            gpu = device.startswith("cuda") or (device == "auto" and has_gpus)
-            resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
-            # max_retries=0: a worker that dies fails its row, as on the local executor (no silent second try).
-            pending[task.options(max_retries=0, **resources).remote(index, row.request, gpu, messages)] = index
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
-            _drain(messages, Empty, tracker, warn)
-            for reference in ready:
-                index = pending.pop(reference)
-                try:
-                    outcome, seconds, reason, runs, where = ray.get(reference)
-                except Exception as error:  # the worker died (WorkerCrashedError), or Ray could not run the task
-                    outcome, seconds, runs, where = "failed", 0.0, [], "ray"
-                    reason = f"the Ray task died: {type(error).__name__}: {str(error).strip().splitlines()[0]}"
-                tracker.finished(index, outcome, seconds, reason, runs, where=where)
-        _drain(messages, Empty, tracker, warn)
+        if warn and not token_authentication_on():
+            warn(f"the Ray cluster at {address} was joined without token authentication (RAY_AUTH_MODE is not "
+                 "token here), so it has none: whoever reaches its ports runs code on it. Start every node with "
+                 "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (README, Ray).")
+        _run_ray_tasks(ray, todo, tracker, warn)
     finally:
-        if started_here:
-            ray.shutdown()
+        ray.shutdown()
+
+
+def _run_ray_tasks(ray, todo: list[PlanRow], tracker: _Tracker, warn) -> None:
+    """One task per row on the cluster ray is connected to, each outcome to the tracker as it comes."""
+    from ray.util.queue import Empty, Queue
+
+    messages = Queue(actor_options={"num_cpus": 0})
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    task = ray.remote(_ray_row)
+    pending = {}
+    for index, row in enumerate(todo):
+        device = row.request.device
+        gpu = device.startswith("cuda") or (device == "auto" and has_gpus)
+        resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
+        # max_retries=0: a worker that dies fails its row, as on the local executor (no silent second try).
+        pending[task.options(max_retries=0, **resources).remote(index, row.request, gpu, messages)] = index
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+        _drain(messages, Empty, tracker, warn)
+        for reference in ready:
+            index = pending.pop(reference)
+            try:
+                outcome, seconds, reason, runs, where = ray.get(reference)
+            except Exception as error:  # the worker died (WorkerCrashedError), or Ray could not run the task
+                outcome, seconds, runs, where = "failed", 0.0, [], "ray"
+                reason = f"the Ray task died: {type(error).__name__}: {str(error).strip().splitlines()[0]}"
+            tracker.finished(index, outcome, seconds, reason, runs, where=where)
+    _drain(messages, Empty, tracker, warn)
 
 
 def _drain(messages, empty, tracker: _Tracker, warn) -> None:

@@ -9,10 +9,18 @@ random init.
     model = build_model("mypackage.nets:small_cnn", random_init=True)   # a function returning an nn.Module
     model = build_zoo_model(zoo_entry("swav"), Path("swav_800ep_pretrain.pth.tar"))
 
-`package.module:function` is imported from the current directory or PYTHONPATH. The function must be a Python
-function or class callable with no arguments that returns a torch.nn.Module; modules of the standard library and
-built-in modules (os:system), lce's own and __main__ are refused before anything is imported, so --arch cannot be
-made to run a command.
+`package.module:function` is imported from PYTHONPATH or the installed packages; the current directory is not
+searched (PYTHONPATH=. for a module there), so that a file lying in it is never run by accident. The function must
+be a Python function or class callable with no arguments that returns a torch.nn.Module; modules of the standard
+library and built-in modules (os:system), lce's own and __main__ are refused before anything is imported, so --arch
+cannot be made to run a command.
+
+A stored run names its architecture in its settings, which anyone who may write runs wrote (a shared owner login,
+`lce sql --write`, a --resume file). So ModelSpec.recorded, the one way back from stored settings to a model,
+builds torchvision, timm:, hf: (never remote code) and zoo architectures only, and a package.module:function only
+when the user named it (`lce report --allow-arch package.module:function`):
+
+    spec = ModelSpec.recorded(run.settings, allowed=("mynets:small",))   # ArchitectureNotAllowed otherwise
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,14 +204,35 @@ class ModelSpec:
         }
 
     @classmethod
-    def recorded(cls, settings: dict) -> ModelSpec:
-        """The model of a stored run, from its settings: its normalisation exactly as recorded."""
+    def recorded(cls, settings: dict, allowed: Collection[str] = ()) -> ModelSpec:
+        """The model of a stored run, from its settings: its normalisation exactly as recorded.
+        ArchitectureNotAllowed when it would run code that the settings name (a package.module:function, not in
+        `allowed`: the architectures the user named on the command line); nothing is imported to tell."""
         mean, std, checkpoint = settings.get("mean"), settings.get("std"), settings.get("checkpoint")
-        return cls(architecture=settings["architecture"], checkpoint=Path(checkpoint) if checkpoint else None,
+        architecture = settings["architecture"]
+        if settings.get("zoo") is None:  # a zoo entry builds its own architecture, never the stored one
+            check_recorded_architecture(architecture, allowed)
+        return cls(architecture=architecture, checkpoint=Path(checkpoint) if checkpoint else None,
                    random_init=bool(settings.get("random_init")), seed=settings.get("seed") or 0,
                    image_size=settings.get("model_image_size"),
                    normalization=Normalization(tuple(mean), tuple(std)) if mean and std else None,
                    normalization_source="the run's settings", zoo=settings.get("zoo"))
+
+
+class ArchitectureNotAllowed(LceError):
+    """A stored run's architecture is code of someone's (package.module:function) that the user did not name."""
+
+
+def check_recorded_architecture(architecture: str, allowed: Collection[str] = ()) -> None:
+    """Nothing when a stored run's `architecture` may be built again: a torchvision name, timm:, hf: (loaded
+    without remote code), or a package.module:function among `allowed`; ArchitectureNotAllowed otherwise."""
+    source = sources.parse_arch(architecture)
+    if source.kind == "function" and source.name not in set(allowed):
+        raise ArchitectureNotAllowed(
+            f"the run's architecture {source.name!r} is a function of Python code that the stored run names, and "
+            "lce runs code named by stored data only when you name it yourself: if you trust it (whoever could "
+            f"write this run chose it), pass --allow-arch {source.name}, with its module importable "
+            "(PYTHONPATH).")
 
 
 def classification_architectures() -> list[str]:
@@ -228,29 +257,23 @@ def from_function(spec: str) -> nn.Module:
     if refused:
         raise LceError(f"--arch {spec!r}: {top} is {refused}, not a package of models; give package.module:function "
                        "from your own code or an installed package, a function that returns a torch.nn.Module.")
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:  # the user's own code sits in the current directory more often than on PYTHONPATH
-        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()
     try:
-        importlib.invalidate_caches()
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
-                raise  # the user's module itself failed an import: its traceback is the useful message
-            raise LceError(f"--arch {spec!r}: module {module_name!r} is not importable from the current "
-                           f"directory ({cwd}) or PYTHONPATH.") from None
-        function = getattr(module, function_name, None)
-        if not (inspect.isfunction(function) or inspect.isclass(function)):
-            what = "has no function" if function is None or not callable(function) else \
-                f"holds a {type(function).__name__}, not a Python function or class, under"
-            raise LceError(f"--arch {spec!r}: {module_name} {what} {function_name!r}.")
-        _check_no_arguments(spec, function, function_name)
-        built = function()
-    finally:
-        if added:
-            sys.path.remove(cwd)
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
+            raise  # the user's module itself failed an import: its traceback is the useful message
+        # The current directory is not searched: a file lying there (a download, a colleague's folder) must not run.
+        raise LceError(f"--arch {spec!r}: module {module_name!r} is not importable from PYTHONPATH or the "
+                       "installed packages (the current directory is not searched: for a module there, run "
+                       "PYTHONPATH=. lce ...).") from None
+    function = getattr(module, function_name, None)
+    if not (inspect.isfunction(function) or inspect.isclass(function)):
+        what = "has no function" if function is None or not callable(function) else \
+            f"holds a {type(function).__name__}, not a Python function or class, under"
+        raise LceError(f"--arch {spec!r}: {module_name} {what} {function_name!r}.")
+    _check_no_arguments(spec, function, function_name)
+    built = function()
     if not isinstance(built, nn.Module):
         raise LceError(f"--arch {spec!r}: {function_name}() returned a {type(built).__name__}, not a "
                        f"torch.nn.Module.")

@@ -56,6 +56,8 @@ class ReportSettings:
     device: str = "auto"
     batch_size: int = 32
     style: StripStyle = StripStyle()
+    # package.module:function architectures the user lets the strips run (--allow-arch); other stored ones are not
+    allowed_archs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -106,7 +108,7 @@ def write_report(settings: ReportSettings, progress: Progress | None = None) -> 
         for run in runs:
             if run["has_top_images"]:
                 strips = run_strips(DissectedRun.of(run), settings.strip_units, settings.style, settings.device,
-                                    settings.batch_size, progress)
+                                    settings.batch_size, progress, allowed_archs=settings.allowed_archs)
                 outcome.strips[run["run_id"]] = strips
                 _publish(strips, out / "strips" / f"run-{run['run_id']}")
                 if strips.note and not strips.files:

@@ -12,7 +12,10 @@ does and thresholded at the unit's stored threshold; the map is upsampled straig
 samples the same bilinear surface as the segmentation-size mask more finely (both variants place feature pixel i
 at image coordinate (i + 0.5) * image / h). Every recomputed peak is checked against the one stored with the top
 image: a rebuilt model that differs from the dissected one (a changed checkpoint file, other code) draws nothing
-and says so.
+and says so. A run whose architecture is a package.module:function is rebuilt only when the user named it
+(`allowed_archs`, `lce report --allow-arch`): the settings were written by whoever could write runs, and naming code
+there must not make another user's report run it (lce.models.build.ModelSpec.recorded); otherwise its strips are
+not drawn and the note says why, nothing imported.
 
 The cache key hashes everything a strip depends on (weights, the recorded settings, layer, variant, probe content,
 thresholds, top images and the drawing style), so a re-ingested run gets new strips and an unchanged one never
@@ -107,9 +110,10 @@ class StripsUnavailable(Exception):
 
 
 def run_strips(run: DissectedRun, units: int | None = None, style: StripStyle = StripStyle(),
-               device: str = "auto", batch_size: int = 32, progress: Progress | None = None) -> RunStrips:
+               device: str = "auto", batch_size: int = 32, progress: Progress | None = None,
+               allowed_archs: tuple[str, ...] = ()) -> RunStrips:
     """The strips of the run's units (the `units` with the highest IoU when given, else all), drawing only those
-    the cache lacks."""
+    the cache lacks. allowed_archs: the package.module:function architectures the user lets the report run."""
     started = time.perf_counter()
     outcome = RunStrips(run.run_id)
     tops = _top_images(run.run_id)
@@ -124,7 +128,7 @@ def run_strips(run: DissectedRun, units: int | None = None, style: StripStyle = 
     if missing:
         try:
             outcome.rendered = _render(run, [t for t in tops if t.unit in missing], directory, style, device,
-                                       batch_size, progress)
+                                       batch_size, progress, allowed_archs)
         except StripsUnavailable as reason:
             outcome.note = f"Strips not drawn: {reason}"
     outcome.files = {unit: _strip_path(directory, unit) for unit in wanted if _strip_path(directory, unit).exists()}
@@ -170,11 +174,11 @@ def _cache_key(run: DissectedRun, tops: list[_TopImage], style: StripStyle) -> s
 
 
 def _render(run: DissectedRun, tops: list[_TopImage], directory: Path, style: StripStyle, device: str,
-            batch_size: int, progress: Progress | None) -> int:
+            batch_size: int, progress: Progress | None, allowed_archs: tuple[str, ...] = ()) -> int:
     """Mask the top images of `tops` (up to style.images per unit), draw and write the strips; returns how many
     were written."""
     shown = [t for t in tops if t.rank < style.images]
-    masked = _MaskPass(run, shown, style.tile, device, batch_size, progress)
+    masked = _MaskPass(run, shown, style.tile, device, batch_size, progress, allowed_archs=allowed_archs)
     directory.mkdir(parents=True, exist_ok=True)
     _write_manifest(directory, run)
     per_unit: dict[int, list[int]] = {}
@@ -186,14 +190,16 @@ def _render(run: DissectedRun, tops: list[_TopImage], directory: Path, style: St
     return len(per_unit)
 
 
-def unit_masks(run: DissectedRun, unit: int, size: int | None = None, device: str = "auto") -> np.ndarray:
+def unit_masks(run: DissectedRun, unit: int, size: int | None = None, device: str = "auto",
+               allowed_archs: tuple[str, ...] = ()) -> np.ndarray:
     """(k, size, size) bool: the unit's masks over its top images, strongest first, at `size` (default: the run's
-    segmentation size, where the masks are the ones dissection tallied)."""
+    segmentation size, where the masks are the ones dissection tallied). allowed_archs: as for run_strips."""
     tops = [t for t in _top_images(run.run_id) if t.unit == unit]
     if not tops:
         raise LceError(f"Run {run.run_id} stores no top images for unit {unit}.")
     try:
-        masked = _MaskPass(run, tops, size or run.seg_size, device, batch_size=len(tops), thumbnails=False)
+        masked = _MaskPass(run, tops, size or run.seg_size, device, batch_size=len(tops), thumbnails=False,
+                           allowed_archs=allowed_archs)
     except StripsUnavailable as reason:
         raise LceError(f"The masks of run {run.run_id} cannot be computed: {reason}") from None
     return np.stack([masked.mask(p) for p in range(len(tops))])
@@ -206,7 +212,7 @@ class _MaskPass:
     stored ones."""
 
     def __init__(self, run: DissectedRun, tops: list[_TopImage], size: int, device: str, batch_size: int,
-                 progress: Progress | None = None, thumbnails: bool = True):
+                 progress: Progress | None = None, thumbnails: bool = True, allowed_archs: tuple[str, ...] = ()):
         import torch
 
         from lce.config import pick_device
@@ -214,8 +220,9 @@ class _MaskPass:
         from lce.models.layers import LayerCapture
         from lce.probe.dataset import ProbeDataset
 
+        spec = _recorded_model(run, allowed_archs)  # before anything else: a refused architecture costs nothing
         probe, image_size = _open_probe(run)
-        loaded = _rebuild_model(run)
+        loaded = _rebuild_model(run, spec)
         layout = _recorded_layout(run)
         dataset = ProbeDataset(probe, image_size=image_size, seg_size=run.seg_size, mean=loaded.mean,
                                std=loaded.std, uint8=True)
@@ -288,17 +295,31 @@ def _open_probe(run: DissectedRun):
     return probe, run.settings.get("image_size") or probe.rows[0].ih
 
 
-def _rebuild_model(run: DissectedRun):
-    """The model as lce ingest built it, from the settings the run recorded (lce.models.build.ModelSpec; runs of an
-    older lce got them from migration 0007): the architecture at the image size it was made for, with the
-    checkpoint file, the random-init seed or the Hugging Face directory's own weights, and the mean and std exactly
-    as recorded (none: [0, 1] inputs)."""
-    from lce.models.build import ModelSpec
+def _recorded_model(run: DissectedRun, allowed_archs: tuple[str, ...]):
+    """How lce ingest built the run's model, from the settings the run recorded (lce.models.build.ModelSpec; runs of
+    an older lce got them from migration 0007); StripsUnavailable, with nothing imported, for a package.module:function
+    the user did not allow."""
+    from lce.models.build import ArchitectureNotAllowed, ModelSpec
+
+    architecture = run.settings.get("architecture")
+    if not architecture:
+        raise StripsUnavailable("the run does not record the model's architecture.")
+    if not isinstance(architecture, str):
+        raise StripsUnavailable(f"the recorded architecture is a {type(architecture).__name__}, not a name.")
+    try:
+        return ModelSpec.recorded(run.settings, allowed=allowed_archs)
+    except ArchitectureNotAllowed as refused:
+        raise StripsUnavailable(str(refused)) from None
+    except LceError as error:
+        raise StripsUnavailable(f"the recorded architecture cannot be read: {error}") from None
+
+
+def _rebuild_model(run: DissectedRun, spec):
+    """The model of `spec` (_recorded_model) as lce ingest built it: the architecture at the image size it was made
+    for, with the checkpoint file, the random-init seed or the Hugging Face directory's own weights, and the mean
+    and std exactly as recorded (none: [0, 1] inputs)."""
     from lce.models.sources import parse_arch
 
-    if not run.settings.get("architecture"):
-        raise StripsUnavailable("the run does not record the model's architecture.")
-    spec = ModelSpec.recorded(run.settings)
     try:
         source = parse_arch(spec.architecture)
     except LceError as error:
