@@ -39,8 +39,6 @@ SESSION_CONFIG = {
     # and TIME WITH TIME ZONE what they were (else decimal, text, blob), so files are written as before.
     "arrow_lossless_conversion": True,
 }
-# A read-only session, once set up: no file, no network but `pg`'s, and the configuration locked (last).
-LOCK = ("SET enable_external_access = false", "SET lock_configuration = true")
 
 
 def scanner_extension() -> Path:
@@ -67,9 +65,9 @@ def duckdb_connection(read_only: bool = True, require_reader: bool = False) -> d
     mode = ", READ_ONLY" if read_only else ""
     con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
     con.execute(f"USE {ATTACHED}")
-    if read_only:
-        for setting in LOCK:
-            con.execute(setting)
+    if read_only:  # once set up: no file, no network but `pg`'s, and the configuration locked (last)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con
 
 

@@ -34,6 +34,7 @@ from lce.analysis.local_files import read_option, read_table
 from lce.analysis.reading import check_reading
 from lce.db.connection import connect, connect_reader, libpq_dsn
 from lce.errors import LceError, first_line
+from lce.resources import read_sql
 
 ENGINES = ("duckdb", "postgres")
 FORMATS = ("table", "csv", "json", "parquet")
@@ -89,8 +90,7 @@ def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], fi
     """The --read files under their names, and the files the query names as tables under those very names
     (DuckDB's binder finds a table so named before it would look for the file), read by lce."""
     for name, path in named:
-        if con.execute("SELECT count(*) FROM information_schema.tables WHERE lower(table_name) = lower(?)",
-                       [name]).fetchone()[0]:
+        if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
             raise LceError(f"--read {name}={path}: the store has a table or view named {name}; choose another name.")
         con.register(name, read_table(path, f"--read {name}="))
     for file in files:
@@ -102,7 +102,7 @@ def _duckdb_reason(error: duckdb.Error) -> str:
     the SQL, over several lines, before PostgreSQL's ERROR), PostgreSQL's own reason; or, where the lock stopped
     it, what lce sql lets a query do instead."""
     refused = re.search(r"ERROR:\s+(.+)", str(error))
-    if refused and str(error).startswith("Failed to execute query"):
+    if refused and str(error).startswith(("Failed to execute query", "Failed to prepare COPY")):
         return f"PostgreSQL refused it: {refused.group(1).strip()}"
     if "disabled by configuration" in str(error):
         return (f"{first_line(error)}. lce sql reads no file itself: name a CSV, Parquet or JSON file as a table "

@@ -20,6 +20,7 @@ import re
 import duckdb
 
 from lce.errors import LceError, first_line
+from lce.resources import read_sql
 
 READ_ONLY = "lce sql is read-only unless you pass --write"
 # Table functions that only read (DuckDB 1.5.5's list, less those with effects). A function missing here is
@@ -84,7 +85,7 @@ def _check(con: duckdb.DuckDBPyConnection, statement) -> list[str]:
 
 def _check_select(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
     """The table functions a SELECT calls must read; returns the tables it names that are data files."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    tree = json.loads(con.execute(read_sql("queries/statement_tree"), [query]).fetchone()[0])
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         raise LceError(f"lce sql cannot check this statement ({tree.get('error_message', 'not one statement')}); "
                        f"{READ_ONLY}.")
