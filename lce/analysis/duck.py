@@ -8,10 +8,11 @@ query, not even `CALL postgres_execute(...)`, can write; `require_reader=False` 
 to the owner on an external server that has no LCE_DATABASE_READONLY_URL.
 
 A read-only connection is also locked, once `pg` is attached: no file access (COPY, read_csv, logging to a file,
-LOAD), no extension installed, loaded or autoloaded, no setting changed (lock_configuration). What it still
-reaches is `pg` (and PostgreSQL through postgres_query on it). Every read-only session lce opens is locked the same
-way: `lce sql`'s and lce's own (`lce embed`), which runs only lce's fixed SQL and loses nothing. Local files are
-read by lce (query.py) on another connection and handed over as tables. The owner's connection (`lce sql
+LOAD), no extension installed, loaded or autoloaded, no setting changed (lock_configuration). The lock leaves the
+postgres_scanner's own connections open: `pg`, and postgres_scan('dsn', ...) to a server of the query's choosing,
+which lce sql's statement check (reading.py) refuses. Every read-only session lce opens is locked the same way:
+`lce sql`'s and lce's own (`lce embed`), which runs only lce's fixed SQL and loses nothing. Local files are read
+by lce (local_files.py) on another connection and handed over as tables. The owner's connection (`lce sql
 --write`) is not locked: the owner may write, files included.
 
 The postgres_scanner extension is loaded from its PyPI wheel (duckdb-extension-postgres-scanner, the same
@@ -35,6 +36,7 @@ SESSION_CONFIG = {
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
     "allow_unsigned_extensions": False,
+    "python_enable_replacements": False,  # a table name is a table, never a Python variable of lce's
     # A result leaves a session as Arrow (query.py); DuckDB's own extension types keep HUGEINT, UUID, JSON, BIT
     # and TIME WITH TIME ZONE what they were (else decimal, text, blob), so files are written as before.
     "arrow_lossless_conversion": True,
@@ -65,7 +67,7 @@ def duckdb_connection(read_only: bool = True, require_reader: bool = False) -> d
     mode = ", READ_ONLY" if read_only else ""
     con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
     con.execute(f"USE {ATTACHED}")
-    if read_only:  # once set up: no file, no network but `pg`'s, and the configuration locked (last)
+    if read_only:  # once set up: no file, no extension, and the configuration locked (last)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con

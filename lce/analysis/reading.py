@@ -96,7 +96,8 @@ def _check_select(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
                            "as a table (JOIN 'families.csv' ...) or pass it with --read NAME=PATH.")
         if name not in READING_FUNCTIONS:
             raise LceError(f"The query calls {name}(), which is not one of the reading table functions (README, "
-                           f"Security); {READ_ONLY}.")
+                           f"Security); {READ_ONLY}. PostgreSQL's own functions (unit_label_at, ...) run with "
+                           "--engine postgres, or in postgres_query('pg', '...').")
     return [name for name in tables if DATA_FILE.match(name)]
 
 
