@@ -1,7 +1,7 @@
 """Local files that `lce sql` joins in: read by lce on a connection of their own, handed over as tables.
 
     name, path = read_option("families=families.csv")   # or "families.csv": the name is the file's stem
-    table = read_table(path, "--read")                   # a pyarrow.Table; LceError unless a regular data file
+    table = read_table(path, f"--read {name}={path}")   # a pyarrow.Table; LceError unless a regular data file
     con.register(name, table)                            # the locked session sees a table, never the path
 
 The locked session (duck.py) reaches no file; a file that a query names (`JOIN 'families.csv'`) or that --read
@@ -37,19 +37,20 @@ def read_option(option: str) -> tuple[str, Path]:
 
 
 def read_table(path: Path, where: str) -> pyarrow.Table:
-    """The rows of a regular CSV, TSV, Parquet or JSON file (by suffix, optionally .gz), as Arrow."""
+    """The rows of a regular CSV, TSV, Parquet or JSON file (by suffix, optionally .gz), as Arrow; `where` names
+    the file in a message (the option or the query that gave it)."""
     try:
         mode = os.stat(path).st_mode
     except OSError as error:
-        raise LceError(f"{where} {path}: {error.strerror}.") from None
+        raise LceError(f"{where}: {error.strerror}.") from None
     if any(glob in str(path) for glob in "*?["):  # DuckDB would read them as a pattern of several files
-        raise LceError(f"{where} {path}: a name with * ? or [ is a pattern to DuckDB; name one file.")
+        raise LceError(f"{where}: a name with * ? or [ is a pattern to DuckDB; name one file.")
     if not stat.S_ISREG(mode):
-        raise LceError(f"{where} {path} is not a regular file (a folder, device or pipe); lce sql reads files only.")
+        raise LceError(f"{where} is not a regular file (a folder, device or pipe); lce sql reads files only.")
     suffix = path.name.lower().removesuffix(".gz")
     suffix = next((known for known in SUFFIXES if suffix.endswith(known)), None)
     if suffix is None:
-        raise LceError(f"{where} {path}: lce sql reads {', '.join(SUFFIXES)} files (optionally .gz), by suffix.")
+        raise LceError(f"{where}: lce sql reads {', '.join(SUFFIXES)} files (optionally .gz), by suffix.")
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         if suffix == ".parquet":
@@ -60,6 +61,6 @@ def read_table(path: Path, where: str) -> pyarrow.Table:
             relation = con.read_json(str(path))
         return relation.to_arrow_table()
     except duckdb.Error as error:
-        raise LceError(f"{where} {path}: DuckDB cannot read it: {first_line(error)}") from None
+        raise LceError(f"{where}: DuckDB cannot read it: {first_line(error)}") from None
     finally:
         con.close()

@@ -92,9 +92,9 @@ def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], fi
     for name, path in named:
         if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
             raise LceError(f"--read {name}={path}: the store has a table or view named {name}; choose another name.")
-        con.register(name, read_table(path, f"--read {name}="))
+        con.register(name, read_table(path, f"--read {name}={path}"))
     for file in files:
-        con.register(file, read_table(Path(file), "The query's table"))
+        con.register(file, read_table(Path(file), f"The query's table '{file}'"))
 
 
 def _duckdb_reason(error: duckdb.Error) -> str:
