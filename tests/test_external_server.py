@@ -195,18 +195,23 @@ WRITES = {
     "server file": ("postgres", "SELECT pg_read_file('/etc/passwd')", "permission denied"),
     "commit escape": ("postgres", "COMMIT; DROP TABLE unit_top_image CASCADE", "several statements"),
     "duckdb insert": ("duckdb", "INSERT INTO pg.model (name) VALUES ('intruder')", "writes (INSERT)"),
+    # postgres_execute is refused by lce's check before it reaches PostgreSQL (not a reading function); each
+    # write it carried stayed refused by PostgreSQL too, while it ran.
     "duckdb execute": ("duckdb", "CALL postgres_execute('pg', 'COMMIT; INSERT INTO model (name) VALUES "
-                                 "(''intruder'')')", "could not run"),
-    # Lifting its own read-only default leaves the reader without the privileges: no temporary tables (taken
-    # from PUBLIC by lce db upgrade), no large objects (by the administrator, as lce db upgrade asked).
+                                 "(''intruder'')')", "postgres_execute()"),
     "duckdb lifted insert": ("duckdb", "CALL postgres_execute('pg', 'COMMIT; SET default_transaction_read_only = "
                                        "off; COMMIT; INSERT INTO model (name) VALUES (''intruder'')')",
-                             "could not run"),
+                             "postgres_execute()"),
     "duckdb lifted temp": ("duckdb", "CALL postgres_execute('pg', 'COMMIT; SET default_transaction_read_only = "
-                                     "off; COMMIT; CREATE TEMP TABLE scratch (x int)')", "could not run"),
-    "duckdb lifted large object": ("duckdb", "CALL postgres_execute('pg', 'COMMIT; SET "
+                                     "off; COMMIT; CREATE TEMP TABLE scratch (x int)')", "postgres_execute()"),
+    "duckdb lifted large object": ("duckdb", "SELECT * FROM postgres_execute('pg', 'COMMIT; SET "
                                              "default_transaction_read_only = off; COMMIT; SELECT "
-                                             "lo_from_bytea(0, ''x'')')", "could not run"),
+                                             "lo_from_bytea(0, ''x'')')", "postgres_execute()"),
+    # postgres_query reaches PostgreSQL, as the reader, in the READ_ONLY attachment.
+    "duckdb query insert": ("duckdb", "SELECT * FROM postgres_query('pg', 'WITH x AS (INSERT INTO model (name) "
+                                      "VALUES (''intruder'') RETURNING id) SELECT * FROM x')", "could not run"),
+    "duckdb query large object": ("duckdb", "SELECT * FROM postgres_query('pg', 'SELECT lo_from_bytea(0, ''x'')')",
+                                  "could not run"),
 }
 STORE = ("SELECT (SELECT count(*) FROM model), (SELECT count(*) FROM unit), (SELECT string_agg(name, ',' ORDER BY"
          " name) FROM model), (SELECT count(*) FROM pg_largeobject_metadata), to_regclass('unit_top_image')::text")

@@ -97,10 +97,10 @@ def test_duckdb_postgres_execute_cannot_write(cli, owner_dsn, query):
 
 
 def test_postgres_own_reason_is_said_for_a_query_refused_through_duckdb(cli, owner_dsn):
-    result = cli("sql", "CALL postgres_execute('pg', 'COMMIT; SET default_transaction_read_only = off; COMMIT; "
-                        "CREATE TEMP TABLE intruder (a int)')")
+    # (postgres_execute is refused before it reaches PostgreSQL now: it is not a reading function.)
+    result = cli("sql", "SELECT * FROM postgres_query('pg', 'SELECT pg_read_file(''/etc/passwd'')')")
     assert result.exit_code == 1, result.output
-    assert "PostgreSQL refused it: permission denied to create temporary tables" in result.stderr, result.stderr
+    assert "PostgreSQL refused it: permission denied for function pg_read_file" in result.stderr, result.stderr
 
 
 def test_empty_statements_are_a_message(cli, owner_dsn):

@@ -3,13 +3,16 @@
     relation = run_query("SELECT model, count(*) FROM unit_label WHERE interpretable GROUP BY model")
     export(relation, "csv", Path("counts.csv"))  # or export_stream(relation, "csv", sys.stdout): the same text
 
-DuckDB is the default engine: Postgres's tables and views are reachable by name and local CSV/Parquet files can
-be joined in. `engine="postgres"` runs the query in Postgres (its dialect and functions such as
-unit_label_at(0.08)), one statement, through the extended protocol.
+DuckDB is the default engine: Postgres's tables and views are reachable by name and local CSV/Parquet/JSON files
+can be joined in (`JOIN 'families.csv'`, or `reads=["families=families.csv"]`). `engine="postgres"` runs the
+query in Postgres (its dialect and functions such as unit_label_at(0.08)), one statement, through the extended
+protocol.
 
 Whatever its text, a query without `write=True` cannot write: both engines log in as the read-only role
-(lce/db/roles.py), which may only SELECT, inside READ ONLY transactions; statements that DuckDB knows to write
-are refused before they run. `write=True` logs in as the owner.
+(lce/db/roles.py), which may only SELECT, inside READ ONLY transactions. DuckDB's session is locked (duck.py: no
+file, no extension, no setting) and parses the query itself, and only reading statements run (reading.py); the
+local files a query joins are read by lce (local_files.py) and handed over as tables, and the result leaves as
+Arrow, written to files by lce on a connection of its own. `write=True` logs in as the owner, unlocked.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import Sequence, TextIO
 
 import duckdb
 import psycopg
@@ -27,58 +30,83 @@ from psycopg.types.string import TextLoader
 import pyarrow
 
 from lce.analysis.duck import duckdb_connection
+from lce.analysis.local_files import read_option, read_table
+from lce.analysis.reading import check_reading
 from lce.db.connection import connect, connect_reader, libpq_dsn
 from lce.errors import LceError, first_line
+from lce.resources import read_sql
 
 ENGINES = ("duckdb", "postgres")
 FORMATS = ("table", "csv", "json", "parquet")
-# DuckDB statement types that only read (SHOW, DESCRIBE, SUMMARIZE and PRAGMA parse as SELECT).
+# DuckDB statement types that return rows (SHOW, DESCRIBE, SUMMARIZE and the reading PRAGMAs parse as SELECT);
+# without --write, lce/analysis/reading.py decides what runs.
 READING = {"SELECT", "EXPLAIN", "CALL", "PRAGMA"}
 
 
-def run_query(query: str, engine: str = "duckdb", write: bool = False) -> duckdb.DuckDBPyRelation:
-    """The result of `query` (its last statement) as a DuckDB relation, whichever engine ran it."""
+def run_query(query: str, engine: str = "duckdb", write: bool = False,
+              reads: Sequence[str] = ()) -> duckdb.DuckDBPyRelation:
+    """The result of `query` (its last statement) as a DuckDB relation, whichever engine ran it; `reads` are
+    --read options (NAME=PATH), local files the query sees as tables (DuckDB only)."""
     if not query.strip():
         raise LceError("The query is empty.")
     if engine == "duckdb":
-        return _run_duckdb(query, write)
+        return _run_duckdb(query, write, reads)
     if engine == "postgres":
+        if reads:
+            raise LceError("--read is for the duckdb engine: PostgreSQL cannot see local files.")
         return _run_postgres(query, write)
     raise LceError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}.")
 
 
-def _run_duckdb(query: str, write: bool) -> duckdb.DuckDBPyRelation:
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as error:
-        raise LceError(f"DuckDB cannot parse the query: {first_line(error)}") from None
-    if not statements:
-        raise LceError("The query holds no statement.")
-    writing = sorted({s.type.name for s in statements if s.type.name not in READING})
-    if writing and not write:
-        raise LceError(
-            f"The query writes ({', '.join(writing)}); lce sql is read-only unless you pass --write."
-        )
+def _run_duckdb(query: str, write: bool, reads: Sequence[str]) -> duckdb.DuckDBPyRelation:
+    named = [read_option(option) for option in reads]  # before connecting: a bad option should cost nothing
+    # Without --write the session is locked (duck.py) before it parses anything: the parse runs there, never on
+    # duckdb's default connection, where a parse-time PRAGMA could still install or read.
     con = duckdb_connection(read_only=not write, require_reader=not write)
     try:
+        try:
+            statements = con.extract_statements(query)
+        except duckdb.Error as error:
+            raise LceError(f"DuckDB cannot parse the query: {_duckdb_reason(error)}") from None
+        if not statements:
+            raise LceError("The query holds no statement.")
+        files = [] if write else check_reading(con, statements)
+        _hand_over(con, named, files)
         for statement in statements[:-1]:
             con.execute(statement)
         last = statements[-1]
-        if last.type.name == "SELECT":
-            # Materialise once, so that counting, printing and writing do not each run the query again.
-            con.execute(f"CREATE TEMP TABLE lce_result AS {last.query}")
-            return con.table("lce_result")
-        return con.sql(last.query) if last.type.name in READING else _executed(con, last)
+        if write and last.type.name not in READING:
+            return _executed(con, last)
+        # The result leaves the session as Arrow (materialised once, so that counting, printing and writing do
+        # not each run the query again); lce writes files from it, on a connection of its own.
+        return result_relation(con.execute(last).to_arrow_table())
     except duckdb.Error as error:
         raise LceError(f"DuckDB could not run the query: {_duckdb_reason(error)}") from None
+    finally:
+        con.close()
+
+
+def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], files: list[str]) -> None:
+    """The --read files under their names, and the files the query names as tables under those very names
+    (DuckDB's binder finds a table so named before it would look for the file), read by lce."""
+    for name, path in named:
+        if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
+            raise LceError(f"--read {name}={path}: the store has a table or view named {name}; choose another name.")
+        con.register(name, read_table(path, f"--read {name}={path}"))
+    for file in files:
+        con.register(file, read_table(Path(file), f"The query's table '{file}'"))
 
 
 def _duckdb_reason(error: duckdb.Error) -> str:
     """DuckDB's first line; or, for a query that PostgreSQL refused through postgres_scanner (whose message quotes
-    the SQL, over several lines, before PostgreSQL's ERROR), PostgreSQL's own reason."""
+    the SQL, over several lines, before PostgreSQL's ERROR), PostgreSQL's own reason; or, where the lock stopped
+    it, what lce sql lets a query do instead."""
     refused = re.search(r"ERROR:\s+(.+)", str(error))
-    if refused and str(error).startswith("Failed to execute query"):
+    if refused and str(error).startswith(("Failed to execute query", "Failed to prepare COPY")):
         return f"PostgreSQL refused it: {refused.group(1).strip()}"
+    if "disabled by configuration" in str(error):
+        return (f"{first_line(error)}. lce sql reads no file itself: name a CSV, Parquet or JSON file as a table "
+                "(JOIN 'families.csv' ...) or pass it with --read NAME=PATH.")
     return first_line(error)
 
 
@@ -136,6 +164,12 @@ def rows_relation(columns: list[str], rows: list[tuple]) -> duckdb.DuckDBPyRelat
     table = pyarrow.table({
         name: _column([row[index] for row in rows]) for index, name in enumerate(_unique(columns))
     })
+    return result_relation(table)
+
+
+def result_relation(table: pyarrow.Table) -> duckdb.DuckDBPyRelation:
+    """A result as a relation on a fresh in-memory DuckDB of its own: nothing attached, no user SQL ever run
+    there; lce counts, prints and writes files (write_csv, write_parquet) from it."""
     return duckdb.connect().from_arrow(table)
 
 

@@ -22,13 +22,17 @@ def sql(
                                                       "without --out) or parquet (needs --out)."),
     out: Path | None = typer.Option(None, "--out", help="File to write the result to (its suffix says the format "
                                                         "when --format is not given)."),
+    reads: list[str] = typer.Option([], "--read", help="A local CSV, TSV, Parquet or JSON file the query sees as "
+                                                        "a table: NAME=PATH, or PATH (named after the file: "
+                                                        "families.csv is families); repeatable. lce reads it."),
     write: bool = typer.Option(False, "--write", help="Allow a query that writes."),
     max_rows: int = typer.Option(50, "--max-rows", help="Rows shown on the terminal."),
 ) -> None:
     """Run SQL over the unit store. Tables (probe, concept, model, run, unit, embedding, embedding_point;
     the tallies as unit_tally and run_concept) and views (unit_concept: one row per unit x concept pair,
     unit_label, model_concept_units, model_category_profile, model_concept_matrix)
-    are reachable by name; in DuckDB, local CSV/Parquet files can be joined in.
+    are reachable by name; in DuckDB, local CSV/Parquet/JSON files can be joined in (JOIN 'families.csv', or
+    --read families.csv ... JOIN families).
 
     Example: lce sql "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model"
     """
@@ -47,7 +51,7 @@ def sql(
     if out is not None:
         out = check_output(out, "--out")  # before the query runs: a bad path should cost nothing
     text = sys.stdin.read() if query == "-" else query
-    relation = run_query(text, engine=engine, write=write)
+    relation = run_query(text, engine=engine, write=write, reads=reads)
     if out is not None:
         count = export(relation, fmt, out)
         console.print(f"{count:,} row(s) written to {out}")
