@@ -19,8 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from lce.db.connection import connect, connect_reader, libpq_dsn
-from lce.errors import LceError
+from lce.db.connection import connect, connect_reader, hide_passwords, libpq_dsn, masked
+from lce.errors import LceError, first_line
 
 ATTACHED = "pg"
 
@@ -47,7 +47,11 @@ def duckdb_connection(read_only: bool = True, require_reader: bool = False) -> d
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     con.execute(f"LOAD '{scanner_extension()}'")
     mode = ", READ_ONLY" if read_only else ""
-    con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
+    try:
+        con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
+    except duckdb.Error as error:  # DuckDB quotes the whole connection string, password included
+        raise LceError(f"DuckDB cannot attach the database at {masked(url)}: "
+                       f"{hide_passwords(first_line(error))}") from None
     con.execute(f"USE {ATTACHED}")
     return con
 

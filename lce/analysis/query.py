@@ -27,7 +27,7 @@ from psycopg.types.string import TextLoader
 import pyarrow
 
 from lce.analysis.duck import duckdb_connection
-from lce.db.connection import connect, connect_reader, libpq_dsn
+from lce.db.connection import connect, connect_reader, hide_passwords, libpq_dsn
 from lce.errors import LceError, first_line
 
 ENGINES = ("duckdb", "postgres")
@@ -98,7 +98,7 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
     try:
         conn = psycopg.connect(dsn)
     except psycopg.OperationalError as error:
-        raise LceError(f"Cannot reach the database: {first_line(error)}") from None
+        raise LceError(f"Cannot reach the database: {hide_passwords(first_line(error))}") from None
     with conn:
         if not write:
             conn.read_only = True  # psycopg opens the query's transaction with BEGIN READ ONLY
