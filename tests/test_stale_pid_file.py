@@ -78,7 +78,10 @@ def _forged(ours: EmbeddedServer, pid: int) -> str:
 
 def _fault(kind: str, ours: EmbeddedServer, other: EmbeddedServer, victims: list) -> tuple[str, subprocess.Popen | None]:
     """(pid file content, the live process it names if any) for a kind of stale pid file."""
-    if kind == "another home's live postmaster":
+    if kind == "another home's live postmaster":  # as in a copy of that home: the socket's lock file too
+        lock = other.data_dir / ".s.PGSQL.5432.lock"
+        assert lock.exists()
+        (ours.data_dir / lock.name).write_bytes(lock.read_bytes())
         return (other.data_dir / "postmaster.pid").read_text(), None
     if kind == "a dead pid":
         finished = subprocess.Popen(["true"])
@@ -116,6 +119,11 @@ def test_a_stale_pid_file_is_set_aside_and_nothing_else_is_signalled(homes, vict
     aside = sorted(ours.data_dir.glob("postmaster.pid.stale-*"))
     assert len(aside) == 1 and aside[0].read_text() == content
     aside[0].unlink()
+    locks = list(ours.data_dir.glob(".s.PGSQL.5432.lock.stale-*"))  # PostgreSQL would refuse to start beside it
+    assert len(locks) == (1 if kind == "another home's live postmaster" else 0)
+    for lock in locks:
+        assert lock.name in result.stderr
+        lock.unlink()
     ours_pid = _postmaster_of(ours.data_dir)
     assert ours_pid is not None, "our own server did not start"
     assert ours.socket_dir() is not None and not str(ours.socket_dir()).startswith(str(other.home))

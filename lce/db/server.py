@@ -221,7 +221,7 @@ class EmbeddedServer:
         except subprocess.CalledProcessError as error:
             said = (error.stderr or error.stdout or "").strip().splitlines()
             raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} failed: "
-                           f"{said[-1] if said else f'exit code {error.returncode}'}.") from None
+                           f"{said[-1].rstrip('.') if said else f'exit code {error.returncode}'}.") from None
         except subprocess.TimeoutExpired:
             raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} did not finish in "
                            "120 s.") from None
