@@ -149,3 +149,27 @@ def test_our_own_running_server_is_not_set_aside(homes, monkeypatch):
     assert _postmaster_of(ours.data_dir) == pid and not list(ours.data_dir.glob("postmaster.pid.stale-*"))
     connection.dispose_all()
     assert "embedded server stopped" in Cli()("db", "stop").stdout
+
+
+def test_where_proc_cwd_cannot_be_read_the_command_lines_data_directory_decides(homes, monkeypatch):
+    """Root without CAP_SYS_PTRACE (a container's default) cannot read another user's /proc/PID/cwd: then the
+    postmaster's -D decides, for a process of the server's user."""
+    from lce.db import pidfile
+    from lce.db.server import _server_uid
+
+    ours, other = homes
+    real_samefile = os.path.samefile
+
+    def unreadable_cwd(first, second):
+        if str(first).startswith("/proc/") and str(first).endswith("/cwd"):
+            raise PermissionError(13, "Permission denied", str(first))
+        return real_samefile(first, second)
+
+    monkeypatch.setattr(pidfile.os.path, "samefile", unreadable_cwd)
+    assert pidfile.PidFile.read(other.data_dir, _server_uid()).ours  # its own data directory, by -D
+    (ours.data_dir / "postmaster.pid").write_text((other.data_dir / "postmaster.pid").read_text())
+    try:
+        found = pidfile.PidFile.read(ours.data_dir, _server_uid())
+        assert not found.ours and "another data directory" in found.reason
+    finally:
+        (ours.data_dir / "postmaster.pid").unlink()
