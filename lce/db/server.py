@@ -16,6 +16,8 @@ private to the OS user who runs lce (the threat model is in the README's "Securi
   is what `lce sql` logs in as; the superuser `postgres` only sets these up.
 As root, the server runs as the system user `pgserver` (PostgreSQL refuses to run as root), which then owns the
 data directory; the folders above it get search permission (o+x, not read) so that it can reach it.
+Only this data directory's postmaster is connected through or signalled: postmaster.pid is trusted when /proc shows
+the process it names to be that (lce/db/pidfile.py); a stale one is moved aside, with one note, at the next start.
 
 A data directory made by lce 0.1.0 (trust authentication, a superuser schema, a socket in a world-writable
 folder when the path was long) is upgraded in place on the first start: authentication rewritten, the server
