@@ -95,12 +95,13 @@ def url(
 
     Example: psql "$(lce db url)" -c 'SELECT * FROM unit_label LIMIT 5'
     """
-    from lce.db.connection import connect, connect_reader
+    from lce.db.connection import connect, connect_reader, masked
 
     found = (connect() if write else connect_reader(required=True)).url
     if not sqlalchemy:
         found = found.set(drivername="postgresql")
-    typer.echo(found.render_as_string(hide_password=not show_password))
+    shown = found.render_as_string(hide_password=False)
+    typer.echo(shown if show_password else masked(shown))  # masked: the query's password= too
 
 
 @db_app.command("stop", short_help="Stop the embedded server.")

@@ -12,7 +12,8 @@ built from, lce/probe/manifest.py). A changed PNG or CSV has another key and so 
 stale. `probes/<hash of the probe's path>.json` says which cache the probe at that path was last checked against,
 so that `open` can compare sizes and mtimes without hashing. Two processes building the same cache at once are
 serialised by a lock file, and a cache appears only complete (it is built in a temporary directory and renamed
-into place).
+into place). Everything under the cache root is its OS user's alone (folders 0700, files 0600: lce/home.py): the
+pointers name probe paths.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lce.errors import LceError
+from lce.home import make_private, open_private, private_folder
 from lce.probe.broden import Broden, read_label_png, unknown_labels
 from lce.probe.labels import ImageLabels
 from lce.probe.manifest import FileEntry, Manifest, file_entry, manifest_files
@@ -69,7 +71,7 @@ class DecodeCache:
         so that a truncated JPEG is an LceError naming it and its index.csv line."""
         if probe.split != "all":  # the cache holds every image; a split is a selection of them
             probe = Broden.open(probe.root)
-        cache_root.mkdir(parents=True, exist_ok=True)
+        private_folder(cache_root)
         files = manifest_files(probe)
         trusted: dict[str, FileEntry] = {}
         previous = _last_checked(probe.root, cache_root)
@@ -87,6 +89,7 @@ class DecodeCache:
                         try:
                             _write(probe, staging, manifest, mapper, progress)
                             manifest.write(staging / MANIFEST)
+                            make_private(staging)  # np.memmap and np.savez create files by the umask
                             os.rename(staging, directory)
                             built = True
                         finally:
@@ -205,9 +208,10 @@ def _last_checked(root: Path, cache_root: Path) -> tuple[Path, Manifest] | None:
 
 def _point(root: Path, cache_root: Path, name: str) -> None:
     pointer = _pointer(root, cache_root)
-    pointer.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(pointer.parent)
     temporary = pointer.with_name(f"{pointer.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"root": str(root.resolve()), "cache": name}))
+    with open_private(temporary) as file:
+        file.write(json.dumps({"root": str(root.resolve()), "cache": name}))
     os.replace(temporary, pointer)
 
 
@@ -216,11 +220,12 @@ def _refresh(directory: Path, manifest: Manifest) -> None:
     if Manifest.read(directory / MANIFEST).entries != manifest.entries:
         with _locked(directory.parent, directory.name):
             manifest.write(directory / MANIFEST)
+            make_private(directory / MANIFEST)
 
 
 @contextmanager
 def _locked(cache_root: Path, name: str):
-    with open(cache_root / f"{name}.lock", "w") as lock:
+    with open_private(cache_root / f"{name}.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
