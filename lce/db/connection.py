@@ -22,6 +22,10 @@ from lce.db.server import EmbeddedServer
 from lce.errors import LceError, first_line
 
 
+class DatabaseUnreachable(LceError):
+    """A server that did not answer a new connection (create()): a wrong URL, or a server stopped or restarting."""
+
+
 def database_url(role: str = roles.OWNER) -> str:
     """The SQLAlchemy URL (psycopg 3 driver) for `role`: the external server's when LCE_DATABASE_URL is set
     (the reader's from LCE_DATABASE_READONLY_URL), else the embedded server's (started if needed)."""
@@ -120,7 +124,7 @@ def create(url: str) -> Engine:
             conn.execute(text("SELECT 1"))
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise LceError(f"Cannot reach the database at {masked(url)}: {reason}") from error
+        raise DatabaseUnreachable(f"Cannot reach the database at {masked(url)}: {reason}") from error
     return engine
 
 
