@@ -142,9 +142,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     started = time.perf_counter()
     window = write_retry_s()
     # The first connections wait for a server that is restarting, as the write does.
-    probe_row, probe = retrying(lambda engine, retried: open_registered_probe(engine, request.probe, request.split),
-                                None, window)
-    engine = connect()
+    engine, (probe_row, probe) = retrying(
+        lambda engine, retried: (engine, open_registered_probe(engine, request.probe, request.split)), None, window)
     image_size = probe.rows[0].ih
     spec, loaded, default_layer, family = _load_model(request, image_size)
     layers = request.layers or [default_layer]
@@ -164,7 +163,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                                                   settings.quantile, settings.seg_size) for layer in layouts]
     with dissection_lock(engine, identities, on_wait=warn, retry_s=window):
         outcomes, todo = retrying(lambda engine, retried: stored_runs(
-            engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts), connect(), window)
+            engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts), engine, window)
         if not todo:
             return outcomes
         from lce.dissect.memory import plan_dissection
@@ -188,7 +187,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
                                cache=cache, uint8=True)
         # Before the dissection: afterwards, only the write needs the database.
-        concepts = retrying(lambda engine, retried: _concepts(engine, probe_row.id), connect(), window)
+        concepts = retrying(lambda engine, retried: _concepts(engine, probe_row.id), engine, window)
         try:
             # The bootstrap's partition and replicates come from the probe's stored hash: every run on it shares them.
             bootstrap = Resampling.of(probe_row.content_sha256, len(dataset), settings.replicates,
@@ -213,7 +212,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         if request.as_control:  # written as controls in the same transaction (lce.db.controls.set_control)
             records = [replace(record, control=True) for record in records]
         try:
-            written = write_runs(connect(), records, replace=request.replace, retry_s=window)
+            written = write_runs(engine, records, replace=request.replace, retry_s=window)
         except (DatabaseLost, DatabaseFull) as error:
             raise kept_for_resume(records, request.replace, error) from None
         seconds = time.perf_counter() - started
