@@ -224,7 +224,7 @@ def test_a_dissection_warns_when_the_free_space_is_below_its_estimate(cli, engin
     assert result.exit_code == 0, result.output  # a warning, not a refusal
     message = result.stderr.replace("\n", "")
     estimate = runs.stored_bytes(512, 50, 6, 10, 200)
-    assert "warning: the runs of this dissection may take up to" in message
+    assert "warning: the runs of this dissection may take about" in message
     assert f"in the pending file, should the database be unable to take it, and the file system of {home / 'pending'}" \
         in message
     # The estimate against what the run took: above it, but not by more than twice.

@@ -169,17 +169,16 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         from lce.dissect.memory import plan_dissection
 
         # The memory plan before any work: a dissection that cannot fit the device stops here.
-        plan = plan_dissection(loaded.module, todo, ProbeDataset(probe, image_size=image_size, seg_size=seg_size),
-                               settings, device, layouts={layer: layouts[layer] for layer in todo})
+        shape = ProbeDataset(probe, image_size=image_size, seg_size=seg_size)
+        plan = plan_dissection(loaded.module, todo, shape, settings, device,
+                               layouts={layer: layouts[layer] for layer in todo})
         if dry_run:
             return outcomes + [IngestOutcome(layer, "planned", None, layout=_described(layouts[layer]),
                                              plan=plan.describe()) for layer in todo]
-        if warn:
-            units = sum(layer.units for layer in plan.layers.values())
-            probe_dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size)
-            for said in space_warnings(stored_bytes(units, len(probe_dataset.concepts),
-                                                    len(probe_dataset.categories), TOP_IMAGES,
-                                                    min(settings.replicates, STORED_REPLICATES))):
+        if warn:  # a disk that cannot take the runs is said before the minutes of dissection, not after
+            needed = stored_bytes(sum(layer.units for layer in plan.layers.values()), len(shape.concepts),
+                                  len(shape.categories), TOP_IMAGES, min(settings.replicates, STORED_REPLICATES))
+            for said in space_warnings(needed):
                 warn(said)
         # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read
         # stale.
@@ -255,7 +254,7 @@ def space_warnings(needed: int) -> list[str]:
     places = [] if external_database_url() else [(lce_home() / "postgres", WAL_FACTOR * needed, "the database")]
     places.append((pending.pending_dir(), needed, "the pending file, should the database be unable to take it"))
     said, seen = [], set()
-    for path, bytes_, what in places:
+    for path, wanted, what in places:
         try:
             device, free = existing(path).stat().st_dev, free_bytes(path)
         except OSError:
@@ -263,11 +262,11 @@ def space_warnings(needed: int) -> list[str]:
         if device in seen:
             continue  # one file system: its warning is the first place's, which needs more
         seen.add(device)
-        if free < bytes_:
-            said.append(f"the runs of this dissection may take up to {size(bytes_)} in {what}, and {file_system(path)} "
-                        "has less: the write may find the disk full. Free space there first (or set LCE_PENDING_DIR "
-                        "to a directory on another file system, where the runs are kept if neither the database nor "
-                        "LCE_HOME can take them).")
+        if free < wanted:
+            said.append(f"the runs of this dissection may take about {size(wanted)} in {what}, and "
+                        f"{file_system(path)}, has less: the write may find the disk full. Free space there first (or "
+                        "set LCE_PENDING_DIR to a directory on another file system, where the runs are kept if "
+                        "neither the database nor LCE_HOME can take them).")
     return said
 
 
