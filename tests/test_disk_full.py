@@ -183,17 +183,26 @@ def test_a_plan_stores_the_runs_in_lce_pending_dir_first(engine, home, tmp_path,
     assert not moved.exists() and counts(engine) == (1, 1)
 
 
-@pytest.mark.parametrize("problem", ["missing", "a file"])
+@pytest.mark.parametrize("problem", ["missing", "a file", "read-only"])
 def test_lce_pending_dir_is_checked_before_the_dissection(cli, home, tmp_path, monkeypatch, problem):
     target = tmp_path / "target"
     if problem == "a file":
         target.write_text("x")
+    if problem == "read-only":  # (a mode of 0500 would not stop root)
+        target.mkdir()
+        tried = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(target)],
+                               capture_output=True, text=True)
+        if tried.returncode != 0:
+            pytest.skip(f"mounting a read-only tmpfs is not permitted here: {tried.stderr.strip()}")
     monkeypatch.setenv("LCE_PENDING_DIR", str(target))
     dissected = []
     monkeypatch.setattr(ingest_module, "dissect", lambda *args, **kwargs: dissected.append(1))
     result = cli(*INGEST)
+    if problem == "read-only":
+        subprocess.run(["umount", "-l", str(target)], check=False)
     assert result.exit_code == 1 and "Traceback" not in result.output and not dissected
-    said = {"missing": "no such directory", "a file": "not a directory"}[problem]
+    said = {"missing": "no such directory", "a file": "not a directory",
+            "read-only": "cannot be written to (Read-only file system)"}[problem]
     assert f"LCE_PENDING_DIR='{target}': {said}." in result.stderr.replace("\n", "")
     assert "Nothing was dissected." in result.stderr.replace("\n", "")
 

@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import re
+import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -72,9 +73,8 @@ def check_pending_dir() -> None:
     elif not override.is_dir():
         problem = "not a directory"
     else:
-        try:  # os.access says yes to root on a read-only mount: a file made and removed says it for certain
-            write_atomically(override / ".lce-write-check", b"")
-            (override / ".lce-write-check").unlink()
+        try:  # os.access says yes to root on a read-only mount: a file made (and gone at once) says it for certain
+            tempfile.TemporaryFile(dir=override).close()
         except OSError as error:
             problem = f"cannot be written to ({error.strerror})"
     if problem:
