@@ -47,8 +47,9 @@ def restart_at(stage: str, server: EmbeddedServer, monkeypatch, back_after_s: fl
                 raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: pg_ctl failed: could not start "
                                "server.")
             monkeypatch.setattr(EmbeddedServer, "start", broken)
-        else:
-            threading.Timer(back_after_s, server.start).start()
+        else:  # joined by the test: a start after its end would leave a server that nobody stops
+            happened["restart"] = threading.Timer(back_after_s, server.start)
+            happened["restart"].start()
 
     def probe_check(*args, **kwargs):
         stop()
@@ -72,7 +73,8 @@ def test_a_server_restarted_as_the_ingest_starts_is_waited_for(server, tmp_path,
     monkeypatch.setenv("LCE_WRITE_RETRY_S", "60")
     happened = restart_at(stage, server, monkeypatch, back_after_s=1.0)
     result = cli(*INGEST, "--replicates", "0")
-    assert happened and result.exit_code == 0, result.output
+    happened["restart"].join()
+    assert result.exit_code == 0, result.output
     assert "victim layer4: created run" in result.stdout and "Traceback" not in result.output
     assert server.is_running()
     with connection.connect().connect() as conn:
