@@ -29,7 +29,7 @@ def status() -> None:
     if found.data_dir:
         console.print(f"data dir:  {found.data_dir}")
     for path in found.pending:
-        console.print(f"pending:   {path} (runs saved when the database was away: lce ingest --resume FILE)",
+        console.print(f"pending:   {path} (runs saved when the database was away or full: lce ingest --resume FILE)",
                       soft_wrap=True, highlight=False)
     if not found.running:
         console.print("state:     not running (any lce command starts it)")

@@ -23,6 +23,10 @@ from lce.db.server import EmbeddedServer
 from lce.errors import LceError, first_line
 
 
+class DatabaseUnreachable(LceError):
+    """A server that did not answer a new connection (create()): a wrong URL, or a server stopped or restarting."""
+
+
 def database_url(role: str = roles.OWNER) -> str:
     """The SQLAlchemy URL (psycopg 3 driver) for `role`: the external server's when LCE_DATABASE_URL is set
     (the reader's from LCE_DATABASE_READONLY_URL), else the embedded server's (started if needed)."""
@@ -134,7 +138,7 @@ def create(url: str) -> Engine:
     except DBAPIError as error:
         reason = hide_passwords(first_line(error.orig if error.orig else error))
         if isinstance(error, OperationalError):
-            raise LceError(f"Cannot reach the database at {masked(url)}: {reason}") from error
+            raise DatabaseUnreachable(f"Cannot reach the database at {masked(url)}: {reason}") from error
         # psycopg's ProgrammingError: a query parameter that libpq does not know (`?foo=1`), and the like
         raise LceError(f"The database URL {masked(url)} is not one lce can use: {reason}.") from error
     return engine

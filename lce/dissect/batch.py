@@ -256,13 +256,13 @@ def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callab
 
 
 def store_pending() -> list[tuple[Path, str]]:
-    """Store the runs that ingests saved under $LCE_HOME/pending/ when their database went away (as `lce ingest
-    --resume` does, each file with its own --replace); (file, what happened) for each file, oldest first."""
+    """Store the runs that ingests saved under $LCE_HOME/pending/ or $LCE_PENDING_DIR when their database went
+    away or was full (as `lce ingest --resume` does, each file with its own --replace); (file, what happened) for
+    each file, oldest first."""
     from lce.db import pending
 
-    folder = pending.pending_dir()
     done = []
-    for path in sorted(folder.glob("*.runs.json.gz")) if folder.is_dir() else []:
+    for path in pending.pending_files():
         try:
             written = pending.resume(path)
             done.append((path, "stored " + ", ".join(f"{item.record.model.name} {item.record.layer} "

@@ -13,7 +13,9 @@ stale. `probes/<hash of the probe's path>.json` says which cache the probe at th
 so that `open` can compare sizes and mtimes without hashing. Two processes building the same cache at once are
 serialised by a lock file, and a cache appears only complete (it is built in a temporary directory and renamed
 into place). Everything under the cache root is its OS user's alone (folders 0700, files 0600: lce/home.py): the
-pointers name probe paths.
+pointers name probe paths. A full disk is one LceError naming the file system, and leaves nothing half-written
+behind: the layers are written with write(), never through a memory map (whose pages a full file system would
+answer with SIGBUS, killing the process), and the temporary directory goes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lce.disk import full_message, no_space, write_atomically
 from lce.errors import LceError
 from lce.home import make_private, open_private, private_folder
 from lce.probe.broden import Broden, read_label_png, unknown_labels
@@ -78,6 +81,18 @@ class DecodeCache:
         if trust_stat and previous is not None:
             changed = set(previous[1].stat_changes(probe.root, files))
             trusted = {entry.path: entry for entry in previous[1].entries if entry.path not in changed}
+        try:
+            return cls._build(probe, cache_root, workers, progress, images, trusted, files)
+        except OSError as error:
+            if not no_space(error):
+                raise
+            raise LceError(full_message(error if error.filename else cache_root,
+                                        f"The decode cache of the probe at {probe.root}",
+                                        "Nothing of it is kept, and nothing was stored.")) from None
+
+    @classmethod
+    def _build(cls, probe: Broden, cache_root: Path, workers: int, progress: Progress | None, images: bool,
+               trusted: dict[str, FileEntry], files: list[str]) -> DecodeCache:
         built = False
         with _mapper(workers) as mapper:
             manifest = _scan(probe, files, trusted, images, mapper, progress)
@@ -209,10 +224,7 @@ def _last_checked(root: Path, cache_root: Path) -> tuple[Path, Manifest] | None:
 def _point(root: Path, cache_root: Path, name: str) -> None:
     pointer = _pointer(root, cache_root)
     private_folder(pointer.parent)
-    temporary = pointer.with_name(f"{pointer.name}.{os.getpid()}.tmp")
-    with open_private(temporary) as file:
-        file.write(json.dumps({"root": str(root.resolve()), "cache": name}))
-    os.replace(temporary, pointer)
+    write_atomically(pointer, json.dumps({"root": str(root.resolve()), "cache": name}).encode())
 
 
 def _refresh(directory: Path, manifest: Manifest) -> None:
@@ -327,19 +339,22 @@ def _write(probe: Broden, directory: Path, manifest: Manifest, mapper, progress:
     whole_start[1:] = np.cumsum([len(items) for items in whole])
 
     total = int(layer_start[-1])
-    layers = np.memmap(directory / LAYERS, dtype=np.uint16, mode="w+", shape=(max(total, 1), *shape))
     known = np.array(sorted(probe.vocabulary), dtype=np.int64)
     sha256 = {entry.path: entry.sha256 for entry in manifest.entries}
     jobs = [(probe.root / "images", [name for _, name in files], [sha256[f"images/{name}"] for _, name in files],
              shape, known, row.line) for files, row in zip(layer_files, probe.rows)]
-    for position, image_layers in enumerate(mapper(_decode_row, jobs)):
-        start = layer_start[position]
-        for offset, layer in enumerate(image_layers):
-            layers[start + offset] = layer
-        if progress is not None:
-            progress("decoding labels", position + 1, len(jobs))
-    layers.flush()
-    del layers
+    # Written in order (the mapper keeps the images' order, each image's layers are consecutive), with write():
+    # a full disk is then an OSError here, where through a memory map it would be SIGBUS.
+    with open(directory / LAYERS, "wb") as layers:
+        for position, image_layers in enumerate(mapper(_decode_row, jobs)):
+            for layer in image_layers:
+                layers.write(np.ascontiguousarray(layer, dtype=np.uint16).tobytes())
+            if progress is not None:
+                progress("decoding labels", position + 1, len(jobs))
+        if total == 0:  # one blank layer, as the memory map this replaced made (never read: no layer starts there)
+            layers.write(bytes(2 * shape[0] * shape[1]))
+        layers.flush()
+        os.fsync(layers.fileno())
     np.savez(
         directory / INDEX,
         categories=np.array(probe.categories),

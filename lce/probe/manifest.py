@@ -86,9 +86,10 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         """Written to a temporary file and renamed, so a reader sees the old manifest or the new one."""
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"files": [[e.path, e.size, e.mtime_ns, e.sha256] for e in self.entries]}))
-        os.replace(temporary, path)
+        from lce.disk import write_atomically
+
+        write_atomically(path, json.dumps({"files": [[e.path, e.size, e.mtime_ns, e.sha256]
+                                                     for e in self.entries]}).encode(), mode=0o644)
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
