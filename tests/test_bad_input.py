@@ -320,8 +320,9 @@ def test_a_row_with_too_few_cells_is_one_message(cli, engine, tmp_path, case):
     assert stored(engine) == NOTHING
 
 
-def test_a_probe_name_is_checked_when_it_is_added(cli, engine, tmp_path):
+def test_a_probe_name_is_checked_when_it_is_added(cli, engine, tmp_path, monkeypatch):
     """`lce probe add` takes the probe names that --probe and --resume files take, one line of printable text."""
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))  # main built its decode cache before storing the name
     assert cli("probe", "synth", tmp_path / "synth", "--images", "4", "--size", "32").exit_code == 0
     assert_refused(cli("probe", "add", "syn\nth", tmp_path / "synth"),
                    "--probe: the probe name 'syn\\nth' holds U+000A")
