@@ -130,6 +130,9 @@ CRAFTED = {
     "unit IoU as a string": (put("units", 0, "iou", value="0.3"), "units[0]: iou '0.3' is not a number (or null)."),
     "tally IoU as a string": (put("tallies", 0, "iou", value="0.3"), "tallies[0]: iou '0.3' is not a number."),
     "NUL in the settings": (put("settings", "seed", value="\x00"), "the settings hold a NUL character"),
+    "NaN in the settings": (put("settings", "seed", value=float("nan")), "the settings hold nan, not a finite number."),
+    "settings nested 900 deep": (put("settings", "deep", value=json.loads("[" * 900 + "]" * 900)),
+                                 "the settings nest lists or objects more than 8 levels deep"),
 }
 
 

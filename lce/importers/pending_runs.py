@@ -44,6 +44,7 @@ BOOTSTRAP_FIELDS = ("replicates", "blocks", "seed", "alternatives", "labels")
 # UnitRow's measures that are IoUs or shares, in [0, 1] (lift, the IoU over chance's, is any finite number).
 UNIT_SHARES = ("iou_low", "iou_high", "stability", "runner_up_iou", "chance_iou")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+SETTINGS_DEPTH = 8  # a run's settings nest two levels (a list of the mean's values); later readers recurse
 
 
 def read_runs(path: Path, runs: object) -> list[RunRecord]:
@@ -243,17 +244,20 @@ def _replicate_labels(value: object, where: str, units: int, concepts: _Concepts
 
 
 def _settings(value: object, where: str) -> dict:
-    """The run's settings, as PostgreSQL's jsonb takes them: finite numbers, no NUL in a string."""
+    """The run's settings, as PostgreSQL's jsonb takes them (finite numbers, no NUL in a string), at most
+    SETTINGS_DEPTH levels deep."""
     if not isinstance(value, dict):
         raise LceError(f"{where}: settings {reprlib.repr(value)} is not an object.")
-    stack = [value]
+    stack = [(value, 1)]
     while stack:  # no recursion: the JSON reader allowed nearly the interpreter's whole depth
-        item = stack.pop()
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)) and depth > SETTINGS_DEPTH:
+            raise LceError(f"{where}: the settings nest lists or objects more than {SETTINGS_DEPTH} levels deep; "
+                           "lce's nest two.")
         if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            stack.extend((part, depth + 1) for pair in item.items() for part in pair)
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((part, depth + 1) for part in item)
         elif isinstance(item, str) and "\0" in item:
             raise LceError(f"{where}: the settings hold a NUL character (in {reprlib.repr(item)}), which a "
                            "database text cannot.")
