@@ -123,7 +123,6 @@ def resume(path: Path, replace: bool | None = None, retry_s: float | None = None
     them, or `replace` when given), then delete the file. When the database is still away the file stays."""
     from lce.db.connection import connect
     from lce.db.outage import DatabaseLost
-
     from lce.importers.pending_runs import check_probes
 
     records, saved_replace = load(path)
