@@ -51,7 +51,8 @@ class Where:
 
 def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str, str]]]:
     """Rows of a CSV file as dicts, each with its place (the header is line 1; a row with a quoted newline is
-    placed at its last line)."""
+    placed at its last line). A row with more cells than the header, or too few to reach a `required` column, is
+    an error; a short row's other columns are None."""
     text = _read_text(path)
     if "," not in io.StringIO(text, newline="").readline():
         raise LceError(f"{path} is not a CSV file: its first line should be a header such as "
@@ -75,6 +76,11 @@ def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str,
         where = Where(path, reader.line_num)
         if None in row:  # more cells than header columns
             raise LceError(f"{where} has more cells than the header has columns.")
+        short = [column for column in required if row[column] is None]  # DictReader's filling of a short row
+        if short:
+            cells = sum(value is not None for value in row.values())
+            raise LceError(f"{where} has {cells} cell(s) for the header's {len(header)} columns: it lacks "
+                           f"{', '.join(short)}.")
         yield where, row
 
 
@@ -180,6 +186,17 @@ def parse_iou(value: str | float | None, where: Where, column: str = "iou") -> f
     if not 0.0 <= iou <= 1.0:
         raise LceError(f"{where}: {column} {value!r} is outside [0, 1].")
     return iou
+
+
+def parse_finite(value: str | float, where: Where, column: str) -> float:
+    """A finite number (an activation, a threshold): NaN and infinities are refused."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LceError(f"{where}: {column} {value!r} is not a number.") from None
+    if not math.isfinite(number):
+        raise LceError(f"{where}: {column} {value!r} is not a finite number.")
+    return number
 
 
 def parse_category(value: str, where: Where, column: str = "category") -> str:
