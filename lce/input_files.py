@@ -112,7 +112,7 @@ def _read_counted(file, limits: TextLimits, named: str) -> bytearray:
         for number, piece in enumerate(pieces):
             length = current + len(piece) if number == 0 else len(piece)
             if length > limits.line:
-                raise LceError(f"{named}, line {lines + number + 1}: the line is longer than {limits.line:,} bytes, "
+                raise LceError(f"{named}, line {lines + number + 1}: the line is longer than {_bytes(limits.line)}, "
                                f"the most lce reads in a line of this file ({limits.why}); the file is damaged, or "
                                "not the table it should be.")
         lines += len(pieces) - 1
@@ -127,8 +127,12 @@ def _read_counted(file, limits: TextLimits, named: str) -> bytearray:
 
 def _check_size(size: int, limits: TextLimits, named: str) -> None:
     if size > limits.size:
-        raise LceError(f"{named} is larger than {limits.size / MiB:,.0f} MiB, the most lce reads in this file "
+        raise LceError(f"{named} is larger than {_bytes(limits.size)}, the most lce reads in this file "
                        f"({limits.why}); split it, or check that it is the table it should be.")
+
+
+def _bytes(size: int) -> str:
+    return f"{size // MiB:,} MiB" if size % MiB == 0 else f"{size:,} bytes"
 
 
 def _refuse_nul(data: bytearray, block: bytes, nul: int, named: str) -> None:
