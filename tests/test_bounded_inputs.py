@@ -238,3 +238,26 @@ def test_a_plan_dry_run_builds_each_distinct_model_once_and_one_at_a_time(engine
     assert [row.status for row in checked] == ["to do"] * 40, [row.reason for row in checked if row.reason]
     assert checked[1].layers == ["layer3", "layer4"] and checked[2].layers == ["layer4"]
     assert checked[35].layers == ["features.12"]
+
+
+def test_a_fifo_among_a_probes_files_is_refused_and_nothing_is_stored(cli, engine, tmp_path, monkeypatch):
+    """`probe add` hashes every c_*.csv of the folder for its decode cache: a FIFO there is refused, not read."""
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
+    probe = tmp_path / "probe"
+    assert cli("probe", "synth", probe, "--images", "10", "--size", "64").exit_code == 0
+    os.mkfifo(probe / "c_extra.csv")
+    with bounded():
+        result = cli("probe", "add", "synth", probe)
+    assert result.exit_code == 1, result.output
+    assert f"{probe / 'c_extra.csv'} is a FIFO (named pipe), not a regular file" in result.stderr
+    assert "Traceback" not in result.output
+    assert stored(engine)["probe"] == 0
+
+
+def test_a_checkpoint_that_is_a_device_is_refused_by_name():
+    import torchvision
+
+    from lce.models.checkpoints import load_checkpoint
+
+    with pytest.raises(LceError, match=r"^Checkpoint /dev/zero is a character device, not a regular file"):
+        load_checkpoint(torchvision.models.resnet18(), Path("/dev/zero"))
