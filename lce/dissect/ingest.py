@@ -392,6 +392,13 @@ def stored_runs(engine, request: IngestRequest, settings: DissectSettings, check
 def _load_model(request: IngestRequest, image_size: int):
     """(ModelSpec, LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch; built for
     the probe's `image_size`, with --mean/--std when given."""
+    spec, default_layer, family = model_spec(request, image_size)
+    return spec, spec.build(), default_layer, family
+
+
+def model_spec(request: IngestRequest, image_size: int):
+    """(ModelSpec, default layer, family) of the request, nothing built: a zoo entry by name (an unknown name is an
+    LceError listing the zoo), or --arch."""
     from lce.models import build, zoo
 
     normalization, origin = build.FROM_SOURCE, "given"
@@ -400,11 +407,9 @@ def _load_model(request: IngestRequest, image_size: int):
     common = dict(checkpoint=request.checkpoint, random_init=request.random_init, seed=request.seed,
                   image_size=image_size, normalization=normalization, normalization_source=origin)
     if request.arch is not None:
-        spec = build.ModelSpec(request.arch, **common)
-        return spec, spec.build(), DEFAULT_LAYER, None
-    entry = zoo.zoo_entry(request.model)  # an unknown name is an LceError listing the zoo
-    spec = build.ModelSpec(entry.architecture, zoo=entry.name, **common)
-    return spec, spec.build(), entry.layer, entry.family
+        return build.ModelSpec(request.arch, **common), DEFAULT_LAYER, None
+    entry = zoo.zoo_entry(request.model)
+    return build.ModelSpec(entry.architecture, zoo=entry.name, **common), entry.layer, entry.family
 
 
 def _differences(stored, checkpoint_sha256: str | None, ours: dict) -> list[str]:

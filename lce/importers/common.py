@@ -24,6 +24,7 @@ from pathlib import Path
 from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.db.schema import CATEGORIES
 from lce.errors import LceError
+from lce.input_files import IMPORT_LIMITS, read_text
 
 # Names end up in unique btree indexes, whose rows PostgreSQL caps at 2704 bytes (a third of a page); at 4 bytes
 # a character at most, these stay below it, and far above any real name.
@@ -102,22 +103,7 @@ def _csv_error(path: Path, line: int, error: csv.Error) -> LceError:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise LceError(f"{path} does not exist.")
-    if path.is_dir():
-        raise LceError(f"{path} is a directory, not a file.")
-    data = path.read_bytes()
-    nul = data.find(b"\0")
-    if 0 <= nul < 4096:
-        raise LceError(f"{path} is a binary file, not a CSV or JSON text file.")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise LceError(f"{Where(path, line)}: a NUL byte (byte {nul:,} of the file); a CSV "
-                       "or JSON text file holds none, so the file is damaged or not text.")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise LceError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded).") from error
+    return read_text(path, IMPORT_LIMITS)  # a regular file within the limits, UTF-8, no NUL byte
 
 
 def read_json_text(path: Path) -> str:
