@@ -82,7 +82,7 @@ def test_a_full_database_disk_is_not_retried_and_the_run_is_kept_for_resume(cli,
     assert "victim layer4: created run" in result.stdout and not saved[0].exists()
     assert counts(engine) == (1, 512)
     again = cli("ingest", "--resume", saved[0])
-    assert again.exit_code == 1 and "no such file" in again.stderr and counts(engine) == (1, 512)
+    assert again.exit_code == 1 and "does not exist" in again.stderr and counts(engine) == (1, 512)
 
 
 def test_a_full_disk_outside_an_ingest_is_one_message(cli, engine, tmp_path, monkeypatch):
@@ -169,8 +169,9 @@ def test_lce_pending_dir_takes_the_runs_when_lce_home_cannot_and_resume_stores_t
 
 
 def test_a_plan_stores_the_runs_in_lce_pending_dir_first(engine, home, tmp_path, monkeypatch):
-    record = runs.RunRecord(model=runs.ModelInfo("m"), probe="p", layer="layer4", variant="dissect", quantile=0.01,
-                            iou_threshold=0.04, source="imported:test", units=[runs.UnitRow(0, ("object", "sky"), 0.1)])
+    # probe "synth": `home` registers it, and a pending file's probe must be registered (importers/pending_runs.py)
+    record = runs.RunRecord(model=runs.ModelInfo("m"), probe="synth", layer="layer4", variant="dissect", quantile=0.01,
+                            iou_threshold=0.04, source="dissected", units=[runs.UnitRow(0, ("object", "disc"), 0.1)])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.setenv("LCE_PENDING_DIR", str(elsewhere))
@@ -209,7 +210,7 @@ def test_lce_pending_dir_is_checked_before_the_dissection(cli, home, tmp_path, m
 
 def test_pending_files_are_written_whole_or_not_at_all(home, monkeypatch):
     record = runs.RunRecord(model=runs.ModelInfo("m"), probe="p", layer="layer4", variant="dissect", quantile=0.01,
-                            iou_threshold=0.04, source="imported:test", units=[runs.UnitRow(0, ("object", "sky"), 0.1)])
+                            iou_threshold=0.04, source="dissected", units=[runs.UnitRow(0, ("object", "sky"), 0.1)])
     real_write, written = os.write, []
 
     def half_then_full(descriptor, data):  # the first write goes through in part, the next finds no room

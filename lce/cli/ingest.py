@@ -205,9 +205,7 @@ def _as_control(outcome, model: str) -> str:
 
 def _resume(path: Path, replace: bool) -> None:
     from lce.db.pending import resume
-    from lce.input_files import check_input
 
-    check_input(path, "--resume")  # a regular file, before anything opens it (a FIFO would wait for a writer)
     for item in resume(path, replace=replace or None):
         record = item.record
         interpretable = sum(1 for row in record.units if row.concept and row.iou is not None

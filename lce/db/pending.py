@@ -37,6 +37,7 @@ from lce.config import PENDING_DIR_ENV, lce_home, pending_dir_override, write_re
 from lce.db.runs import RunRecord, WrittenRun, write_runs
 from lce.disk import mounted, no_space, write_atomically
 from lce.errors import LceError
+from lce.input_files import check_input
 
 FORMAT = "lce-pending-runs"
 VERSION = 1
@@ -176,12 +177,7 @@ def load(path: Path) -> tuple[list[RunRecord], bool]:
 def _decompressed(path: Path) -> bytearray:
     """The file's JSON text, read in blocks up to its limit: MAX_JSON_BYTES, and MAX_RATIO times the file's size
     beyond the first RATIO_FROM bytes."""
-    if not path.exists():
-        raise LceError(f"--resume {path}: no such file.")
-    if not path.is_file():  # TODO(issue 23, item 6): the shared check of a user's file (not a FIFO or a device)
-        raise LceError(f"--resume {path}: not a regular file, so not a file of pending runs that lce saved. "
-                       "Nothing was written.")
-    size = path.stat().st_size
+    size = check_input(path, "--resume").st_size  # a regular file, before anything opens it (a FIFO would wait)
     limit = min(MAX_JSON_BYTES, max(RATIO_FROM, MAX_RATIO * size))
     text = bytearray()
     with gzip.open(path, "rb") as stream:

@@ -26,7 +26,7 @@ from lce.dissect.ingest import IngestRequest, check_rgb
 from lce.dissect.uncertainty import DEFAULT_BLOCKS, DEFAULT_REPLICATES
 from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF
 from lce.errors import LceError
-from lce.input_files import PLAN_LIMITS, check_input, read_text
+from lce.input_files import PLAN_LIMITS, read_text
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # lce ingest's own defaults, under the `defaults` a caller gives.
@@ -319,7 +319,6 @@ def store_pending() -> list[tuple[Path, str]]:
     done = []
     for path in pending.pending_files():
         try:
-            check_input(path)  # not a FIFO someone left there, which would wait for a writer
             written = pending.resume(path)
             done.append((path, "stored " + ", ".join(f"{item.record.model.name} {item.record.layer} "
                                                       f"({item.outcome.value} run {item.run_id})" for item in written)))
