@@ -18,16 +18,10 @@ from lce.analysis import query as query_module
 from lce.analysis.duck import duckdb_connection, scanner_extension
 from lce.db import connection
 from lce.errors import LceError
+from tests.test_sql import two_models  # noqa: F401 (a fixture)
 
 TODAY = Path(__file__).parent / "data" / "sql_today"
 FAMILIES = "model,family\na,contrastive\nb,clustering\n"
-
-
-@pytest.fixture
-def two_models(cli, tmp_path):
-    path = tmp_path / "two.csv"
-    path.write_text("name,unit,iou,label,category\na,0,0.1,sky,object\na,1,0.01,sky,object\nb,0,0.2,red-c,color\n")
-    assert cli("import", "dissect-csv", path).exit_code == 0
 
 
 @pytest.fixture
