@@ -31,3 +31,13 @@ def _refused(result, *words: str) -> None:
 def test_checkpoint_is_refused_by_the_check(cli, two_models, query):
     # DuckDB parses CHECKPOINT as a CALL whose text does not start with CALL: the check read "SELECT * FROM pg".
     _refused(cli("sql", query), "The query writes (CHECKPOINT)", "lce sql is read-only unless you pass --write")
+
+
+@pytest.mark.parametrize("query", ["COPY model TO STDOUT", "COPY (SELECT 1) TO STDOUT"])
+def test_copy_to_stdout_on_postgres_is_not_an_outage(cli, two_models, query):
+    # before: psycopg refused the COPY, the rollback then failed on the connection still in COPY, and lce said
+    # "The database ... went away" (with psycopg's "error ignored in rollback" above it)
+    result = cli("sql", query, "--engine", "postgres")
+    _refused(result, "COPY", "--format csv")
+    assert "went away" not in result.output and "error ignored" not in result.output
+    assert cli("sql", "SELECT count(*) AS n FROM model", "--engine", "postgres", "--format", "csv").stdout == "n\n2\n"

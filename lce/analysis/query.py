@@ -150,6 +150,12 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
             hint = "" if write else " (lce sql without --write logs in as the read-only role)"
             raise LceError(f"PostgreSQL refused the query: {first_line(error)}{hint}.") from None
         except psycopg.Error as error:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                # COPY ... TO STDOUT: the server is sending rows that execute() cannot take, so the connection
+                # cannot even roll back (closing it does: nothing was written); not an outage.
+                conn.close()
+                raise LceError(f"PostgreSQL's COPY is not a query lce sql can run ({first_line(error)}): SELECT the "
+                               "rows instead, with --format csv or --out FILE for a file.") from None
             conn.rollback()
             if "cannot insert multiple commands" in str(error):
                 raise LceError("The query holds several statements; lce sql --engine postgres runs one at a "
