@@ -41,3 +41,29 @@ def test_copy_to_stdout_on_postgres_is_not_an_outage(cli, two_models, query):
     _refused(result, "COPY", "--format csv")
     assert "went away" not in result.output and "error ignored" not in result.output
     assert cli("sql", "SELECT count(*) AS n FROM model", "--engine", "postgres", "--format", "csv").stdout == "n\n2\n"
+
+
+def test_values_and_names_are_printed_as_they_are_never_as_markup(cli, two_models):
+    # before: rich read "\[/x]" as a closing tag (MarkupError, a traceback) and "\[link=...]" as a hyperlink
+    query = (r"""SELECT '\[/x]' AS "[/y]", '\[link=https://example.invalid]click' AS w, 'a[b]\' AS z""")
+    result = cli("sql", query)
+    assert result.exit_code == 0, result.output
+    assert r"\[/x]" in result.stdout and "[/y]" in result.stdout
+    assert r"\[link=https://example.invalid]click" in result.stdout and "a[b]\\" in result.stdout
+    renamed = cli("sql", r"UPDATE model SET name = '\[/x]' WHERE name = 'a'", "--write")
+    assert renamed.exit_code == 0, renamed.output
+    listing = cli("models")  # a stored name, shown to whoever lists the models
+    assert listing.exit_code == 0, listing.output
+    assert r"\[/x]" in listing.stdout
+
+
+def test_terminal_control_characters_are_shown_not_sent(cli, two_models):
+    # before: ESC ]0;... BEL and ESC [31m reached the terminal as they were (retitle, recolour)
+    renamed = cli("sql", r"UPDATE model SET name = chr(27) || ']0;PWNED' || chr(7) || 'b' WHERE name = 'b'", "--write")
+    assert renamed.exit_code == 0, renamed.output
+    for args in (["sql", "SELECT name, chr(27) || '[31mred' AS c FROM model ORDER BY id"], ["models"]):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert r"\x1b]0;PWNED\x07b" in result.stdout
+    assert "\x1b[31mred" in cli("sql", "SELECT chr(27) || '[31mred' AS c", "--format", "csv").stdout  # data: as is
