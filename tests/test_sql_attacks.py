@@ -67,3 +67,27 @@ def test_terminal_control_characters_are_shown_not_sent(cli, two_models):
         assert "\x1b" not in result.stdout and "\x07" not in result.stdout
         assert r"\x1b]0;PWNED\x07b" in result.stdout
     assert "\x1b[31mred" in cli("sql", "SELECT chr(27) || '[31mred' AS c", "--format", "csv").stdout  # data: as is
+
+
+@pytest.mark.parametrize("names", [
+    ["id", "id"], ["id", "id", "id", "id_1", "ID"], ["a", "A", "a_1", "a"], ["x_1", "x", "x", "x"], ['"q"', '"Q"'],
+])
+def test_columns_of_the_same_name_are_named_as_duckdb_names_them(names):
+    import duckdb
+
+    from lce.analysis.query import distinct_names
+
+    con = duckdb.connect()
+    select = ", ".join(f'{index} AS "{name.replace(chr(34), chr(34) * 2)}"' for index, name in enumerate(names))
+    con.execute(f"CREATE TEMP TABLE t AS SELECT {select}")  # how lce sql named them before the Arrow handover
+    assert distinct_names(names) == con.table("t").columns
+
+
+def test_a_self_join_prints(cli, two_models, tmp_path):
+    # before: a traceback (ArrowInvalid: Multiple matches for FieldRef.Name(id)), exit 1
+    query = "SELECT a.id, b.id, a.name AS ID FROM model a JOIN model b USING (id) ORDER BY 1"
+    result = cli("sql", query, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "id,id_1,ID_2\n1,1,a\n2,2,b\n"
+    assert cli("sql", query, "--out", tmp_path / "self.parquet").exit_code == 0
+    assert "ID_2" in cli("sql", query).stdout

@@ -175,8 +175,26 @@ def rows_relation(columns: list[str], rows: list[tuple]) -> duckdb.DuckDBPyRelat
 
 def result_relation(table: pyarrow.Table) -> duckdb.DuckDBPyRelation:
     """A result as a relation on a fresh in-memory DuckDB of its own: nothing attached, no user SQL ever run
-    there; lce counts, prints and writes files (write_csv, write_parquet) from it."""
-    return duckdb.connect().from_arrow(table)
+    there; lce counts, prints and writes files (write_csv, write_parquet) from it. Columns of the same name (a
+    self-join's `a.id, b.id`), which DuckDB cannot scan from Arrow, are renamed as DuckDB names a table's."""
+    return duckdb.connect().from_arrow(table.rename_columns(distinct_names(table.column_names)))
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """The names DuckDB gives the columns of CREATE TABLE ... AS a query with these column names: a name met
+    before (in any case) gets _1, _2 ... counted per name, until it is new (id, id, id_1, ID: id, id_1, id_1_1,
+    ID_2), as `lce sql` named them when the result was such a table."""
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    distinct = []
+    for name in names:
+        new = name
+        while new.lower() in seen:
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1
+            new = f"{name}_{counts[name.lower()]}"
+        seen.add(new.lower())
+        distinct.append(new)
+    return distinct
 
 
 def _column(values: list) -> pyarrow.Array:
