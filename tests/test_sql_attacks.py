@@ -91,3 +91,27 @@ def test_a_self_join_prints(cli, two_models, tmp_path):
     assert result.stdout == "id,id_1,ID_2\n1,1,a\n2,2,b\n"
     assert cli("sql", query, "--out", tmp_path / "self.parquet").exit_code == 0
     assert "ID_2" in cli("sql", query).stdout
+
+
+def test_a_local_file_past_the_memory_budget_is_refused_as_it_is_read(cli, two_models, tmp_path, monkeypatch):
+    # before: every row was held, whatever the size (a .gz bomb ran into the kernel's out-of-memory killer)
+    import gzip
+
+    from lce.analysis import local_files, query
+
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wt") as handle:
+        handle.write("a,b\n" + "1,2\n" * 2_000_000)  # 8 MB of text, 20 kB gzip'd
+    small = tmp_path / "small.csv"
+    small.write_text("a,b\n1,2\n")
+    monkeypatch.setattr(query, "memory_budget", lambda: 4 * 2**20)  # (half of this machine's, unpatched)
+    _refused(cli("sql", f"SELECT count(*) FROM '{bomb}'"), f"The query's table '{bomb}'", "more than 4 MiB")
+    _refused(cli("sql", "SELECT count(*) FROM bomb", "--read", f"bomb={bomb}"), "--read bomb=", "more than 4 MiB")
+    half = tmp_path / "half.csv"  # 150,000 rows of two BIGINTs: 2.4 MB as Arrow, within 4 MiB alone, not twice
+    half.write_text("a,b\n" + "1,2\n" * 150_000)
+    assert cli("sql", "SELECT count(*) FROM one", "--read", f"one={half}").exit_code == 0
+    _refused(cli("sql", "SELECT count(*) FROM one, two", "--read", f"one={half}", "--read", f"two={half}"),
+             "--read two=")
+    result = cli("sql", f"SELECT count(*) AS n FROM '{small}'", "--format", "csv")
+    assert result.exit_code == 0 and result.stdout == "n\n1\n"
+    assert local_files.memory_budget() > 2**20

@@ -30,7 +30,7 @@ from psycopg.types.string import TextLoader
 import pyarrow
 
 from lce.analysis.duck import duckdb_connection
-from lce.analysis.local_files import read_option, read_table
+from lce.analysis.local_files import memory_budget, read_option, read_table
 from lce.analysis.reading import check_reading
 from lce.db.connection import connect, connect_reader, libpq_dsn
 from lce.errors import LceError, first_line
@@ -88,13 +88,19 @@ def _run_duckdb(query: str, write: bool, reads: Sequence[str]) -> duckdb.DuckDBP
 
 def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], files: list[str]) -> None:
     """The --read files under their names, and the files the query names as tables under those very names
-    (DuckDB's binder finds a table so named before it would look for the file), read by lce."""
+    (DuckDB's binder finds a table so named before it would look for the file), read by lce, within one memory
+    budget for them all (local_files.memory_budget)."""
+    budget = memory_budget()
     for name, path in named:
         if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
             raise LceError(f"--read {name}={path}: the store has a table or view named {name}; choose another name.")
-        con.register(name, read_table(path, f"--read {name}={path}"))
+        table = read_table(path, f"--read {name}={path}", budget)
+        budget -= table.nbytes
+        con.register(name, table)
     for file in files:
-        con.register(file, read_table(Path(file), f"The query's table '{file}'"))
+        table = read_table(Path(file), f"The query's table '{file}'", budget)
+        budget -= table.nbytes
+        con.register(file, table)
 
 
 def _duckdb_reason(error: duckdb.Error) -> str:
