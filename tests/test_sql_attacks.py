@@ -115,3 +115,14 @@ def test_a_local_file_past_the_memory_budget_is_refused_as_it_is_read(cli, two_m
     result = cli("sql", f"SELECT count(*) AS n FROM '{small}'", "--format", "csv")
     assert result.exit_code == 0 and result.stdout == "n\n1\n"
     assert local_files.memory_budget() > 2**20
+
+
+def test_a_result_past_the_memory_budget_is_refused_as_it_comes(cli, two_models, monkeypatch):
+    # before: SELECT * FROM range(10^10) was held whole, as Arrow (80 GB): the out-of-memory killer
+    from lce.analysis import query
+
+    monkeypatch.setattr(query, "memory_budget", lambda: 4 * 2**20)
+    _refused(cli("sql", "SELECT * FROM range(10000000000)"), "The query's result", "more than 4 MiB", "LIMIT")
+    _refused(cli("sql", "SELECT * FROM range(10000000000)", "--write"), "The query's result")
+    result = cli("sql", "SELECT * FROM range(10000000000) LIMIT 3", "--format", "csv")
+    assert result.exit_code == 0 and result.stdout == "range\n0\n1\n2\n"

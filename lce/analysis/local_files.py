@@ -62,7 +62,8 @@ def read_table(path: Path, where: str, budget: int | None = None) -> pyarrow.Tab
             relation = con.read_csv(str(path))
         else:
             relation = con.read_json(str(path))
-        return _within(relation.to_arrow_reader(BATCH_ROWS), where, budget if budget is not None else memory_budget())
+        return hold(relation.to_arrow_reader(BATCH_ROWS), where, memory_budget() if budget is None else budget,
+                    "select the rows or columns you need into a smaller file first")
     except duckdb.Error as error:
         raise LceError(f"{where}: DuckDB cannot read it: {first_line(error)}") from None
     finally:
@@ -70,20 +71,21 @@ def read_table(path: Path, where: str, budget: int | None = None) -> pyarrow.Tab
 
 
 def memory_budget() -> int:
-    """The bytes a query's local files may take in memory, all together: half of the machine's memory. Their rows
-    are held (the locked session cannot stream a file it may not open), so a file that expands past that (a large
-    file, a .gz bomb) is refused as it is read rather than ending in the kernel's out-of-memory killer."""
+    """The bytes that a query's local files and its result may take in memory, all together: half of the
+    machine's memory. Both are held (the locked session cannot stream a file it may not open, and the result leaves
+    it as Arrow), so rows past that (a large file, a .gz bomb, SELECT * FROM range(10^10)) are refused as they
+    come rather than ending in the kernel's out-of-memory killer."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
-def _within(reader: pyarrow.RecordBatchReader, where: str, budget: int) -> pyarrow.Table:
+def hold(reader: pyarrow.RecordBatchReader, where: str, budget: int, advice: str) -> pyarrow.Table:
+    """The reader's rows as one table; LceError (`where`, then `advice`) once they take more than `budget` bytes."""
     batches, held = [], 0
     for batch in reader:
         held += batch.nbytes
         if held > budget:
             size = f"{budget / 2**30:.1f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
-            raise LceError(f"{where}: its rows take more than {size} in memory (lce sql holds a "
-                           "local file's rows, up to half of this machine's memory for all of a query's files); "
-                           "select the rows or columns you need into a smaller file first.")
+            raise LceError(f"{where}: its rows take more than {size} in memory (lce sql holds a query's local files "
+                           f"and its result, within half of this machine's memory); {advice}.")
         batches.append(batch)
     return pyarrow.Table.from_batches(batches, schema=reader.schema)

@@ -30,7 +30,7 @@ from psycopg.types.string import TextLoader
 import pyarrow
 
 from lce.analysis.duck import duckdb_connection
-from lce.analysis.local_files import memory_budget, read_option, read_table
+from lce.analysis.local_files import BATCH_ROWS, hold, memory_budget, read_option, read_table
 from lce.analysis.reading import check_reading
 from lce.db.connection import connect, connect_reader, libpq_dsn
 from lce.errors import LceError, first_line
@@ -71,25 +71,28 @@ def _run_duckdb(query: str, write: bool, reads: Sequence[str]) -> duckdb.DuckDBP
         if not statements:
             raise LceError("The query holds no statement.")
         files = [] if write else check_reading(con, statements)
-        _hand_over(con, named, files)
+        budget = _hand_over(con, named, files)
         for statement in statements[:-1]:
             con.execute(statement)
         last = statements[-1]
         if write and last.type.name not in READING:
             return _executed(con, last)
         # The result leaves the session as Arrow (materialised once, so that counting, printing and writing do
-        # not each run the query again); lce writes files from it, on a connection of its own.
-        return result_relation(con.execute(last).to_arrow_table())
+        # not each run the query again), within what the memory budget has left; lce writes files from it, on a
+        # connection of its own.
+        rows = hold(con.execute(last).to_arrow_reader(BATCH_ROWS), "The query's result", budget,
+                    "aggregate, filter or LIMIT it in the query")
+        return result_relation(rows)
     except duckdb.Error as error:
         raise LceError(f"DuckDB could not run the query: {_duckdb_reason(error)}") from None
     finally:
         con.close()
 
 
-def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], files: list[str]) -> None:
+def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], files: list[str]) -> int:
     """The --read files under their names, and the files the query names as tables under those very names
     (DuckDB's binder finds a table so named before it would look for the file), read by lce, within one memory
-    budget for them all (local_files.memory_budget)."""
+    budget for them all (local_files.memory_budget); returns what is left of it, for the result."""
     budget = memory_budget()
     for name, path in named:
         if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
@@ -101,6 +104,7 @@ def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], fi
         table = read_table(Path(file), f"The query's table '{file}'", budget)
         budget -= table.nbytes
         con.register(file, table)
+    return budget
 
 
 def _duckdb_reason(error: duckdb.Error) -> str:
