@@ -126,3 +126,15 @@ def test_a_result_past_the_memory_budget_is_refused_as_it_comes(cli, two_models,
     _refused(cli("sql", "SELECT * FROM range(10000000000)", "--write"), "The query's result")
     result = cli("sql", "SELECT * FROM range(10000000000) LIMIT 3", "--format", "csv")
     assert result.exit_code == 0 and result.stdout == "range\n0\n1\n2\n"
+
+
+def test_the_reader_cannot_hold_the_writers_locks(cli, two_models, tmp_path):
+    # before: SELECT pg_advisory_lock(7425002, ...) ran as lce_reader, on both engines; held with a pg_sleep, it
+    # stopped every ingest of that probe (and 7425001, every upgrade) for as long as the reader liked
+    for query in ["SELECT pg_advisory_lock(7425002, 0) IS NULL AS held",
+                  "SELECT pg_try_advisory_xact_lock(7425001) AS held"]:
+        _refused(cli("sql", query, "--engine", "postgres"), "permission denied for function pg_")
+        _refused(cli("sql", f"SELECT * FROM postgres_query('pg', '{query}')"), "permission denied for function pg_")
+    path = tmp_path / "three.csv"  # the owner's writes still take them
+    path.write_text("name,unit,iou,label,category\nc,0,0.1,sky,object\n")
+    assert cli("import", "dissect-csv", path).exit_code == 0
