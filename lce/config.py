@@ -4,6 +4,7 @@
     LCE_DATABASE_URL            an external PostgreSQL server instead of the embedded one (the owner's login)
     LCE_DATABASE_READONLY_URL   the same server's read-only login, for `lce sql` (the embedded server has its own)
     LCE_WRITE_RETRY_S           seconds an ingest keeps retrying its write when the database goes away (default 60)
+    LCE_PENDING_DIR             where an ingest keeps its runs when neither the database nor LCE_HOME can take them
 
     device = pick_device("auto")                # CUDA when present, else the CPU
     budget = DeviceBudget.for_device(device)    # the block sizes it prefers (lce.dissect.memory fits them)
@@ -27,6 +28,7 @@ HOME_ENV = "LCE_HOME"
 DATABASE_URL_ENV = "LCE_DATABASE_URL"
 READONLY_URL_ENV = "LCE_DATABASE_READONLY_URL"
 WRITE_RETRY_ENV = "LCE_WRITE_RETRY_S"
+PENDING_DIR_ENV = "LCE_PENDING_DIR"
 DEFAULT_WRITE_RETRY_S = 60.0  # long enough for `lce db stop` + restart, or a server's crash recovery
 
 
@@ -64,6 +66,13 @@ def write_retry_s() -> float:
 
         raise LceError(f"{WRITE_RETRY_ENV}={configured!r} is not a number of seconds (0 or more).")
     return seconds
+
+
+def pending_dir_override() -> Path | None:
+    """$LCE_PENDING_DIR when set: the second place for pending runs (lce.db.pending), on another file system than
+    LCE_HOME's so that a full one does not lose a dissection; None when unset."""
+    configured = os.environ.get(PENDING_DIR_ENV)
+    return Path(configured).expanduser() if configured else None
 
 
 @functools.cache

@@ -295,3 +295,61 @@ def test_check_output_returns_the_absolute_path(tmp_path, monkeypatch):
 def test_bad_names_given_to_ingest_are_refused_before_dissecting(cli, engine, args, words):
     assert_refused(cli("ingest", *args, "--arch", "resnet18", "--random-init"), words)
     assert stored(engine) == NOTHING
+
+
+# Issue 23, item 8: a row with fewer cells than the header left None in required columns (AttributeError on .strip).
+SHORT_ROWS = {
+    "dissect_csv": (["import", "dissect-csv"], "units.csv", DISSECT + "0,m,0\n",
+                    ", line 2 has 3 cell(s) for the header's 6 columns: it lacks iou, label, category."),
+    "netdissect_csv": (["import", "netdissect-csv", "--model", "m", "--layer", "l"], "tally.csv", TALLY + "1,object\n",
+                       ", line 2 has 2 cell(s) for the header's 9 columns: it lacks label, score, object-label, "
+                       "object-truth, object-activation, object-intersect, object-iou."),
+    "netdissect_csv_tally_cells": (["import", "netdissect-csv", "--model", "m", "--layer", "l"], "tally.csv",
+                                   TALLY + "1,object,sky,0.1,sky,10\n",
+                                   ", line 2 has 6 cell(s) for the header's 9 columns: it lacks object-activation, "
+                                   "object-intersect, object-iou."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHORT_ROWS))
+def test_a_row_with_too_few_cells_is_one_message(cli, engine, tmp_path, case):
+    command, name, content, words = SHORT_ROWS[case]
+    path = tmp_path / name
+    path.write_text(content)
+    assert_refused(cli(*command[:2], path, *command[2:]), f"{path}{words}")
+    assert stored(engine) == NOTHING
+
+
+def test_a_probe_name_is_checked_when_it_is_added(cli, engine, tmp_path, monkeypatch):
+    """`lce probe add` takes the probe names that --probe and --resume files take, one line of printable text."""
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))  # main built its decode cache before storing the name
+    assert cli("probe", "synth", tmp_path / "synth", "--images", "4", "--size", "32").exit_code == 0
+    assert_refused(cli("probe", "add", "syn\nth", tmp_path / "synth"),
+                   "--probe: the probe name 'syn\\nth' holds U+000A")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM probe")).scalar() == 0
+
+
+def test_a_hugging_face_directory_with_a_pickled_bin_is_one_message(cli, engine, tmp_path, monkeypatch):
+    """Issue 23, item 8: its only weights, pytorch_model.bin, pickle a call (open(marker, 'w')): refused as before,
+    without the UnpicklingError's traceback, and the call never runs."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
+    assert cli("probe", "synth", tmp_path / "synth", "--images", "4", "--size", "32").exit_code == 0
+    assert cli("probe", "add", "synth", tmp_path / "synth").exit_code == 0
+    directory, marker = tmp_path / "hf-vit", tmp_path / "ran"
+    transformers.ViTConfig(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64).save_pretrained(directory)
+
+    class Call:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    torch.save({"embeddings.cls_token": Call()}, directory / "pytorch_model.bin")
+    before = stored(engine)
+    result = cli("ingest", "pickled", "--probe", "synth", "--arch", f"hf:{directory}")
+    assert_refused(result, f"--arch hf:{directory}: its weights file holds Python objects besides tensors "
+                           "(first one: io.open), and lce loads weights only")
+    assert not marker.exists() and stored(engine) == before

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from lce.db.connection import connect, connect_reader, libpq_dsn
-from lce.errors import LceError
+from lce.db.connection import connect, connect_reader, hide_passwords, libpq_dsn, masked
+from lce.errors import LceError, first_line
 
 ATTACHED = "pg"
 # Every session: no extension fetched or loaded behind lce's back, and none that DuckDB did not sign.
@@ -65,7 +65,11 @@ def duckdb_connection(read_only: bool = True, require_reader: bool = False) -> d
     con = duckdb.connect(config=SESSION_CONFIG)
     con.execute(f"LOAD '{scanner_extension()}'")
     mode = ", READ_ONLY" if read_only else ""
-    con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
+    try:
+        con.execute(f"ATTACH '{_escape(libpq_dsn(url))}' AS {ATTACHED} (TYPE postgres{mode})")
+    except duckdb.Error as error:  # DuckDB quotes the whole connection string, password included
+        raise LceError(f"DuckDB cannot attach the database at {masked(url)}: "
+                       f"{hide_passwords(first_line(error))}") from None
     con.execute(f"USE {ATTACHED}")
     if read_only:  # once set up: no file, no extension, and the configuration locked (last)
         con.execute("SET enable_external_access = false")

@@ -32,7 +32,7 @@ import pyarrow
 from lce.analysis.duck import duckdb_connection
 from lce.analysis.local_files import BATCH_ROWS, hold, memory_budget, read_option, read_table
 from lce.analysis.reading import check_reading
-from lce.db.connection import connect, connect_reader, libpq_dsn
+from lce.db.connection import connect, connect_reader, hide_passwords, libpq_dsn
 from lce.errors import LceError, first_line
 from lce.resources import read_sql
 
@@ -136,7 +136,7 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
     try:
         conn = psycopg.connect(dsn)
     except psycopg.OperationalError as error:
-        raise LceError(f"Cannot reach the database: {first_line(error)}") from None
+        raise LceError(f"Cannot reach the database: {hide_passwords(first_line(error))}") from None
     with conn:
         if not write:
             conn.read_only = True  # psycopg opens the query's transaction with BEGIN READ ONLY

@@ -60,7 +60,8 @@ def lce_options(version: bool = typer.Option(False, "--version", is_eager=True, 
 def user_errors(function: Callable) -> Callable:
     """Print an LceError as one paragraph on stderr and exit non-zero, instead of a traceback. A database that
     goes away mid-command (a stopped or crashed server) is one too, for every command: its transaction was
-    rolled back, and the message says to run the command again."""
+    rolled back, and the message says to run the command again. So is a full disk: the database's (PostgreSQL's
+    disk_full) or any file system's (ENOSPC), named with what to free."""
     from lce.errors import LceError
 
     @functools.wraps(function)
@@ -71,8 +72,14 @@ def user_errors(function: Callable) -> Callable:
             except Exception as error:
                 if isinstance(error, LceError):
                     raise
+                from lce.disk import full_message, no_space
+
+                if no_space(error):
+                    raise LceError(full_message(error, "A file")) from error
                 from lce.db import outage  # here: commands that need no database do not import its driver
 
+                if outage.disk_full(error):
+                    raise outage.DatabaseFull(outage.reason(error)) from error
                 if not outage.connection_lost(error):
                     raise
                 raise LceError(outage.lost_message(error)) from error

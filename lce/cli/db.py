@@ -29,7 +29,7 @@ def status() -> None:
     if found.data_dir:
         console.print(f"data dir:  {found.data_dir}")
     for path in found.pending:
-        console.print(f"pending:   {path} (runs saved when the database was away: lce ingest --resume FILE)",
+        console.print(f"pending:   {path} (runs saved when the database was away or full: lce ingest --resume FILE)",
                       soft_wrap=True, highlight=False)
     if not found.running:
         console.print("state:     not running (any lce command starts it)")
@@ -95,12 +95,13 @@ def url(
 
     Example: psql "$(lce db url)" -c 'SELECT * FROM unit_label LIMIT 5'
     """
-    from lce.db.connection import connect, connect_reader
+    from lce.db.connection import connect, connect_reader, masked
 
     found = (connect() if write else connect_reader(required=True)).url
     if not sqlalchemy:
         found = found.set(drivername="postgresql")
-    typer.echo(found.render_as_string(hide_password=not show_password))
+    shown = found.render_as_string(hide_password=False)
+    typer.echo(shown if show_password else masked(shown))  # masked: the query's password= too
 
 
 @db_app.command("stop", short_help="Stop the embedded server.")

@@ -75,8 +75,9 @@ def ingest(
                                                           "phase's peak on the device, what is kept, the block "
                                                           "sizes); dissect and write nothing."),
     resume: Path | None = typer.Option(None, "--resume", help="Store the runs that an ingest saved under "
-                                                              "$LCE_HOME/pending/ when its database went away "
-                                                              "(its message names the file); nothing is dissected. The saved "
+                                                              "$LCE_HOME/pending/ (or $LCE_PENDING_DIR) when its "
+                                                              "database went away or was full (its message names "
+                                                              "the file); nothing is dissected. The saved "
                                                               "command's --replace applies (or pass it here)."),
     plan: Path | None = typer.Option(None, "--plan", help="A CSV of models, one a row: a model column and any "
                                                           "per-model option as a column (layer: several separated "
@@ -104,7 +105,8 @@ def ingest(
 
     When the database goes away during the write, the write is retried for $LCE_WRITE_RETRY_S seconds (default
     60; the embedded server is started again), then the dissection is saved under $LCE_HOME/pending/ and
-    `lce ingest --resume FILE` stores it later.
+    `lce ingest --resume FILE` stores it later. A database whose disk is full is not retried: the dissection is
+    saved at once, under $LCE_HOME/pending/ or, when that file system is full too, $LCE_PENDING_DIR.
 
     Each layer's layout (nchw, nhwc, or tokens after their prefix tokens) comes from --layout, the model or the
     output's shape, and is printed with the result; an output that admits several readings stops the ingest
@@ -203,7 +205,9 @@ def _as_control(outcome, model: str) -> str:
 
 def _resume(path: Path, replace: bool) -> None:
     from lce.db.pending import resume
+    from lce.input_files import check_input
 
+    check_input(path, "--resume")  # a regular file, before anything opens it (a FIFO would wait for a writer)
     for item in resume(path, replace=replace or None):
         record = item.record
         interpretable = sum(1 for row in record.units if row.concept and row.iou is not None

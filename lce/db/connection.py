@@ -5,7 +5,8 @@
     with engine.begin() as conn: ...
 
 Commands that write use the owner; `lce sql` without --write logs in as the reader, which can only SELECT
-(lce/db/roles.py). A database that cannot be reached is one LceError naming the URL with its password masked.
+(lce/db/roles.py). A database that cannot be reached is one LceError naming the URL with its password masked
+(masked(): user:password@ and the query's password= and sslpassword=, which libpq reads there too).
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import re
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from lce.config import DATABASE_URL_ENV, READONLY_URL_ENV, external_database_url, external_readonly_url, lce_home
 from lce.db import roles
 from lce.db.server import EmbeddedServer
 from lce.errors import LceError, first_line
+
+
+class DatabaseUnreachable(LceError):
+    """A server that did not answer a new connection (create()): a wrong URL, or a server stopped or restarting."""
 
 
 def database_url(role: str = roles.OWNER) -> str:
@@ -64,7 +69,7 @@ def normalise_url(url: str, source: str = DATABASE_URL_ENV) -> str:
         parsed = make_url(url)
         parsed.port  # a port that is not a number raises here  # noqa: B018
     except (ArgumentError, ValueError) as error:
-        raise LceError(f"{source} ({_without_password(url)}) is not a URL lce can read ({first_line(error)}); it "
+        raise LceError(f"{source} ({masked(url)}) is not a URL lce can read ({first_line(error)}); it "
                        "should look like postgresql://user:password@host:5432/database.") from None
     if parsed.get_backend_name() != "postgresql":
         raise LceError(f"{source} ({masked(url)}) names a {parsed.get_backend_name()!r} database; lce needs "
@@ -73,16 +78,27 @@ def normalise_url(url: str, source: str = DATABASE_URL_ENV) -> str:
 
 
 def masked(url: str) -> str:
-    """The URL with its password hidden, for messages."""
+    """The URL with every password hidden, for messages: user:password@ and the query's password= and
+    sslpassword= (a URL that does not parse too)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        url = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        pass
+    return hide_passwords(url)
 
 
-def _without_password(url: str) -> str:
-    """A URL that may not parse, its password (user:password@) hidden all the same."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+# user:password@ in a URL; password= and sslpassword= in a URL's query or a libpq "key=value" string (quoted or
+# not). Hiding too much in a message costs nothing; showing a password does.
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_KEYWORD_PASSWORD = re.compile(r"""((?:^|[?&\s'"(;,])(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'"]*)""",
+                               re.IGNORECASE)
+
+
+def hide_passwords(text: str) -> str:
+    """`text` (a URL, a libpq connection string, or a driver's message quoting one) with every password in it
+    replaced by ***."""
+    text = _USERINFO_PASSWORD.sub(r"\1***@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
 
 
 def libpq_dsn(url: str) -> str:
@@ -114,13 +130,17 @@ def create(url: str) -> Engine:
         # hand back bytes, which SQLAlchemy cannot read.
         engine = create_engine(url, pool_pre_ping=True, connect_args={"client_encoding": "utf8"})
     except (ArgumentError, ModuleNotFoundError, ValueError) as error:
-        raise LceError(f"The database URL {masked(url)} is not a PostgreSQL URL lce can use: {error}") from error
+        raise LceError(f"The database URL {masked(url)} is not a PostgreSQL URL lce can use: "
+                       f"{hide_passwords(str(error))}") from error
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise LceError(f"Cannot reach the database at {masked(url)}: {reason}") from error
+    except DBAPIError as error:
+        reason = hide_passwords(first_line(error.orig if error.orig else error))
+        if isinstance(error, OperationalError):
+            raise DatabaseUnreachable(f"Cannot reach the database at {masked(url)}: {reason}") from error
+        # psycopg's ProgrammingError: a query parameter that libpq does not know (`?foo=1`), and the like
+        raise LceError(f"The database URL {masked(url)} is not one lce can use: {reason}.") from error
     return engine
 
 

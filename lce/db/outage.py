@@ -1,12 +1,18 @@
-"""A database that went away mid-command: recognising it, naming it, and retrying a write until it is back.
+"""A database that went away mid-command: recognising it, naming it, and retrying a write until it is back; and a
+database whose disk is full, which is not retried.
 
     if connection_lost(error): raise DatabaseLost(reason(error))
     written = retrying(lambda engine, retried: write(engine), engine, window_s=60)   # reconnects between tries
+    probe = retrying(lambda engine, retried: check(engine), None, window_s=60)      # a command's first connection
 
 A lost connection is a server stopped (`lce db stop`), crashed or restarted, or a network gone: the driver's
 OperationalError or InterfaceError. A transaction that saw one was rolled back by the server (or never reached
 it), so what it was writing is not stored, except where the commit itself went through and only its
 acknowledgement was lost; a retried write recognises that case by its content (runs.py).
+
+A full disk (PostgreSQL's disk_full, SQLSTATE 53100: "could not extend file ...: No space left on device") is
+also an OperationalError, but the connection is fine and retrying would only fail again: it is DatabaseFull at
+once, naming the file system to free.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from lce.errors import LceError, first_line
 
 T = TypeVar("T")
 
+DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full (psycopg.errors.DiskFull)
 _FIRST_PAUSE_S = 0.25  # the first retry comes at once (a pool's stale connection); then the pause doubles
 _LONGEST_PAUSE_S = 5.0
 
@@ -44,8 +51,51 @@ _AGAIN = ("Its transaction was rolled back, so nothing was written; run the same
           "is back (`lce db status` says whether it is).")
 
 
+class DatabaseFull(LceError):
+    """The database's disk is full: the write was refused and rolled back. `str()` says which file system and what
+    to free; `full()` is only what happened, for callers that say what else to do."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"{self.full()} Its transaction was rolled back, so nothing was written; {self.remedy()}, "
+                         "then run the same command again.")
+
+    def full(self) -> str:
+        return f"The database's disk is full ({database_disk()}): {self.reason}."
+
+    @staticmethod
+    def remedy() -> str:
+        """What to free: "free space on ...", or ask the external server's administrator."""
+        from lce.config import external_database_url
+
+        if external_database_url():
+            return "ask the database server's administrator for space (or remove what it no longer needs)"
+        return ("free space on that file system (`du -sh` of its folders shows what takes it; lce's decode caches "
+                "under $LCE_HOME/cache may go, they are rebuilt when needed)")
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` is PostgreSQL's disk_full (SQLSTATE 53100), wrapped by SQLAlchemy or not."""
+    error = getattr(error, "orig", None) or error
+    return isinstance(error, psycopg.errors.DiskFull) or getattr(error, "sqlstate", None) == DISK_FULL
+
+
+def database_disk() -> str:
+    """Which disk the database writes to, for messages: the embedded server's data directory's file system (with
+    its free space), or the external server's."""
+    from lce.config import external_database_url, lce_home
+    from lce.disk import file_system
+
+    if external_database_url():
+        return f"the database server's disk, {database_description()}"
+    return file_system(lce_home() / "postgres")
+
+
 def connection_lost(error: BaseException) -> bool:
-    """Whether `error` says the connection to the server was lost (rather than that the SQL or data was bad)."""
+    """Whether `error` says the connection to the server was lost (rather than that the SQL or data was bad, or
+    that the disk is full)."""
+    if disk_full(error):
+        return False
     if isinstance(error, (OperationalError, InterfaceError)):
         return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
@@ -72,11 +122,24 @@ def lost_message(error: BaseException) -> str:
     return str(DatabaseLost(reason(error)))
 
 
-def retrying(attempt: Callable[[Engine, bool], T], engine: Engine, window_s: float,
+def _restarting(error: LceError) -> bool:
+    """Whether a first connection's LceError may be the embedded server restarting (an external server that does
+    not answer the first time is more likely a wrong URL, said at once)."""
+    from lce.config import external_database_url
+    from lce.db.connection import DatabaseUnreachable
+
+    return isinstance(error, DatabaseUnreachable) and not external_database_url()
+
+
+def retrying(attempt: Callable[[Engine, bool], T], engine: Engine | None, window_s: float,
              sleep: Callable[[float], None] = time.sleep) -> T:
     """attempt(engine, retried) until it returns; a lost connection is retried for `window_s` seconds, each time
     on a fresh engine (`connect()` starts the embedded server again when it is not running). Raises DatabaseLost
-    when the window closes; any other error at once."""
+    when the window closes, DatabaseFull at once for a full disk, any other error at once.
+
+    `engine` None: a command's first connection, made by `connect()` inside the window, so that the embedded server
+    being restarted (by another command, `lce db stop`) while the command starts is waited for as a write waits.
+    Its other LceErrors (a URL that never worked, a home the server cannot use) are said at once, not retried."""
     from lce.db import connection
 
     deadline = time.monotonic() + window_s
@@ -85,17 +148,20 @@ def retrying(attempt: Callable[[Engine, bool], T], engine: Engine, window_s: flo
         try:
             if retried:
                 connection.dispose_all()
+            if retried or engine is None:
                 engine = connection.connect()
         except Exception as error:  # noqa: BLE001
             # connect() says "Cannot reach ..." (or "Could not start the embedded server") as an LceError; the
             # URL worked before, so that is the outage going on.
-            if not (isinstance(error, LceError) or connection_lost(error)):
+            if not (isinstance(error, LceError) and (retried or _restarting(error)) or connection_lost(error)):
                 raise
             last, last_reason = error, str(error) if isinstance(error, LceError) else reason(error)
         else:
             try:
                 return attempt(engine, retried)
             except Exception as error:  # noqa: BLE001 - sorted into lost connections and everything else
+                if disk_full(error):
+                    raise DatabaseFull(reason(error)) from error
                 if not connection_lost(error):
                     raise
                 last, last_reason = error, reason(error)

@@ -211,6 +211,31 @@ def write_runs(engine: Engine, records: list[RunRecord], replace: bool = False,
         raise LceError(f"The database refused the data: {reason}. Nothing was written.") from error
 
 
+# Bytes a run's rows take in PostgreSQL (heap tuples, line pointers, page slack, their share of the indexes),
+# measured with pg_total_relation_size on runs of the synthetic probe (512 units, 50 concepts: 3.3 MB stored) and
+# rounded up: an estimate that errs on the large side, for a warning before a dissection.
+UNIT_ROW_BYTES = 400  # unit (368 measured)
+TALLY_ROW_BYTES = 300  # unit_tally: one row per unit and category, its arrays' headers (246)
+TALLY_PAIR_BYTES = 24  # one (unit, concept) pair in those arrays: concept id, intersection, IoU (20)
+TOP_IMAGE_ROW_BYTES = 140  # unit_top_image (130)
+REPLICATE_BYTES = 8  # one stored replicate's label and IoU in a unit_replicate row (int4 + float4)
+REPLICATE_ROW_BYTES = 600  # the rest of that row (2.2 KB with 200 replicates)
+ALTERNATIVE_ROW_BYTES = 90  # unit_alternative
+ALTERNATIVES_PER_UNIT = 16  # labels a unit takes in 1% of the replicates or more (10 measured)
+WAL_FACTOR = 2  # every byte goes to the write-ahead log first, then to its table
+
+
+def stored_bytes(units: int, concepts: int, categories: int, top_images: int, replicates: int) -> int:
+    """About the bytes a dissected run of `units` units takes in the database, over a probe of `concepts`
+    concepts in `categories` categories (every unit counted with a tally for every concept, the most there can
+    be), with `top_images` per unit and, with `replicates` stored replicates (0: no bootstrap), their labels and
+    the alternatives; the write-ahead log not counted (WAL_FACTOR). Measured constants, above."""
+    bootstrap = (replicates * REPLICATE_BYTES + REPLICATE_ROW_BYTES
+                 + ALTERNATIVES_PER_UNIT * ALTERNATIVE_ROW_BYTES) if replicates else 0
+    return units * (UNIT_ROW_BYTES + categories * TALLY_ROW_BYTES + concepts * TALLY_PAIR_BYTES
+                    + top_images * TOP_IMAGE_ROW_BYTES + bootstrap)
+
+
 def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool = False) -> WrittenRun:
     content = record.content_sha256()
     probe_id, probe_source = _probe(conn, record.probe)

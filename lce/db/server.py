@@ -16,6 +16,8 @@ private to the OS user who runs lce (the threat model is in the README's "Securi
   is what `lce sql` logs in as; the superuser `postgres` only sets these up.
 As root, the server runs as the system user `pgserver` (PostgreSQL refuses to run as root), which then owns the
 data directory; the folders above it get search permission (o+x, not read) so that it can reach it.
+Only this data directory's postmaster is connected through or signalled: postmaster.pid is trusted when /proc shows
+the process it names to be that (lce/db/pidfile.py); a stale one is moved aside, with one note, at the next start.
 
 A data directory made by lce 0.1.0 (trust authentication, a superuser schema, a socket in a world-writable
 folder when the path was long) is upgraded in place on the first start: authentication rewritten, the server
@@ -31,6 +33,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -38,8 +41,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lce.db import roles
+from lce.db import pidfile, roles
+from lce.db.pidfile import PidFile
 from lce.errors import LceError, first_line
+from lce.home import open_private
 
 DATABASE = "lce"
 SUPERUSER = "postgres"
@@ -66,6 +71,10 @@ def _pgserver():
 class EmbeddedServer:
     home: Path
 
+    def __post_init__(self):
+        # Absolute: the server's programs run from "/" (and the pid check compares its -D with this path).
+        self.home = Path(os.path.abspath(self.home))
+
     @property
     def data_dir(self) -> Path:
         return self.home / "postgres"
@@ -75,16 +84,12 @@ class EmbeddedServer:
         return self.data_dir / "log"
 
     def socket_dir(self) -> Path | None:
-        """The socket directory of the server running on this data directory, or None."""
-        pidfile = self.data_dir / "postmaster.pid"
-        try:
-            lines = pidfile.read_text().splitlines()
-        except (FileNotFoundError, PermissionError):
+        """The socket directory of the server running on this data directory, or None (also when postmaster.pid
+        names a process that is not this data directory's postmaster: lce/db/pidfile.py)."""
+        found = PidFile.read(self.data_dir, _server_uid())
+        if found is None or not found.ours or found.status != "ready":
             return None
-        # postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shared memory, status.
-        if len(lines) < 8 or lines[7].strip() != "ready" or not _alive(int(lines[0])):
-            return None
-        return Path(lines[4].strip()) if lines[4].strip() else None
+        return found.socket_dir
 
     def is_running(self) -> bool:
         return self.socket_dir() is not None
@@ -104,6 +109,7 @@ class EmbeddedServer:
             user = _server_user()
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb(user)
+            self._set_aside_stale_pid_files()
             upgrading = not _hba_is_ours(self.data_dir)
             socket_dir = self.socket_dir()
             if socket_dir is not None and (upgrading or not _private(socket_dir, user)):
@@ -120,7 +126,8 @@ class EmbeddedServer:
         return url_for_socket(socket_dir, roles.OWNER, DATABASE)
 
     def stop(self) -> bool:
-        """Stop the server; False when it was not running."""
+        """Stop the server; False when it was not running. Only this data directory's postmaster is signalled: a
+        pid file naming any other process is left to the next start (which sets it aside)."""
         socket_dir = self.socket_dir()
         if socket_dir is None:
             return False
@@ -129,10 +136,41 @@ class EmbeddedServer:
             shutil.rmtree(socket_dir, ignore_errors=True)
         return True
 
+    def _set_aside_stale_pid_files(self) -> None:
+        """A postmaster.pid (or the socket's lock file beside it) naming anything but this data directory's live
+        postmaster would stop PostgreSQL from starting, or `pg_ctl stop` would signal that process: move it aside
+        (postmaster.pid.stale-<time>), saying so once on stderr."""
+        moved = []
+        for name in (pidfile.NAME, pidfile.SOCKET_LOCK):
+            found = PidFile.read(self.data_dir, _server_uid(), name)
+            if found is not None and found.pid is not None:
+                pidfile.wait_until_reaped(found.pid)  # a killed postmaster: its zombie goes in a moment
+                found = PidFile.read(self.data_dir, _server_uid(), name)
+            if found is None or found.ours:
+                continue
+            try:
+                moved.append((found, found.set_aside()))
+            except OSError as error:
+                raise LceError(f"{found.path} is not this store's server's ({found.reason}) and cannot be moved "
+                               f"aside ({error.strerror}); move or delete it, then run the command again.") from None
+        if moved:
+            found, target = moved[0]
+            also = f", and {moved[1][0].path.name} to {moved[1][1].name}" if len(moved) > 1 else ""
+            print(f"note: {found.path} was stale: {found.reason} (left by a crash, a reboot, a container restart "
+                  f"or a copied LCE_HOME). lce moved it to {target.name}{also}, and starts the store's own server.",
+                  file=sys.stderr, flush=True)
+
     @contextmanager
     def _lock(self):
         """Serialise starts (and the role setup after them) between lce processes sharing this home."""
-        with open(self.home / "server.lock", "w") as handle:
+        path = self.home / "server.lock"
+        try:
+            handle = open_private(path)
+        except OSError as error:
+            raise LceError(f"Cannot open {path} ({error.strerror}): LCE_HOME {self.home} is another user's store, or "
+                           "not writable by you. Each OS user keeps their own LCE_HOME (set LCE_HOME to a folder of "
+                           "yours); results are shared through an external server (LCE_DATABASE_URL).") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -185,7 +223,7 @@ class EmbeddedServer:
         except subprocess.CalledProcessError as error:
             said = (error.stderr or error.stdout or "").strip().splitlines()
             raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} failed: "
-                           f"{said[-1] if said else f'exit code {error.returncode}'}.") from None
+                           f"{said[-1].rstrip('.') if said else f'exit code {error.returncode}'}.") from None
         except subprocess.TimeoutExpired:
             raise LceError(f"The embedded PostgreSQL server in {self.data_dir}: {program} did not finish in "
                            "120 s.") from None
@@ -231,6 +269,19 @@ def _server_user():
 
     _pgserver().postgres_server.ensure_user_exists(SERVER_USER_AS_ROOT)
     return pwd.getpwnam(SERVER_USER_AS_ROOT)
+
+
+def _server_uid() -> int:
+    """The uid the server runs as: `pgserver`'s as root (-1 while that account does not exist: then no server of
+    lce's runs), else lce's own."""
+    if os.geteuid() != 0:
+        return os.geteuid()
+    import pwd
+
+    try:
+        return pwd.getpwnam(SERVER_USER_AS_ROOT).pw_uid
+    except KeyError:
+        return -1
 
 
 def _allow_search(directory: Path) -> None:
@@ -305,26 +356,12 @@ def _private(socket_dir: Path, user) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == owner and not info.st_mode & 0o077
 
 
-def _alive(pid: int) -> bool:
-    """Whether the process runs; a zombie (killed, not yet reaped) does not."""
+def _wait_for_exit(path: Path, seconds: float = 15.0) -> None:
+    """The pid file left after _set_aside_stale_pid_files names this data directory's postmaster, not ready: one
+    that is still stopping (or, without /proc, a killed one not yet reaped, which PostgreSQL, asking kill(), would
+    take for a running server). Wait until it is gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): kill's answer is all there is
-    return state not in ("Z", "X")
-
-
-def _wait_for_exit(pidfile: Path, seconds: float = 15.0) -> None:
-    """After a crash the old postmaster may linger as a zombie for a moment, and PostgreSQL, which asks kill(),
-    would take it for a running server and refuse to start: wait until it is reaped."""
-    try:
-        pid = int(pidfile.read_text().split("\n", 1)[0])
+        pid = int(path.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return
     deadline = time.monotonic() + seconds

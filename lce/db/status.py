@@ -9,7 +9,7 @@ from sqlalchemy import text
 from lce.config import external_database_url, external_readonly_url, lce_home
 from lce.db import migrate, roles
 from lce.db.connection import connect, masked, normalise_url
-from lce.db.pending import pending_dir
+from lce.db.pending import pending_files
 from lce.db.server import EmbeddedServer
 
 
@@ -24,7 +24,8 @@ class DatabaseStatus:
     revision: str | None = None
     head: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    pending: list[str] = field(default_factory=list)  # runs saved for `lce ingest --resume` when the database was away
+    # runs saved for `lce ingest --resume` when the database was away or full ($LCE_HOME/pending, $LCE_PENDING_DIR)
+    pending: list[str] = field(default_factory=list)
 
 
 # unit_tally rather than the view unit_concept: counting pairs would unpack every array of the store.
@@ -34,7 +35,7 @@ TABLES = ("model", "run", "unit", "unit_tally", "probe", "concept", "embedding")
 def database_status() -> DatabaseStatus:
     """Describe the configured database; the embedded server is inspected, not started."""
     external = external_database_url()
-    pending = sorted(str(path) for path in pending_dir().glob("*.runs.json.gz"))
+    pending = [str(path) for path in pending_files()]  # $LCE_HOME/pending and $LCE_PENDING_DIR
     if external:
         readonly = external_readonly_url()
         status = DatabaseStatus(url=masked(normalise_url(external)), embedded=False, running=True, pending=pending,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from lce.dissect.ingest import IngestRequest, check_rgb
 from lce.dissect.uncertainty import DEFAULT_BLOCKS, DEFAULT_REPLICATES
 from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF
 from lce.errors import LceError
+from lce.input_files import PLAN_LIMITS, check_input, read_text
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # lce ingest's own defaults, under the `defaults` a caller gives.
@@ -140,35 +142,33 @@ def read_plan(path: Path, defaults: dict, shard: tuple[int, int] | None = None) 
     options: `defaults` (the command line's) under the row's non-empty cells. One LceError naming the file for a
     file that is not a readable CSV, has no `model` column, or a column that is no option of lce ingest."""
     rows: list[PlanRow] = []
+    text = read_text(path, PLAN_LIMITS, name=f"Plan {path}")  # a regular file, within the limits, UTF-8
     try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            header = reader.fieldnames or []
-            unknown = [name for name in header if name.strip() not in COLUMNS]
-            if unknown:
-                raise LceError(f"Plan {path}: column {unknown[0]!r} is not an option of lce ingest; the columns are "
-                               f"model and any of {', '.join(name for name in COLUMNS if name != 'model')} (long "
-                               "option names with underscores).")
-            if "model" not in [name.strip() for name in header]:
-                raise LceError(f"Plan {path}: no 'model' column; its first line should name the columns, e.g. "
-                               "model,arch,checkpoint,layer.")
-            for index, cells in enumerate(reader):
-                if shard is not None and index % shard[1] != shard[0] - 1:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        unknown = [name for name in header if name.strip() not in COLUMNS]
+        if unknown:
+            raise LceError(f"Plan {path}: column {unknown[0]!r} is not an option of lce ingest; the columns are "
+                           f"model and any of {', '.join(name for name in COLUMNS if name != 'model')} (long "
+                           "option names with underscores).")
+        if "model" not in [name.strip() for name in header]:
+            raise LceError(f"Plan {path}: no 'model' column; its first line should name the columns, e.g. "
+                           "model,arch,checkpoint,layer.")
+        for index, cells in enumerate(reader):
+            if shard is not None and index % shard[1] != shard[0] - 1:
+                continue
+            options, error = {**OPTION_DEFAULTS, **defaults}, ""
+            if None in cells:
+                error = f"the row has {len(header) + len(cells[None])} cells for {len(header)} columns"
+            for name, cell in cells.items():
+                if name is None or cell is None or not cell.strip():
                     continue
-                options, error = {**OPTION_DEFAULTS, **defaults}, ""
-                if None in cells:
-                    error = f"the row has {len(header) + len(cells[None])} cells for {len(header)} columns"
-                for name, text in cells.items():
-                    if name is None or text is None or not text.strip():
-                        continue
-                    try:
-                        options[name.strip()] = COLUMNS[name.strip()](f"--{name.strip().replace('_', '-')}", text)
-                    except LceError as bad:
-                        error = error or str(bad)
-                rows.append(PlanRow(reader.line_num, str(options.get("model") or ""), options, error))
-    except FileNotFoundError:
-        raise LceError(f"Plan {path}: no such file.") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+                try:
+                    options[name.strip()] = COLUMNS[name.strip()](f"--{name.strip().replace('_', '-')}", cell)
+                except LceError as bad:
+                    error = error or str(bad)
+            rows.append(PlanRow(reader.line_num, str(options.get("model") or ""), options, error))
+    except csv.Error as error:
         raise LceError(f"Plan {path} is not a readable CSV file ({error}).") from None
     return rows
 
@@ -191,40 +191,95 @@ def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
     """Check every row as ingest() would before it dissects (the request's values, the probe, the zoo entry or
     architecture, the checkpoint loaded, the layers in the built model and their layouts) and say whether its runs
     are stored already: status "to do", "done" or "invalid" with the reason (the LceError's message, or the
-    exception of a checkpoint that does not load). The rows come back, filled in."""
-    from lce.config import pick_device
+    exception of a checkpoint that does not load). The rows come back, filled in.
+
+    Each distinct model (architecture or zoo entry, checkpoint, random init, normalisation, input size) is built
+    once, however many rows name it, and dropped before the next is built: a plan of 10,000 rows of a few models
+    builds a few, and holds one at a time. A random init's seed changes the weights, not what is checked."""
     from lce.db.connection import connect
-    from lce.dissect.ingest import _load_model, layer_layouts, missing_controls, stored_runs
 
     engine = connect()
     probes = _Probes(engine)
+    models: dict = {}  # the model's key -> the rows that name it, each with its request, spec and default layer
     for row in rows:
         try:
-            if row.error:
-                raise LceError(row.error)
-            if not row.model:
-                raise LceError("the model cell is empty.")
-            row.request = request = build_request(row.options)
-            request.validate()
-            pick_device(request.device)  # an unknown or absent device is said now
-            probe = probes(request.probe, request.split)
-            image_size = probe.rows[0].ih
-            spec, loaded, default_layer, _ = _load_model(request, image_size)
-            row.layers = request.layers or [default_layer]
-            settings = replace(request.settings, seg_size=request.settings.seg_size_for(image_size, probe.rows[0].sh))
-            # Layouts come from shapes, the same on any device: the check keeps the accelerator free.
-            layouts = layer_layouts(request, loaded.module, row.layers, image_size, "cpu")
-            _, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, spec.settings(loaded), layouts)
+            prepared = _prepare(row, probes)
+        except Exception as error:  # noqa: BLE001 (said as the row's reason, as below)
+            _invalid(row, error)
+            continue
+        models.setdefault(_model_key(prepared[1]), []).append(prepared)
+    for prepared in models.values():
+        _check_model(engine, prepared)
+    return rows
+
+
+def _prepare(row: PlanRow, probes: _Probes):
+    """(row, ModelSpec, default layer, image size, probe): everything checked that needs no model."""
+    from lce.config import pick_device
+    from lce.dissect.ingest import model_spec
+
+    if row.error:
+        raise LceError(row.error)
+    if not row.model:
+        raise LceError("the model cell is empty.")
+    row.request = request = build_request(row.options)
+    request.validate()
+    pick_device(request.device)  # an unknown or absent device is said now
+    probe = probes(request.probe, request.split)
+    image_size = probe.rows[0].ih
+    spec, default_layer, _ = model_spec(request, image_size)
+    return row, spec, default_layer, image_size, probe
+
+
+def _model_key(spec):
+    """What a model's check depends on: its spec with the checkpoint's absolute path and without the seed."""
+    checkpoint = spec.checkpoint.absolute() if spec.checkpoint is not None else None
+    return replace(spec, seed=0, checkpoint=checkpoint)
+
+
+def _check_model(engine, prepared: list) -> None:
+    """Build the rows' model once (the first row's spec), find each distinct list of layers and layout in it, then
+    settle each row against the store. A model that does not build makes every row of it invalid."""
+    from lce.dissect.ingest import layer_layouts, missing_controls, stored_runs
+
+    first_row, first_spec = prepared[0][:2]
+    try:
+        loaded = first_spec.build()
+    except Exception as error:  # noqa: BLE001 (a checkpoint that is no checkpoint fails inside torch or pickle)
+        for row, *_ in prepared:
+            _invalid(row, error)
+        return
+    built = replace(loaded, module=None)  # what the rows' settings need of it, without the weights
+    layouts: dict = {}  # (layers, layout, prefix tokens) -> layouts or the error of finding them
+    for row, spec, default_layer, image_size, probe in prepared:
+        request = row.request
+        try:
+            row.layers = layers = request.layers or [default_layer]
+            key = (tuple(layers), request.layout, request.prefix_tokens)
+            if key not in layouts:
+                try:
+                    # Layouts come from shapes, the same on any device: the check keeps the accelerator free.
+                    layouts[key] = layer_layouts(request, loaded.module, layers, image_size, "cpu")
+                except Exception as error:  # noqa: BLE001 (kept for every row of these layers)
+                    layouts[key] = error
+            if isinstance(layouts[key], Exception):
+                raise layouts[key]
+            settings = replace(request.settings, seg_size=request.settings.seg_size_for(image_size,
+                                                                                        probe.rows[0].sh))
+            _, todo = stored_runs(engine, request, settings, built.checkpoint_sha256, spec.settings(built),
+                                  layouts[key])
             if request.random_control and not todo:  # the model stored, its control perhaps not yet
                 todo = missing_controls(engine, request, settings, row.layers)
             row.status = "to do" if todo else "done"
-            del loaded
-        except LceError as error:
-            row.status, row.reason = "invalid", str(error)
-        except Exception as error:  # a checkpoint that is no checkpoint fails inside torch or pickle
-            row.status, row.reason = "invalid", f"{type(error).__name__}: {error}"
-        gc.collect()  # one model built at a time
-    return rows
+        except Exception as error:  # noqa: BLE001
+            _invalid(row, error)
+    del loaded
+    gc.collect()  # one model alive at a time
+
+
+def _invalid(row: PlanRow, error: Exception) -> None:
+    reason = str(error) if isinstance(error, LceError) else f"{type(error).__name__}: {error}"
+    row.status, row.reason = "invalid", reason
 
 
 @dataclass
@@ -256,14 +311,15 @@ def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callab
 
 
 def store_pending() -> list[tuple[Path, str]]:
-    """Store the runs that ingests saved under $LCE_HOME/pending/ when their database went away (as `lce ingest
-    --resume` does, each file with its own --replace); (file, what happened) for each file, oldest first."""
+    """Store the runs that ingests saved under $LCE_HOME/pending/ or $LCE_PENDING_DIR when their database went
+    away or was full (as `lce ingest --resume` does, each file with its own --replace); (file, what happened) for
+    each file, oldest first."""
     from lce.db import pending
 
-    folder = pending.pending_dir()
     done = []
-    for path in sorted(folder.glob("*.runs.json.gz")) if folder.is_dir() else []:
+    for path in pending.pending_files():
         try:
+            check_input(path)  # not a FIFO someone left there, which would wait for a writer
             written = pending.resume(path)
             done.append((path, "stored " + ", ".join(f"{item.record.model.name} {item.record.layer} "
                                                       f"({item.outcome.value} run {item.run_id})" for item in written)))

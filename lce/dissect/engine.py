@@ -21,6 +21,7 @@ the first batch unless the caller gives one.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
     from lce.models.layout import MapLayout
 
 TOP_IMAGES = 10
+
+
+def max_workers() -> int:
+    """The most DataLoader workers a dissection takes: the CPUs of the machine that checks its settings."""
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class DissectSettings:
             raise LceError(f"--iou-threshold must lie in [0, 1], not {self.iou_threshold}.")
         if self.batch_size < 1 or self.workers < 0 or (self.seg_size is not None and self.seg_size < 1):
             raise LceError("--batch-size and --seg-size must be positive and --workers not negative.")
+        if self.workers > max_workers():
+            raise LceError(f"--workers {self.workers} is more than this machine's {max_workers()} CPU(s); "
+                           "DataLoader workers beyond them only compete for the same cores, each with its own "
+                           "memory.")
         if self.replicates < 0:
             raise LceError(f"--replicates must be 0 (no uncertainty) or more, not {self.replicates}; "
                            f"{DEFAULT_REPLICATES} is the default.")

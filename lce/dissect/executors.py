@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lce.config import DATABASE_URL_ENV, HOME_ENV, WRITE_RETRY_ENV, external_database_url, lce_home
+from lce.config import (DATABASE_URL_ENV, HOME_ENV, PENDING_DIR_ENV, WRITE_RETRY_ENV, external_database_url,
+                        lce_home)
 from lce.dissect.batch import PlanRow, RowResult
 from lce.dissect.engine import Progress
 from lce.dissect.ray_cluster import USAGE_STATS_ENV, import_ray, local_cluster, token_authentication_on
@@ -277,10 +278,10 @@ def _local_worker(pipe, device: str, threads: int) -> None:
 
 def worker_environment(local: bool) -> dict[str, str]:
     """What a Ray worker needs to find the same database and data as the driver: LCE_HOME (resolved, so that a
-    worker of this machine finds the embedded server's socket), LCE_DATABASE_URL, LCE_WRITE_RETRY_S, no usage
-    statistics; on a local cluster also the path lce is imported from (a checkout need not be installed)."""
+    worker of this machine finds the embedded server's socket), LCE_DATABASE_URL, LCE_WRITE_RETRY_S,
+    LCE_PENDING_DIR, no usage statistics; on a local cluster also the path lce is imported from (a checkout need not be installed)."""
     env = {HOME_ENV: str(lce_home()), USAGE_STATS_ENV: "0"}
-    for name in (DATABASE_URL_ENV, WRITE_RETRY_ENV):
+    for name in (DATABASE_URL_ENV, WRITE_RETRY_ENV, PENDING_DIR_ENV):
         if os.environ.get(name):
             env[name] = os.environ[name]
     if local:

@@ -12,7 +12,11 @@ the run inside the transaction that writes the new one.
 
 A database that goes away during the write is retried for $LCE_WRITE_RETRY_S seconds, each time on a new
 connection (which starts the embedded server again); after that the runs are saved under $LCE_HOME/pending/ for
-`lce ingest --resume FILE` (lce.db.pending).
+`lce ingest --resume FILE` (lce.db.pending). So are the first connections (the probe check, the run lock): a
+server restarting as the command starts is waited for. A database whose disk is full is not retried: the runs are
+saved at once, under $LCE_HOME/pending/ or, when LCE_HOME's file system is full too, $LCE_PENDING_DIR (checked
+before the dissection starts). Before dissecting, the space the runs will take is estimated, and a warning said
+when the database's or LCE_HOME's file system has less free.
 
 With `random_control` (--random-control), the model's architecture with random weights (seed `control_seed`) is
 dissected too, as model random:ARCH:sSEED, unless stored, and written as a control (ingest_with_control).
@@ -33,11 +37,12 @@ from lce.config import check_tf32, code_version, device_settings, lce_home, pick
 from lce.db import pending
 from lce.db.connection import connect
 from lce.db.locks import dissection_lock, run_identity
-from lce.db.outage import DatabaseLost
-from lce.db.runs import (Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow, find_run,
-                         write_runs)
-from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
-from lce.dissect.uncertainty import LayerUncertainty, Resampling
+from lce.db.outage import DatabaseFull, DatabaseLost, retrying
+from lce.db.runs import (WAL_FACTOR, Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow,
+                         find_run, stored_bytes, write_runs)
+from lce.disk import existing, file_system, free_bytes, size
+from lce.dissect.engine import TOP_IMAGES, DissectSettings, LayerResult, Progress, dissect
+from lce.dissect.uncertainty import STORED_REPLICATES, LayerUncertainty, Resampling
 from lce.errors import LceError
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
@@ -83,6 +88,7 @@ class IngestRequest:
         for name in self.layers:
             check_options(layer=name)
         write_retry_s()  # a bad LCE_WRITE_RETRY_S is said now, not after the dissection
+        pending.check_pending_dir()  # and an LCE_PENDING_DIR that could not take the runs
         if self.layout is not None and self.layout not in KINDS:
             raise LceError(f"--layout must be one of {', '.join(KINDS)}, not {self.layout!r}.")
         if self.prefix_tokens is not None and (self.prefix_tokens < 0 or self.layout not in (None, "tokens")):
@@ -134,8 +140,10 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     if request.random_control:
         return ingest_with_control(request, progress, warn, dry_run)
     started = time.perf_counter()
-    engine = connect()
-    probe_row, probe = open_registered_probe(engine, request.probe, request.split)
+    window = write_retry_s()
+    # The first connections wait for a server that is restarting, as the write does.
+    engine, (probe_row, probe) = retrying(
+        lambda engine, retried: (engine, open_registered_probe(engine, request.probe, request.split)), None, window)
     image_size = probe.rows[0].ih
     spec, loaded, default_layer, family = _load_model(request, image_size)
     layers = request.layers or [default_layer]
@@ -153,25 +161,32 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
     # ingest of the same model waits here, then finds them stored (lce.db.locks).
     identities = [] if dry_run else [run_identity(request.model, layer, request.probe, settings.variant,
                                                   settings.quantile, settings.seg_size) for layer in layouts]
-    with dissection_lock(engine, identities, on_wait=warn):
-        outcomes, todo = stored_runs(engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts)
+    with dissection_lock(engine, identities, on_wait=warn, retry_s=window):
+        outcomes, todo = retrying(lambda engine, retried: stored_runs(
+            engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts), engine, window)
         if not todo:
             return outcomes
         from lce.dissect.memory import plan_dissection
 
         # The memory plan before any work: a dissection that cannot fit the device stops here.
-        plan = plan_dissection(loaded.module, todo, ProbeDataset(probe, image_size=image_size, seg_size=seg_size),
-                               settings, device, layouts={layer: layouts[layer] for layer in todo})
+        shape = ProbeDataset(probe, image_size=image_size, seg_size=seg_size)
+        plan = plan_dissection(loaded.module, todo, shape, settings, device,
+                               layouts={layer: layouts[layer] for layer in todo})
         if dry_run:
             return outcomes + [IngestOutcome(layer, "planned", None, layout=_described(layouts[layer]),
                                              plan=plan.describe()) for layer in todo]
+        if warn:  # a disk that cannot take the runs is said before the minutes of dissection, not after
+            needed = stored_bytes(sum(layer.units for layer in plan.layers.values()), len(shape.concepts),
+                                  len(shape.categories), TOP_IMAGES, min(settings.replicates, STORED_REPLICATES))
+            for said in space_warnings(needed):
+                warn(said)
         # Sizes and mtimes of the label PNGs against the cache's manifest: changed files are named, never read
         # stale.
         cache = DecodeCache.open(probe, lce_home() / "cache", workers=settings.workers, name=request.probe)
         dataset = ProbeDataset(probe, image_size=image_size, seg_size=seg_size, mean=loaded.mean, std=loaded.std,
                                cache=cache, uint8=True)
         # Before the dissection: afterwards, only the write needs the database.
-        concepts = _concepts(engine, probe_row.id)
+        concepts = retrying(lambda engine, retried: _concepts(engine, probe_row.id), engine, window)
         try:
             # The bootstrap's partition and replicates come from the probe's stored hash: every run on it shares them.
             bootstrap = Resampling.of(probe_row.content_sha256, len(dataset), settings.replicates,
@@ -196,12 +211,9 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         if request.as_control:  # written as controls in the same transaction (lce.db.controls.set_control)
             records = [replace(record, control=True) for record in records]
         try:
-            written = write_runs(engine, records, replace=request.replace, retry_s=write_retry_s())
-        except DatabaseLost as error:
-            # Minutes of dissection are not thrown away: the runs wait in a file for `lce ingest --resume`.
-            path = pending.save(records, replace=request.replace)
-            raise LceError(f"{error.gone()} The dissection is kept in {path}; store it with `lce ingest --resume "
-                           f"{path}` once the database is back.") from None
+            written = write_runs(engine, records, replace=request.replace, retry_s=window)
+        except (DatabaseLost, DatabaseFull) as error:
+            raise kept_for_resume(records, request.replace, error) from None
         seconds = time.perf_counter() - started
         for item, layer in zip(written, todo):
             result = results[layer]
@@ -215,6 +227,47 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                                           len(interpretable), top, seconds, result.threshold_exact, result.cached,
                                           _described(layouts[layer])))
         return outcomes
+
+
+def kept_for_resume(records: list[RunRecord], replace: bool, error: DatabaseLost | DatabaseFull) -> LceError:
+    """The error to raise when the database could not take the runs (`error`): minutes of dissection are not
+    thrown away, the runs wait in a file for `lce ingest --resume` (lce.db.pending), and the message says where
+    and when to store them; or, when no place could take the file either, that the dissection is lost and why."""
+    full = isinstance(error, DatabaseFull)
+    said = error.full() if full else error.gone()
+    try:
+        kept = pending.keep(records, replace=replace)
+    except pending.NotKept as lost:
+        return LceError(f"{said} {lost}")
+    instead = f" ({'; '.join(kept.refused)})" if kept.refused else ""
+    when = f"once the database has room: {error.remedy()}" if full else "once the database is back"
+    return LceError(f"{said} The dissection is kept in {kept.path}{instead}; store it with `lce ingest --resume "
+                    f"{kept.path}` {when}.")
+
+
+def space_warnings(needed: int) -> list[str]:
+    """What to warn of before a dissection whose runs take about `needed` bytes (runs.stored_bytes): the embedded
+    server's data directory and LCE_HOME's pending folder on file systems with less free (the data directory's
+    counting the write-ahead log too). An external server's disk cannot be seen from here."""
+    from lce.config import external_database_url
+
+    places = [] if external_database_url() else [(lce_home() / "postgres", WAL_FACTOR * needed, "the database")]
+    places.append((pending.pending_dir(), needed, "the pending file, should the database be unable to take it"))
+    said, seen = [], set()
+    for path, wanted, what in places:
+        try:
+            device, free = existing(path).stat().st_dev, free_bytes(path)
+        except OSError:
+            continue
+        if device in seen:
+            continue  # one file system: its warning is the first place's, which needs more
+        seen.add(device)
+        if free < wanted:
+            said.append(f"the runs of this dissection may take about {size(wanted)} in {what}, and "
+                        f"{file_system(path)}, has less: the write may find the disk full. Free space there first (or "
+                        "set LCE_PENDING_DIR to a directory on another file system, where the runs are kept if "
+                        "neither the database nor LCE_HOME can take them).")
+    return said
 
 
 def ingest_with_control(request: IngestRequest, progress: Progress | None = None,
@@ -339,6 +392,13 @@ def stored_runs(engine, request: IngestRequest, settings: DissectSettings, check
 def _load_model(request: IngestRequest, image_size: int):
     """(ModelSpec, LoadedModel, default layer, family) for the request: a zoo entry by name, or --arch; built for
     the probe's `image_size`, with --mean/--std when given."""
+    spec, default_layer, family = model_spec(request, image_size)
+    return spec, spec.build(), default_layer, family
+
+
+def model_spec(request: IngestRequest, image_size: int):
+    """(ModelSpec, default layer, family) of the request, nothing built: a zoo entry by name (an unknown name is an
+    LceError listing the zoo), or --arch."""
     from lce.models import build, zoo
 
     normalization, origin = build.FROM_SOURCE, "given"
@@ -347,11 +407,9 @@ def _load_model(request: IngestRequest, image_size: int):
     common = dict(checkpoint=request.checkpoint, random_init=request.random_init, seed=request.seed,
                   image_size=image_size, normalization=normalization, normalization_source=origin)
     if request.arch is not None:
-        spec = build.ModelSpec(request.arch, **common)
-        return spec, spec.build(), DEFAULT_LAYER, None
-    entry = zoo.zoo_entry(request.model)  # an unknown name is an LceError listing the zoo
-    spec = build.ModelSpec(entry.architecture, zoo=entry.name, **common)
-    return spec, spec.build(), entry.layer, entry.family
+        return build.ModelSpec(request.arch, **common), DEFAULT_LAYER, None
+    entry = zoo.zoo_entry(request.model)
+    return build.ModelSpec(entry.architecture, zoo=entry.name, **common), entry.layer, entry.family
 
 
 def _differences(stored, checkpoint_sha256: str | None, ours: dict) -> list[str]:

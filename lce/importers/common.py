@@ -24,6 +24,7 @@ from pathlib import Path
 from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.db.schema import CATEGORIES
 from lce.errors import LceError
+from lce.input_files import IMPORT_LIMITS, read_text
 
 # Names end up in unique btree indexes, whose rows PostgreSQL caps at 2704 bytes (a third of a page); at 4 bytes
 # a character at most, these stay below it, and far above any real name.
@@ -51,7 +52,8 @@ class Where:
 
 def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str, str]]]:
     """Rows of a CSV file as dicts, each with its place (the header is line 1; a row with a quoted newline is
-    placed at its last line)."""
+    placed at its last line). A row with more cells than the header, or too few to reach a `required` column, is
+    an error; a short row's other columns are None."""
     text = _read_text(path)
     if "," not in io.StringIO(text, newline="").readline():
         raise LceError(f"{path} is not a CSV file: its first line should be a header such as "
@@ -75,6 +77,11 @@ def read_csv(path: Path, required: list[str]) -> Iterator[tuple[Where, dict[str,
         where = Where(path, reader.line_num)
         if None in row:  # more cells than header columns
             raise LceError(f"{where} has more cells than the header has columns.")
+        short = [column for column in required if row[column] is None]  # DictReader's filling of a short row
+        if short:
+            cells = sum(value is not None for value in row.values())
+            raise LceError(f"{where} has {cells} cell(s) for the header's {len(header)} columns: it lacks "
+                           f"{', '.join(short)}.")
         yield where, row
 
 
@@ -96,22 +103,7 @@ def _csv_error(path: Path, line: int, error: csv.Error) -> LceError:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise LceError(f"{path} does not exist.")
-    if path.is_dir():
-        raise LceError(f"{path} is a directory, not a file.")
-    data = path.read_bytes()
-    nul = data.find(b"\0")
-    if 0 <= nul < 4096:
-        raise LceError(f"{path} is a binary file, not a CSV or JSON text file.")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise LceError(f"{Where(path, line)}: a NUL byte (byte {nul:,} of the file); a CSV "
-                       "or JSON text file holds none, so the file is damaged or not text.")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise LceError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded).") from error
+    return read_text(path, IMPORT_LIMITS)  # a regular file within the limits, UTF-8, no NUL byte
 
 
 def read_json_text(path: Path) -> str:
@@ -180,6 +172,17 @@ def parse_iou(value: str | float | None, where: Where, column: str = "iou") -> f
     if not 0.0 <= iou <= 1.0:
         raise LceError(f"{where}: {column} {value!r} is outside [0, 1].")
     return iou
+
+
+def parse_finite(value: str | float, where: Where, column: str) -> float:
+    """A finite number (an activation, a threshold): NaN and infinities are refused."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LceError(f"{where}: {column} {value!r} is not a number.") from None
+    if not math.isfinite(number):
+        raise LceError(f"{where}: {column} {value!r} is not a finite number.")
+    return number
 
 
 def parse_category(value: str, where: Where, column: str = "category") -> str:

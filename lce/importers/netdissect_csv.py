@@ -18,8 +18,8 @@ from lce.db.runs import RunRecord, TallyRow, UnitRow
 from lce.dissect.variants import variant
 from lce.errors import LceError
 from lce.importers.common import (
-    MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_count, parse_int, parse_iou,
-    read_csv,
+    MAX_LABEL, UnitIndex, check_name, check_options, csv_header, imported_run, parse_category, parse_count,
+    parse_int, parse_iou, read_csv,
 )
 
 FORMAT = "netdissect-csv"
@@ -31,16 +31,17 @@ def read_netdissect_csv(
     path: Path, model: str, layer: str, probe: str, architecture: str | None = None
 ) -> list[RunRecord]:
     check_options(model=model, layer=layer, probe=probe, architecture=architecture)
-    rows = read_csv(path, ["unit", "category", "label", "score"])
-    first = next(rows, None)
-    if first is None:
-        raise LceError(f"{path} has a header but no units.")
-    header = list(first[1].keys())
+    header = csv_header(path)
     categories = [name[: -len("-label")] for name in header if name.endswith("-label")]
     for category in categories:
         missing = [f"{category}-{field}" for field in TALLY_FIELDS if f"{category}-{field}" not in header]
         if missing:
             raise LceError(f"{path} lacks the column(s) {', '.join(missing)} that go with {category}-label.")
+    tally_columns = [f"{category}-{field}" for category in categories for field in TALLY_FIELDS]
+    rows = read_csv(path, ["unit", "category", "label", "score", *tally_columns])
+    first = next(rows, None)
+    if first is None:
+        raise LceError(f"{path} has a header but no units.")
 
     index = UnitIndex(path, first=1)
     units, tallies, skipped = [], [], 0

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lce.errors import LceError, first_line
+from lce.input_files import check_input
 
 if TYPE_CHECKING:
     from lce.models.sources import Conversion
@@ -140,8 +141,7 @@ def load_checkpoint(model: nn.Module, path: Path, convert: Conversion | None = N
     position embeddings resampled to the model's input size). It receives the state dict with its container and
     prefix taken off, and its output is matched as strictly as any checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise LceError(f"Checkpoint {path} does not exist or is not a file.")
+    check_input(path, "Checkpoint")  # a regular file: /dev/zero or a FIFO is refused before torch opens it
     sha256 = file_sha256(path)
     container, weights = _unwrap(_read(path), path)
     target = model.state_dict()

@@ -23,6 +23,8 @@ import hashlib
 import inspect
 import json
 import os
+import pickle
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,6 +200,13 @@ def _hugging_face(directory: Path, random_init: bool) -> Made:
             module = model_class.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
     except LceError:
         raise
+    except pickle.UnpicklingError as error:  # transformers reads a pickled *.bin with torch.load(weights_only=True)
+        refused = re.search(r"GLOBAL (\S+)", str(error))
+        first = f" (first one: {refused.group(1)})" if refused else ""
+        raise LceError(f"--arch hf:{directory}: its weights file holds Python objects besides tensors{first}, and "
+                       "lce loads weights only, so that a file never runs code. If you trust the file, save the "
+                       "model again as safetensors (model.save_pretrained(DIR), transformers' default) and pass "
+                       "that directory.") from None
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise LceError(f"--arch hf:{directory} cannot be loaded: {first_line(error)}") from None
     forward = inspect.signature(module.forward).parameters

@@ -12,7 +12,10 @@ built from, lce/probe/manifest.py). A changed PNG or CSV has another key and so 
 stale. `probes/<hash of the probe's path>.json` says which cache the probe at that path was last checked against,
 so that `open` can compare sizes and mtimes without hashing. Two processes building the same cache at once are
 serialised by a lock file, and a cache appears only complete (it is built in a temporary directory and renamed
-into place).
+into place). Everything under the cache root is its OS user's alone (folders 0700, files 0600: lce/home.py): the
+pointers name probe paths. A full disk is one LceError naming the file system, and leaves nothing half-written
+behind: the layers are written with write(), never through a memory map (whose pages a full file system would
+answer with SIGBUS, killing the process), and the temporary directory goes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lce.disk import full_message, no_space, write_atomically
 from lce.errors import LceError
+from lce.home import make_private, open_private, private_folder
 from lce.probe.broden import Broden, read_label_png, unknown_labels
 from lce.probe.labels import ImageLabels
 from lce.probe.manifest import FileEntry, Manifest, file_entry, manifest_files
@@ -69,13 +74,25 @@ class DecodeCache:
         so that a truncated JPEG is an LceError naming it and its index.csv line."""
         if probe.split != "all":  # the cache holds every image; a split is a selection of them
             probe = Broden.open(probe.root)
-        cache_root.mkdir(parents=True, exist_ok=True)
+        private_folder(cache_root)
         files = manifest_files(probe)
         trusted: dict[str, FileEntry] = {}
         previous = _last_checked(probe.root, cache_root)
         if trust_stat and previous is not None:
             changed = set(previous[1].stat_changes(probe.root, files))
             trusted = {entry.path: entry for entry in previous[1].entries if entry.path not in changed}
+        try:
+            return cls._build(probe, cache_root, workers, progress, images, trusted, files)
+        except OSError as error:
+            if not no_space(error):
+                raise
+            raise LceError(full_message(error if error.filename else cache_root,
+                                        f"The decode cache of the probe at {probe.root}",
+                                        "Nothing of it is kept, and nothing was stored.")) from None
+
+    @classmethod
+    def _build(cls, probe: Broden, cache_root: Path, workers: int, progress: Progress | None, images: bool,
+               trusted: dict[str, FileEntry], files: list[str]) -> DecodeCache:
         built = False
         with _mapper(workers) as mapper:
             manifest = _scan(probe, files, trusted, images, mapper, progress)
@@ -87,6 +104,7 @@ class DecodeCache:
                         try:
                             _write(probe, staging, manifest, mapper, progress)
                             manifest.write(staging / MANIFEST)
+                            make_private(staging)  # np.memmap and np.savez create files by the umask
                             os.rename(staging, directory)
                             built = True
                         finally:
@@ -205,10 +223,8 @@ def _last_checked(root: Path, cache_root: Path) -> tuple[Path, Manifest] | None:
 
 def _point(root: Path, cache_root: Path, name: str) -> None:
     pointer = _pointer(root, cache_root)
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    temporary = pointer.with_name(f"{pointer.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"root": str(root.resolve()), "cache": name}))
-    os.replace(temporary, pointer)
+    private_folder(pointer.parent)
+    write_atomically(pointer, json.dumps({"root": str(root.resolve()), "cache": name}).encode())
 
 
 def _refresh(directory: Path, manifest: Manifest) -> None:
@@ -216,11 +232,12 @@ def _refresh(directory: Path, manifest: Manifest) -> None:
     if Manifest.read(directory / MANIFEST).entries != manifest.entries:
         with _locked(directory.parent, directory.name):
             manifest.write(directory / MANIFEST)
+            make_private(directory / MANIFEST)
 
 
 @contextmanager
 def _locked(cache_root: Path, name: str):
-    with open(cache_root / f"{name}.lock", "w") as lock:
+    with open_private(cache_root / f"{name}.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -322,19 +339,22 @@ def _write(probe: Broden, directory: Path, manifest: Manifest, mapper, progress:
     whole_start[1:] = np.cumsum([len(items) for items in whole])
 
     total = int(layer_start[-1])
-    layers = np.memmap(directory / LAYERS, dtype=np.uint16, mode="w+", shape=(max(total, 1), *shape))
     known = np.array(sorted(probe.vocabulary), dtype=np.int64)
     sha256 = {entry.path: entry.sha256 for entry in manifest.entries}
     jobs = [(probe.root / "images", [name for _, name in files], [sha256[f"images/{name}"] for _, name in files],
              shape, known, row.line) for files, row in zip(layer_files, probe.rows)]
-    for position, image_layers in enumerate(mapper(_decode_row, jobs)):
-        start = layer_start[position]
-        for offset, layer in enumerate(image_layers):
-            layers[start + offset] = layer
-        if progress is not None:
-            progress("decoding labels", position + 1, len(jobs))
-    layers.flush()
-    del layers
+    # Written in order (the mapper keeps the images' order, each image's layers are consecutive), with write():
+    # a full disk is then an OSError here, where through a memory map it would be SIGBUS.
+    with open(directory / LAYERS, "wb") as layers:
+        for position, image_layers in enumerate(mapper(_decode_row, jobs)):
+            for layer in image_layers:
+                layers.write(np.ascontiguousarray(layer, dtype=np.uint16).tobytes())
+            if progress is not None:
+                progress("decoding labels", position + 1, len(jobs))
+        if total == 0:  # one blank layer, as the memory map this replaced made (never read: no layer starts there)
+            layers.write(bytes(2 * shape[0] * shape[1]))
+        layers.flush()
+        os.fsync(layers.fileno())
     np.savez(
         directory / INDEX,
         categories=np.array(probe.categories),

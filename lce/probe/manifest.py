@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lce.input_files import check_input
 from lce.probe.broden import Broden
 
 CSV_FILES = ("index.csv", "label.csv", "category.csv")
@@ -44,7 +45,7 @@ def file_entry(root: Path, relative: str, content: bytes | None = None) -> FileE
     """The entry of one file; `content` when the caller has already read its bytes (stat first: a file written
     in between then differs by mtime and is hashed again later, never trusted)."""
     path = root / relative
-    stat = path.stat()
+    stat = check_input(path)  # a regular file: a FIFO named c_*.csv or images/*.png would wait for a writer
     if content is None:
         content = path.read_bytes()
     return FileEntry(relative, len(content), stat.st_mtime_ns, hashlib.sha256(content).hexdigest())
@@ -86,9 +87,10 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         """Written to a temporary file and renamed, so a reader sees the old manifest or the new one."""
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"files": [[e.path, e.size, e.mtime_ns, e.sha256] for e in self.entries]}))
-        os.replace(temporary, path)
+        from lce.disk import write_atomically
+
+        write_atomically(path, json.dumps({"files": [[e.path, e.size, e.mtime_ns, e.sha256]
+                                                     for e in self.entries]}).encode(), mode=0o644)
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

@@ -21,6 +21,7 @@ from lce.config import lce_home
 from lce.db.connection import connect, connect_reader
 from lce.db.probes import ProbeConcept, ProbeRecord, concept_count, lock_probe_name, stored_probe, write_probe
 from lce.errors import LceError
+from lce.importers.common import check_options
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.check import check_probe
@@ -53,6 +54,7 @@ def add_probe(name: str, root: Path, replace: bool = False, workers: int = 0,
     """Check the dataset, decode every image and label PNG (`fast`: no images, and label files whose size and
     mtime match the last check are not hashed again), build or reuse the decode cache, then store the probe.
     Two adds of one name at once are serialised in the database: the second finds the first's row."""
+    check_options(probe=name)  # one line of printable text, as every probe name that lce reads
     root = Path(root).resolve()
     problems = check_probe(root)
     if problems:

@@ -39,6 +39,7 @@ from sqlalchemy import text
 from lce.config import lce_home
 from lce.db.connection import connect_reader
 from lce.errors import LceError
+from lce.home import make_private, private_folder
 from lce.resources import read_sql
 
 STYLE_VERSION = 1  # bump when the drawing changes: cached strips are then drawn again
@@ -179,7 +180,7 @@ def _render(run: DissectedRun, tops: list[_TopImage], directory: Path, style: St
     were written."""
     shown = [t for t in tops if t.rank < style.images]
     masked = _MaskPass(run, shown, style.tile, device, batch_size, progress, allowed_archs=allowed_archs)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_folder(directory)  # the strips themselves keep the umask's mode: the report hard-links them (lce/home.py)
     _write_manifest(directory, run)
     per_unit: dict[int, list[int]] = {}
     for position in sorted(range(len(shown)), key=lambda p: (shown[p].unit, shown[p].rank)):
@@ -419,3 +420,4 @@ def _write_manifest(directory: Path, run: DissectedRun) -> None:
         manifest.write_text(json.dumps({"model": run.model, "layer": run.layer, "variant": run.variant,
                                         "run_id": run.run_id, "checkpoint_sha256": run.checkpoint_sha256},
                                        indent=1) + "\n")
+        make_private(manifest)
