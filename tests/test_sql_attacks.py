@@ -138,3 +138,16 @@ def test_the_reader_cannot_hold_the_writers_locks(cli, two_models, tmp_path):
     path = tmp_path / "three.csv"  # the owner's writes still take them
     path.write_text("name,unit,iou,label,category\nc,0,0.1,sky,object\n")
     assert cli("import", "dissect-csv", path).exit_code == 0
+
+
+def test_two_files_of_one_name_to_duckdb_are_refused(cli, two_models, tmp_path, monkeypatch):
+    # before: 'x.csv' and 'X.csv' were registered under one DuckDB name: both read X.csv, exit 0, wrong rows
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("v\nlower\n")
+    (tmp_path / "X.csv").write_text("v\nUPPER\n")
+    _refused(cli("sql", "SELECT * FROM 'x.csv' UNION ALL SELECT * FROM 'X.csv'"), "'x.csv' and 'X.csv' are one name")
+    _refused(cli("sql", "SELECT * FROM a", "--read", "a=x.csv", "--read", "A=X.csv"), "'a' and 'A'")
+    _refused(cli("sql", "SELECT * FROM a", "--read", "a=x.csv", "--read", "a=X.csv"), "'a' and 'a'")
+    result = cli("sql", "SELECT * FROM lower UNION ALL SELECT * FROM upper", "--read", "lower=x.csv", "--read",
+                 "upper=X.csv", "--format", "csv")
+    assert result.exit_code == 0 and result.stdout == "v\nlower\nUPPER\n"

@@ -93,6 +93,14 @@ def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], fi
     """The --read files under their names, and the files the query names as tables under those very names
     (DuckDB's binder finds a table so named before it would look for the file), read by lce, within one memory
     budget for them all (local_files.memory_budget); returns what is left of it, for the result."""
+    taken: dict[str, str] = {}
+    for name in [name for name, _ in named] + files:
+        # DuckDB's names ignore case: a second table of one name would replace the first, and both would read it
+        if name.lower() in taken:
+            raise LceError(f"The tables {taken[name.lower()]!r} and {name!r} are one name to DuckDB (its names "
+                           "ignore case), so one file would be read for both: give each its own name with --read "
+                           "NAME=PATH.")
+        taken[name.lower()] = name
     budget = memory_budget()
     for name, path in named:
         if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
