@@ -151,3 +151,10 @@ def test_two_files_of_one_name_to_duckdb_are_refused(cli, two_models, tmp_path, 
     result = cli("sql", "SELECT * FROM lower UNION ALL SELECT * FROM upper", "--read", "lower=x.csv", "--read",
                  "upper=X.csv", "--format", "csv")
     assert result.exit_code == 0 and result.stdout == "v\nlower\nUPPER\n"
+
+
+def test_an_error_message_sends_no_control_character_to_the_terminal(cli, two_models, tmp_path):
+    # before: a name in a message (here the query's file) reached the terminal with its ESC ]0; ... BEL
+    result = cli("sql", f"SELECT * FROM '{tmp_path}/a\x1b]0;PWNED\x07b.csv'")
+    _refused(result, r"a\x1b]0;PWNED\x07b.csv", "No such file")
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
-from rich.markup import escape
 from rich.table import Table
 
-from lce.cli.app import console
-
-# Terminal control characters (ESC, BEL, C1 ...) but newline and tab: a stored name holding ESC ]0; or ESC [31m would
-# retitle or recolour the terminal of whoever lists it; shown as \x1b instead.
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from lce.cli.app import console, printable
 
 
 def print_relation(relation, max_rows: int) -> None:
@@ -59,7 +52,7 @@ def table(columns: list[str]) -> Table:
     # Fold long values rather than cutting them: a truncated model name or label is no answer.
     folded = Table(header_style="bold")
     for column in columns:
-        folded.add_column(_shown(column), overflow="fold")
+        folded.add_column(printable(str(column)), overflow="fold")
     return folded
 
 
@@ -69,10 +62,6 @@ def cell(value) -> str:
         return "[dim]NULL[/]"
     if isinstance(value, float):
         return f"{value:.6g}"
-    # rich's escape, which also doubles a backslash before a bracket: a stored name such as \[/x] (anyone who can
-    # write runs chose it) is shown as it is, never read as markup (a link, a style, or a closing tag that fails).
-    return _shown(value)
-
-
-def _shown(value) -> str:
-    return escape(CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value)))
+    # a stored name such as \[/x] or ESC ]0; (anyone who can write runs chose it) is shown as it is, never read as
+    # markup (a link, a style, a closing tag that fails) nor sent to the terminal
+    return printable(str(value))
