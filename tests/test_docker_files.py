@@ -265,6 +265,9 @@ def test_init_script_creates_the_roles_lce_uses():
     assert f"CREATE DATABASE lce OWNER {roles.OWNER}" in text
     for function in roles.LARGE_OBJECT_WRITERS:
         assert f"REVOKE EXECUTE ON FUNCTION pg_catalog.{function} FROM PUBLIC" in text
+    for function in roles.ADVISORY_LOCKS:
+        assert f"REVOKE EXECUTE ON FUNCTION pg_catalog.{function} FROM PUBLIC;" in text
+        assert f"GRANT EXECUTE ON FUNCTION pg_catalog.{function} TO {roles.OWNER};" in text
 
 
 @pytest.mark.parametrize("script", ["smoke", "initdb/10-lce-roles.sh", "smoke-postgres/docker-entrypoint.sh"])

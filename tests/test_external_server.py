@@ -134,6 +134,7 @@ def test_db_upgrade_provisions_the_external_server(external, admin, provisioned)
     assert f"database {DATABASE}: nothing granted to PUBLIC" in first
     # The owner is no superuser: the large-object constructors are the administrator's to revoke; it says how.
     assert f"{READER} may create large objects: ask an administrator" in first
+    assert f"{READER} may take advisory locks (and hold up lce's writers): ask an administrator" in first
     again = provisioned["again"]
     assert "may create large objects" not in again and f"read-only role {READER} exists" in again
     assert "has SELECT on every table" in again

@@ -103,3 +103,29 @@ def test_report_runs_no_code_that_a_stored_run_names(cli, probe, markermod, tmp_
     assert allowed.exit_code == 0, allowed.output
     assert marker.read_text() == "imported"
     assert len(list((tmp_path / "allowed" / "strips").glob("run-*/unit-*.jpg"))) == 2
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"architecture": "resnet18", "zoo": 5, "random_init": True}, "zoo = 5, not a str"),  # was AttributeError
+    ({"architecture": "resnet18", "random_init": True, "seed": "x"}, 'seed = "x", not a int'),  # was RuntimeError
+    ({"architecture": "resnet18", "checkpoint": 5}, "checkpoint = 5, not a str"),  # was TypeError
+    ({"architecture": ["resnet18"], "random_init": True}, "architecture = [\"resnet18\"]"),  # was AttributeError
+    ({"architecture": "resnet18", "random_init": "false"}, 'random_init = "false", not a bool'),  # was: built random
+    ({"architecture": "resnet18", "random_init": True, "mean": [1, 2], "std": "abc"}, "std = \"abc\""),  # was built
+    ({"architecture": "resnet18", "random_init": True, "mean": [0.5, 0.5, 0.5], "std": [1, 0, 1]}, "std not 0"),
+    ({"architecture": "resnet18", "random_init": True, "model_image_size": 10 ** 9}, "not a size in pixels"),
+])
+def test_stored_settings_of_the_wrong_kind_are_one_message(settings, said):
+    """Stored settings are anyone's JSON: a wrong kind is an LceError (lce report: "no strips", with the reason)."""
+    with pytest.raises(LceError, match="the run's settings give") as refused:
+        ModelSpec.recorded(settings).build()
+    assert said in str(refused.value)
+
+
+def test_stored_settings_as_lce_records_them_still_build():
+    spec = ModelSpec.recorded({"architecture": "resnet18", "random_init": True, "seed": 3, "zoo": None,
+                               "checkpoint": None, "model_image_size": 224, "mean": [0.5, 0.5, 0.5],
+                               "std": [0.25, 0.25, 0.25], "source": "torchvision"})
+    assert (spec.seed, spec.image_size, spec.normalization.std) == (3, 224, (0.25, 0.25, 0.25))
+    assert ModelSpec.recorded({"architecture": "x", "zoo": "MoCo-v2", "random_init": True}).build().architecture \
+        == "resnet50"

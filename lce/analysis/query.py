@@ -30,7 +30,7 @@ from psycopg.types.string import TextLoader
 import pyarrow
 
 from lce.analysis.duck import duckdb_connection
-from lce.analysis.local_files import read_option, read_table
+from lce.analysis.local_files import BATCH_ROWS, hold, memory_budget, read_option, read_table
 from lce.analysis.reading import check_reading
 from lce.db.connection import connect, connect_reader, hide_passwords, libpq_dsn
 from lce.errors import LceError, first_line
@@ -71,30 +71,48 @@ def _run_duckdb(query: str, write: bool, reads: Sequence[str]) -> duckdb.DuckDBP
         if not statements:
             raise LceError("The query holds no statement.")
         files = [] if write else check_reading(con, statements)
-        _hand_over(con, named, files)
+        budget = _hand_over(con, named, files)
         for statement in statements[:-1]:
             con.execute(statement)
         last = statements[-1]
         if write and last.type.name not in READING:
             return _executed(con, last)
         # The result leaves the session as Arrow (materialised once, so that counting, printing and writing do
-        # not each run the query again); lce writes files from it, on a connection of its own.
-        return result_relation(con.execute(last).to_arrow_table())
+        # not each run the query again), within what the memory budget has left; lce writes files from it, on a
+        # connection of its own.
+        rows = hold(con.execute(last).to_arrow_reader(BATCH_ROWS), "The query's result", budget,
+                    "aggregate, filter or LIMIT it in the query")
+        return result_relation(rows)
     except duckdb.Error as error:
         raise LceError(f"DuckDB could not run the query: {_duckdb_reason(error)}") from None
     finally:
         con.close()
 
 
-def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], files: list[str]) -> None:
+def _hand_over(con: duckdb.DuckDBPyConnection, named: list[tuple[str, Path]], files: list[str]) -> int:
     """The --read files under their names, and the files the query names as tables under those very names
-    (DuckDB's binder finds a table so named before it would look for the file), read by lce."""
+    (DuckDB's binder finds a table so named before it would look for the file), read by lce, within one memory
+    budget for them all (local_files.memory_budget); returns what is left of it, for the result."""
+    taken: dict[str, str] = {}
+    for name in [name for name, _ in named] + files:
+        # DuckDB's names ignore case: a second table of one name would replace the first, and both would read it
+        if name.lower() in taken:
+            raise LceError(f"The tables {taken[name.lower()]!r} and {name!r} are one name to DuckDB (its names "
+                           "ignore case), so one file would be read for both: give each its own name with --read "
+                           "NAME=PATH.")
+        taken[name.lower()] = name
+    budget = memory_budget()
     for name, path in named:
         if con.execute(read_sql("queries/store_tables_named"), [name]).fetchone()[0]:
             raise LceError(f"--read {name}={path}: the store has a table or view named {name}; choose another name.")
-        con.register(name, read_table(path, f"--read {name}={path}"))
+        table = read_table(path, f"--read {name}={path}", budget)
+        budget -= table.nbytes
+        con.register(name, table)
     for file in files:
-        con.register(file, read_table(Path(file), f"The query's table '{file}'"))
+        table = read_table(Path(file), f"The query's table '{file}'", budget)
+        budget -= table.nbytes
+        con.register(file, table)
+    return budget
 
 
 def _duckdb_reason(error: duckdb.Error) -> str:
@@ -150,6 +168,12 @@ def _run_postgres(query: str, write: bool) -> duckdb.DuckDBPyRelation:
             hint = "" if write else " (lce sql without --write logs in as the read-only role)"
             raise LceError(f"PostgreSQL refused the query: {first_line(error)}{hint}.") from None
         except psycopg.Error as error:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                # COPY ... TO STDOUT: the server is sending rows that execute() cannot take, so the connection
+                # cannot even roll back (closing it does: nothing was written); not an outage.
+                conn.close()
+                raise LceError(f"PostgreSQL's COPY is not a query lce sql can run ({first_line(error)}): SELECT the "
+                               "rows instead, with --format csv or --out FILE for a file.") from None
             conn.rollback()
             if "cannot insert multiple commands" in str(error):
                 raise LceError("The query holds several statements; lce sql --engine postgres runs one at a "
@@ -169,8 +193,26 @@ def rows_relation(columns: list[str], rows: list[tuple]) -> duckdb.DuckDBPyRelat
 
 def result_relation(table: pyarrow.Table) -> duckdb.DuckDBPyRelation:
     """A result as a relation on a fresh in-memory DuckDB of its own: nothing attached, no user SQL ever run
-    there; lce counts, prints and writes files (write_csv, write_parquet) from it."""
-    return duckdb.connect().from_arrow(table)
+    there; lce counts, prints and writes files (write_csv, write_parquet) from it. Columns of the same name (a
+    self-join's `a.id, b.id`), which DuckDB cannot scan from Arrow, are renamed as DuckDB names a table's."""
+    return duckdb.connect().from_arrow(table.rename_columns(distinct_names(table.column_names)))
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """The names DuckDB gives the columns of CREATE TABLE ... AS a query with these column names: a name met
+    before (in any case) gets _1, _2 ... counted per name, until it is new (id, id, id_1, ID: id, id_1, id_1_1,
+    ID_2), as `lce sql` named them when the result was such a table."""
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    distinct = []
+    for name in names:
+        new = name
+        while new.lower() in seen:
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1
+            new = f"{name}_{counts[name.lower()]}"
+        seen.add(new.lower())
+        distinct.append(new)
+    return distinct
 
 
 def _column(values: list) -> pyarrow.Array:

@@ -153,6 +153,10 @@ def _check_explain(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
 def _check_call(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
     """CALL f(...) is SELECT * FROM f(...): checked as that, so f and anything in its arguments must read."""
     words = _words(query)
+    # DuckDB parses [FORCE] CHECKPOINT [database] as a CALL of (force_)checkpoint too, with its own text: read as
+    # "SELECT * FROM pg" it would pass, and it checkpoints (on `pg`, it sends CHECKPOINT to PostgreSQL).
+    if not words or words[0][1].lower() != "call":
+        raise LceError(f"The query writes (CHECKPOINT); {READ_ONLY}.")
     if len(words) < 2:
         raise LceError("CALL names no function.")
     return _check_select(con, "SELECT * FROM " + query[words[1][0]:])

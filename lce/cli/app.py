@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import typer
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 app = typer.Typer(
@@ -22,6 +24,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+# Terminal control characters (ESC, BEL, C1 ...) but newline and tab: a stored name holding ESC ]0; or ESC [31m would
+# retitle or recolour the terminal of whoever is shown it.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` as rich markup that shows it as it is: brackets escaped (rich's escape, which also doubles a
+    backslash before one: \\[/x] is no closing tag), control characters as \\x1b."""
+    return escape(CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text))
+
 
 UNWRAPPED = 100_000  # columns: wider than any row, so that nothing printed to a pipe or a file is wrapped
 
@@ -84,9 +97,8 @@ def user_errors(function: Callable) -> Callable:
                     raise
                 raise LceError(outage.lost_message(error)) from error
         except LceError as error:
-            from rich.markup import escape  # a message may hold brackets, as in pip install 'lce[ray]'
-
-            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            # a message may hold brackets (pip install 'lce[ray]'), and names that anyone who wrote runs chose
+            errors.print(f"[bold red]error:[/] {printable(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from lce.cli.app import console
+from lce.cli.app import console, printable
 
 
 def print_relation(relation, max_rows: int) -> None:
@@ -52,7 +52,7 @@ def table(columns: list[str]) -> Table:
     # Fold long values rather than cutting them: a truncated model name or label is no answer.
     folded = Table(header_style="bold")
     for column in columns:
-        folded.add_column(column, overflow="fold")
+        folded.add_column(printable(str(column)), overflow="fold")
     return folded
 
 
@@ -62,4 +62,6 @@ def cell(value) -> str:
         return "[dim]NULL[/]"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value).replace("[", r"\[")
+    # a stored name such as \[/x] or ESC ]0; (anyone who can write runs chose it) is shown as it is, never read as
+    # markup (a link, a style, a closing tag that fails) nor sent to the terminal
+    return printable(str(value))

@@ -19,6 +19,13 @@ OWNER = "lce_owner"
 READER = "lce_reader"
 # Large-object constructors are granted to PUBLIC: a SELECT-only role could still write through them.
 LARGE_OBJECT_WRITERS = ("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)")
+# Advisory locks are granted to PUBLIC too: a read-only login holding the lock space of lce's writers (runs.py,
+# migrate.py, locks.py) for as long as its session lasts (SELECT pg_advisory_lock(7425001), pg_sleep(...)) would
+# stop every ingest and upgrade. The locks are the owner's alone.
+ADVISORY_LOCKS = tuple(f"{name}({arguments})" for name in (
+    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared") for arguments in ("bigint", "integer, integer"))
 # Default roles that reach outside the database (files, programs).
 SERVER_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
 
@@ -47,11 +54,20 @@ def secure_database(conn, database: str) -> None:
     conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(database),
                                                                                  sql.Identifier(OWNER)))
     conn.execute(_REVOKE_LARGE_OBJECTS)
+    for statement in _owner_locks(OWNER):
+        conn.execute(statement)
 
 
 # The large-object constructors, as one statement: what only a superuser may take from PUBLIC.
 _LARGE_OBJECT_FUNCTIONS = ", ".join(f"pg_catalog.{function}" for function in LARGE_OBJECT_WRITERS)
 _REVOKE_LARGE_OBJECTS = f"REVOKE EXECUTE ON FUNCTION {_LARGE_OBJECT_FUNCTIONS} FROM PUBLIC"
+_LOCK_FUNCTIONS = ", ".join(f"pg_catalog.{function}" for function in ADVISORY_LOCKS)
+
+
+def _owner_locks(owner: str) -> tuple[str, str]:
+    """The advisory-lock functions taken from PUBLIC and given to `owner` (a role name, or CURRENT_USER)."""
+    return (f"REVOKE EXECUTE ON FUNCTION {_LOCK_FUNCTIONS} FROM PUBLIC",
+            f"GRANT EXECUTE ON FUNCTION {_LOCK_FUNCTIONS} TO {owner}")
 
 
 def _may_create_large_objects(role: str) -> str:
@@ -153,9 +169,17 @@ def secure_external(conn, reader: str = READER) -> list[str]:
     if superuser:
         conn.execute(_REVOKE_LARGE_OBJECTS)
         said.append("large objects: their constructors revoked from PUBLIC")
-    elif conn.execute("SELECT " + _may_create_large_objects("%(reader)s"), {"reader": reader}).fetchone()[0]:
+        for statement in _owner_locks("CURRENT_USER"):  # lce's writer on this server: the login upgrading it
+            conn.execute(statement)
+        said.append(f"advisory locks: revoked from PUBLIC, granted to {_current_user(conn)}")
+        return said
+    if conn.execute("SELECT " + _may_create_large_objects("%(reader)s"), {"reader": reader}).fetchone()[0]:
         said.append(f"{reader} may create large objects: ask an administrator (a superuser) for "
                     f"`{_REVOKE_LARGE_OBJECTS}` in database {database}")
+    if conn.execute("SELECT has_function_privilege(%s, 'pg_catalog.pg_advisory_lock(bigint)', 'EXECUTE')",
+                    (reader,)).fetchone()[0]:
+        said.append(f"{reader} may take advisory locks (and hold up lce's writers): ask an administrator (a "
+                    f"superuser) for `{'; '.join(_owner_locks(_current_user(conn)))}` in database {database}")
     return said
 
 

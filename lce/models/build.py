@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import json
+import math
 import sys
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -208,15 +210,35 @@ class ModelSpec:
         """The model of a stored run, from its settings: its normalisation exactly as recorded.
         ArchitectureNotAllowed when it would run code that the settings name (a package.module:function, not in
         `allowed`: the architectures the user named on the command line); nothing is imported to tell."""
-        mean, std, checkpoint = settings.get("mean"), settings.get("std"), settings.get("checkpoint")
-        architecture = settings["architecture"]
-        if settings.get("zoo") is None:  # a zoo entry builds its own architecture, never the stored one
+        architecture, zoo = _setting(settings, "architecture", str, required=True), _setting(settings, "zoo", str)
+        checkpoint, seed = _setting(settings, "checkpoint", str), _setting(settings, "seed", int)
+        image_size = _setting(settings, "model_image_size", int)
+        mean, std = _setting(settings, "mean", list), _setting(settings, "std", list)
+        if zoo is None:  # a zoo entry builds its own architecture, never the stored one
             check_recorded_architecture(architecture, allowed)
+        if image_size is not None and not 0 < image_size <= 8192:
+            raise LceError(f"the run's settings give model_image_size {image_size}, not a size in pixels.")
+        normalization = None
+        if mean and std:
+            if not all(len(values) == 3 and all(type(value) in (int, float) and math.isfinite(value)
+                                                 for value in values) for values in (mean, std)) or 0 in std:
+                raise LceError(f"the run's settings give mean {mean} and std {std}, not three finite numbers each "
+                               "(std not 0).")
+            normalization = Normalization(tuple(map(float, mean)), tuple(map(float, std)))
         return cls(architecture=architecture, checkpoint=Path(checkpoint) if checkpoint else None,
-                   random_init=bool(settings.get("random_init")), seed=settings.get("seed") or 0,
-                   image_size=settings.get("model_image_size"),
-                   normalization=Normalization(tuple(mean), tuple(std)) if mean and std else None,
-                   normalization_source="the run's settings", zoo=settings.get("zoo"))
+                   random_init=bool(_setting(settings, "random_init", bool)), seed=seed or 0, image_size=image_size,
+                   normalization=normalization, normalization_source="the run's settings", zoo=zoo)
+
+
+def _setting(settings: dict, key: str, kind: type, required: bool = False):
+    """settings[key] when it is a `kind` (None when absent); LceError otherwise. Stored settings are anyone's JSON
+    (whoever could write runs): a number where a name belongs must be a message, not a traceback in lce report."""
+    value = settings.get(key)
+    if value is None and not required:
+        return None
+    if type(value) is not kind:  # exactly: JSON's true is no seed, and 1 is no random_init
+        raise LceError(f"the run's settings give {key} = {json.dumps(value)[:80]}, not a {kind.__name__}.")
+    return value
 
 
 class ArchitectureNotAllowed(LceError):
