@@ -89,7 +89,8 @@ def masked(url: str) -> str:
 
 # user:password@ in a URL; password= and sslpassword= in a URL's query or a libpq "key=value" string (quoted or
 # not). Hiding too much in a message costs nothing; showing a password does.
-_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# The password runs to the token's last @: one holding an @ that is not percent-encoded (p@ss) is hidden whole.
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)\S*@")
 _KEYWORD_PASSWORD = re.compile(r"""((?:^|[?&\s'"(;,])(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'"]*)""",
                                re.IGNORECASE)
 

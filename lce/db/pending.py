@@ -37,6 +37,7 @@ from lce.config import PENDING_DIR_ENV, lce_home, pending_dir_override, write_re
 from lce.db.runs import RunRecord, WrittenRun, write_runs
 from lce.disk import mounted, no_space, write_atomically
 from lce.errors import LceError
+from lce.home import private_folder
 from lce.input_files import check_input
 
 FORMAT = "lce-pending-runs"
@@ -67,8 +68,19 @@ def pending_dirs() -> list[Path]:
 def pending_files() -> list[Path]:
     """Every file of pending runs in pending_dirs(), oldest first (their names begin with the time they were
     saved); what `lce db status` lists and a plan stores first."""
-    found = [path for folder in pending_dirs() if folder.is_dir() for path in folder.glob("*.runs.json.gz")]
+    found = [path for folder in pending_dirs() if folder.is_dir() for path in folder.glob("*.runs.json.gz")
+             if _saved_by_this_user(path)]
     return sorted(found, key=lambda path: (path.name, str(path)))
+
+
+def _saved_by_this_user(path: Path) -> bool:
+    """Whether `path` (a link: the link itself) is this user's: LCE_PENDING_DIR may be a shared folder such as
+    /tmp, where another local user could plant a file whose runs a plan would store as this user. Such a file is
+    neither listed nor stored; `lce ingest --resume PATH` still takes a file named on purpose."""
+    try:
+        return path.lstat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def check_pending_dir() -> None:
@@ -134,8 +146,9 @@ def keep(records: list[RunRecord], replace: bool) -> Kept:
 def _save_in(folder: Path, name: str, payload: bytes) -> Path:
     """A new file (a name not taken) in `folder` that holds `payload` whole; nothing left behind on failure."""
     if folder == pending_dir():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask, and the folder may exist already
+        # 0700 whatever the umask; a link the user put there (pending runs kept elsewhere) is followed, and its
+        # target, maybe a shared folder, keeps its mode.
+        private_folder(folder)
     for suffix in range(1000):
         path = folder / f"{name}{f'-{suffix}' if suffix else ''}.runs.json.gz"
         try:

@@ -12,12 +12,14 @@ ours only when /proc says so: a live process of the server's OS user whose progr
 working directory (a postmaster's is its data directory) is this one; when that directory cannot be read (root
 without CAP_SYS_PTRACE, a process of another user), the `-D` of its command line decides for a process of the
 server's user, and a process of another user is never ours. Without /proc (macOS) a live pid counts as ours, as
-before.
+before. A pid file that is not a regular file (a FIFO would wait for a writer, a link to /dev/zero never end, a
+folder) is not read, and is not ours.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ NAME = "postmaster.pid"
 SOCKET_LOCK = ".s.PGSQL.5432.lock"  # the socket's lock file, in the data directory when that is the socket's
 POSTGRES_PROGRAMS = ("postgres", "postmaster")
 _PROC = Path("/proc")
+MAX_BYTES = 4096  # PostgreSQL's pid file is eight short lines; more is not one
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,12 @@ class PidFile:
         be read."""
         path = data_dir / name
         try:
-            lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+            content = _read_small(path)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             return None
+        if content is None:
+            return cls(path, None, None, "", "it is not a regular file")
+        lines = content.decode("utf-8", "replace").splitlines()
         # postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shared memory, status.
         field = [line.strip() for line in lines] + [""] * 8
         pid = int(field[0]) if field[0].isascii() and field[0].isdigit() and 0 < int(field[0]) < 2**22 else None
@@ -67,6 +73,18 @@ class PidFile:
                 os.rename(self.path, target)
                 return target
         raise FileExistsError(target)
+
+
+def _read_small(path: Path) -> bytes | None:
+    """The first MAX_BYTES of a regular file; None for anything else (a FIFO would wait for a writer, a link to
+    /dev/zero never end), opened without blocking and checked on the open descriptor."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        return os.read(descriptor, MAX_BYTES)
+    finally:
+        os.close(descriptor)
 
 
 def wait_until_reaped(pid: int, seconds: float = 15.0) -> None:

@@ -1,0 +1,109 @@
+"""Attacks on issue 23's full-disk, pid-file, bounded-input and masking work, tried as a hostile or careless user
+would after it was merged: each one here got through then (a hang, memory without end, a chmod of someone else's
+folder, a planted run stored, a piece of a password printed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lce.db import connection, pending
+from lce.db.pidfile import PidFile
+
+SECRET_TAIL = "tail-of-Pw"
+
+
+def _read_pid_file_in_a_child(data_dir: Path) -> subprocess.CompletedProcess:
+    """PidFile.read in a child held to 1 GiB of memory and 20 s, so that a read without end fails the test
+    rather than the machine."""
+    code = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+        from pathlib import Path
+        from lce.db.pidfile import PidFile
+        found = PidFile.read(Path({str(data_dir)!r}), 0)
+        print("ours" if found.ours else found.reason)
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+@pytest.mark.parametrize("kind", ["link to /dev/zero", "fifo"])
+def test_a_pid_file_that_is_a_device_or_a_fifo_is_not_read_without_end(tmp_path, kind):
+    """postmaster.pid a link to /dev/zero read 5.4 GB in 8 s (then the OOM killer); a FIFO waited for ever: every
+    command of the store (it reads the pid file before starting the server) hung."""
+    pid_file = tmp_path / "postmaster.pid"
+    if kind == "fifo":
+        os.mkfifo(pid_file)
+    else:
+        pid_file.symlink_to("/dev/zero")
+    try:
+        result = _read_pid_file_in_a_child(tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("PidFile.read waited on the FIFO")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not a regular file" in result.stdout, result.stdout
+
+
+def test_a_pid_file_that_is_not_a_regular_file_is_set_aside(tmp_path):
+    """A folder named postmaster.pid was an IsADirectoryError traceback on every command of the store."""
+    (tmp_path / "postmaster.pid").mkdir()
+    found = PidFile.read(tmp_path, os.geteuid())
+    assert found is not None and not found.ours and found.pid is None
+    assert "not a regular file" in found.reason
+    moved = found.set_aside()
+    assert not (tmp_path / "postmaster.pid").exists() and moved.is_dir()
+
+
+def test_a_pending_folder_that_is_a_link_keeps_its_target_s_mode(tmp_path, monkeypatch):
+    """$LCE_HOME/pending as a link to another folder (to keep pending runs elsewhere): the first pending file made
+    lce chmod the link's target to 0700, a shared 1777 folder (or /tmp, as root) included."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "pending").symlink_to(shared)
+    monkeypatch.setenv("LCE_HOME", str(home))
+    monkeypatch.delenv("LCE_PENDING_DIR", raising=False)
+    kept = pending.keep([], replace=False)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert kept.path.parent == home / "pending" and stat.S_IMODE(kept.path.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting a file of another user needs root (chown)")
+def test_a_pending_file_planted_by_another_user_in_a_shared_pending_dir_is_not_taken(tmp_path, monkeypatch):
+    """LCE_PENDING_DIR=/tmp (a shared folder): any local user could drop a *.runs.json.gz there, and `lce db
+    status` listed it and a plan's pending-first step stored its runs in this user's database, as this user."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    home = tmp_path / "home"
+    monkeypatch.setenv("LCE_HOME", str(home))
+    monkeypatch.setenv("LCE_PENDING_DIR", str(shared))
+    (home / "pending").mkdir(parents=True)
+    mine = pending.keep([], replace=False).path  # LCE_HOME's pending folder takes it
+    planted = shared / "20000101-000000-evil.runs.json.gz"
+    planted.write_bytes(mine.read_bytes())
+    os.chown(planted, 65534, 65534)
+    link = shared / "20000101-000001-link.runs.json.gz"
+    os.symlink(mine, link)
+    os.lchown(link, 65534, 65534)
+    assert pending.pending_files() == [mine]
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://u:p@{SECRET_TAIL}@127.0.0.1:1/db",  # an @ in the password, not percent-encoded
+    f"postgresql://u:p@x@{SECRET_TAIL}@127.0.0.1:1/db",
+])
+def test_a_password_holding_an_at_sign_is_masked_whole(url):
+    assert SECRET_TAIL not in connection.masked(url)
+    assert SECRET_TAIL not in connection.hide_passwords(f"Cannot reach {url}: refused")
+    assert "127.0.0.1" in connection.masked(url)
