@@ -107,3 +107,48 @@ def test_a_password_holding_an_at_sign_is_masked_whole(url):
     assert SECRET_TAIL not in connection.masked(url)
     assert SECRET_TAIL not in connection.hide_passwords(f"Cannot reach {url}: refused")
     assert "127.0.0.1" in connection.masked(url)
+
+
+@pytest.fixture
+def probe_copy(tmp_path) -> Path:
+    from lce.probe.synth import synthesize
+
+    root = tmp_path / "probe"
+    synthesize(root, images=6, size=32, seed=0)
+    return root
+
+
+def _checked(root: Path) -> list[str]:
+    from lce.probe.check import check_probe
+
+    return [str(problem) for problem in check_probe(root)]
+
+
+def test_a_huge_probe_table_is_refused_at_its_limit(probe_copy, monkeypatch):
+    """A probe's c_scene.csv of 3 GB (a sparse file) took 29 s and 6.4 GB of memory in `lce probe check`, then
+    ended in a csv traceback: a probe's tables were read whole, with no limit."""
+    from lce.input_files import TextLimits
+    from lce.probe import broden
+
+    monkeypatch.setattr(broden, "PROBE_TABLE_LIMITS", TextLimits(size=4096, line=1024, lines=100, why="test"))
+    with open(probe_copy / "c_scene.csv", "r+b") as table:
+        table.truncate(64 * 2**20)  # zeros: read whole, they would be 64 MiB
+    problems = _checked(probe_copy)
+    assert any("c_scene.csv: is larger than 4,096 bytes" in problem for problem in problems), problems
+
+
+def test_a_probe_cell_over_csv_s_limit_is_a_problem_not_a_traceback(probe_copy):
+    """A cell of 200 kB (under the line limit, over csv's 128 KiB): `_csv.Error: field larger than field limit`."""
+    with open(probe_copy / "c_scene.csv", "a") as table:
+        table.write(f"99,1,\"{'x' * 200_000}\",1,1\n")
+    problems = _checked(probe_copy)
+    assert any("c_scene.csv" in problem and "131,072" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("table", ["index.csv", "c_scene.csv"])
+def test_a_probe_table_that_is_a_fifo_is_named_as_one(probe_copy, table):
+    """A FIFO (or a link to /dev/zero) as index.csv was said to be 'missing'."""
+    (probe_copy / table).unlink()
+    os.mkfifo(probe_copy / table)
+    problems = _checked(probe_copy)
+    assert any(f"{table}: is a FIFO (named pipe), not a regular file" in problem for problem in problems), problems

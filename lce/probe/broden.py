@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lce.errors import LceError
+from lce.input_files import TextLimits, read_text
 from lce.probe.labels import ImageLabels
 
 INDEX_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
@@ -28,6 +30,9 @@ LABEL_COLUMNS = ("number", "name", "category", "frequency", "coverage")
 CATEGORY_COLUMNS = ("name", "first", "last", "count", "frequency")
 CODE_COLUMNS = ("code", "number", "name", "frequency", "coverage")
 SPLITS = ("train", "val", "all")
+# Broden's largest table is index.csv: 63,305 images in about 13 MB, lines of a few hundred bytes.
+PROBE_TABLE_LIMITS = TextLimits(size=256 * 2**20, line=2**20, lines=2_000_000,
+                                why="about 20 times Broden's index.csv of 63,305 images")
 # Broden marks colours and scenes with a suffix in the stored name ("red-c", "bedroom-s"); display drops it.
 NAME_SUFFIXES = ("-c", "-s")
 _CATEGORY_COUNT = re.compile(r"^\s*([^()]+?)\s*\((\d+)\)\s*$")
@@ -119,15 +124,25 @@ def _is_int(text: str) -> bool:
 
 def _read_table(path: Path, required: tuple[str, ...], problems: Problems) -> list[tuple[int, dict[str, str]]]:
     """(line, row) pairs of a CSV file whose header holds `required`; a problem (and no rows) otherwise."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         problems.add(path, "is missing")
         return []
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        problems.add(path, f"cannot be read as UTF-8 text ({error})")
+    try:  # a regular file within limits: a FIFO would wait, a link to /dev/zero or a huge file fill the memory
+        text = read_text(path, PROBE_TABLE_LIMITS)
+    except LceError as error:
+        problems.add(path, str(error).removeprefix(str(path)).lstrip(", "))
         return []
     reader = csv.DictReader(text.splitlines())
+    try:
+        return _table_rows(path, reader, required, problems)
+    except csv.Error as error:  # a cell longer than csv's field limit
+        problems.add(path, f"cannot be read as a CSV table ({error}; a cell holds at most "
+                           f"{csv.field_size_limit():,} characters)", reader.line_num)
+        return []
+
+
+def _table_rows(path: Path, reader: csv.DictReader, required: tuple[str, ...],
+                problems: Problems) -> list[tuple[int, dict[str, str]]]:
     header = reader.fieldnames or []
     missing = [column for column in required if column not in header]
     if missing:
@@ -181,7 +196,7 @@ class Broden:
         root = Path(root)
         if not root.is_dir():
             raise LceError(f"{root} is not a directory (a Broden-format probe dataset is one).")
-        if not (root / "index.csv").is_file():
+        if not os.path.lexists(root / "index.csv"):  # one that is not a regular file is said so by _read_index
             raise LceError(f"{root / 'index.csv'} is missing: {root} is not a Broden-format dataset.")
         categories = _read_categories(root, problems)
         vocabulary = _read_labels(root, categories, problems)
@@ -225,8 +240,12 @@ class Broden:
 def csv_content_sha256(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted([root / "index.csv", root / "label.csv", root / "category.csv", *root.glob("c_*.csv")]):
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        if path.is_file():  # read in blocks: a huge c_*.csv that no table names costs time, not memory
+            digest.update(path.name.encode() + b"\0")
+            with open(path, "rb") as table:
+                while block := table.read(2**20):
+                    digest.update(block)
+            digest.update(b"\0")
     return digest.hexdigest()
 
 
