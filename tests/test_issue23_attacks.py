@@ -152,3 +152,17 @@ def test_a_probe_table_that_is_a_fifo_is_named_as_one(probe_copy, table):
     os.mkfifo(probe_copy / table)
     problems = _checked(probe_copy)
     assert any(f"{table}: is a FIFO (named pipe), not a regular file" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("workers", ["100000000000000000000", "5000", "-1"])
+def test_probe_add_workers_beyond_the_cpus_are_one_message(tmp_path, monkeypatch, workers):
+    """`lce probe add --workers 10**20` was an OverflowError traceback, `--workers 5000` started 5,000 processes."""
+    from lce.probe import registry
+
+    monkeypatch.setattr(registry, "check_probe", lambda root: pytest.fail("checked the probe first"))
+    from tests.conftest import Cli
+
+    result = Cli()("probe", "add", "p", str(tmp_path), "--workers", workers)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"--workers must be 0 (decode in this process) to this machine's {os.cpu_count()} CPU(s)" in \
+        result.stderr, result.stderr

@@ -10,6 +10,7 @@ other content under a stored name needs `replace`.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ def add_probe(name: str, root: Path, replace: bool = False, workers: int = 0,
     mtime match the last check are not hashed again), build or reuse the decode cache, then store the probe.
     Two adds of one name at once are serialised in the database: the second finds the first's row."""
     check_options(probe=name)  # one line of printable text, as every probe name that lce reads
+    cpus = os.cpu_count() or 1  # as lce.dissect.engine.max_workers, without importing torch for it
+    if not 0 <= workers <= cpus:  # 10**20 was an OverflowError; 5,000 started 5,000 processes
+        raise LceError(f"--workers must be 0 (decode in this process) to this machine's {cpus} CPU(s), "
+                       f"not {workers}: processes beyond them only compete for the same cores, each with its own "
+                       "memory. Nothing was stored.")
     root = Path(root).resolve()
     problems = check_probe(root)
     if problems:
