@@ -166,3 +166,22 @@ def test_probe_add_workers_beyond_the_cpus_are_one_message(tmp_path, monkeypatch
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"--workers must be 0 (decode in this process) to this machine's {os.cpu_count()} CPU(s)" in \
         result.stderr, result.stderr
+
+
+def test_a_seed_beyond_torch_s_range_is_one_message(cli):
+    """`lce ingest --random-init --seed 10**20` was `ValueError: Overflow when unpacking long long`."""
+    result = cli("ingest", "r18", "--arch", "resnet18", "--random-init", "--seed", str(10**20), "--probe", "none",
+                 "--dry-run")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"--seed {10**20}: a seed from -2^63 to 2^64 - 1." in result.stderr
+
+
+@pytest.mark.parametrize("seed", ["-1", "3000000000", str(10**20)])
+def test_an_embedding_seed_out_of_range_is_one_message_and_writes_nothing(cli, paper_data, tmp_path, seed):
+    """`lce embed --seed 3000000000` wrote the CSV and the plot, then failed on the embedding table's integer (a
+    DataError traceback); -1 and 10**20 were scikit-learn's InvalidParameterError traceback."""
+    out, plot = tmp_path / "e.csv", tmp_path / "e.png"
+    result = cli("embed", "--seed", seed, "--out", str(out), "--plot", str(plot))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"--seed must be a whole number from 0 to 2^31 - 1, not {seed}." in result.stderr
+    assert not out.exists() and not plot.exists()

@@ -156,6 +156,8 @@ def check_settings(settings: EmbedSettings) -> None:
         raise LceError(f"--components must be at least 1, not {settings.components}.")
     if settings.clusters < 1:
         raise LceError(f"--clusters must be at least 1, not {settings.clusters}.")
+    if not 0 <= settings.seed < 2**31:  # scikit-learn takes 0 to 2^32 - 1, the embedding table's integer less
+        raise LceError(f"--seed must be a whole number from 0 to 2^31 - 1, not {settings.seed}.")
     if settings.method == "tsne" and settings.components > 3:
         raise LceError("--method tsne supports at most 3 components.")
     if settings.units not in UNIT_FILTERS:

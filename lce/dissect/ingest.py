@@ -100,6 +100,8 @@ class IngestRequest:
         if (self.mean is None) != (self.std is None):
             raise LceError("Give --mean and --std together (R,G,B each), or neither for the source's own.")
         check_tf32(self.tf32)
+        if not -2**63 <= self.seed < 2**64:  # what torch's generator takes; 10**20 was a ValueError traceback
+            raise LceError(f"--seed {self.seed}: a seed from -2^63 to 2^64 - 1.")
         if not 0 <= self.control_seed < 2**63:
             raise LceError(f"--control-seed {self.control_seed}: a seed from 0 to 2^63 - 1.")
 
