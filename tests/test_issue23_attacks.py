@@ -185,3 +185,35 @@ def test_an_embedding_seed_out_of_range_is_one_message_and_writes_nothing(cli, p
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"--seed must be a whole number from 0 to 2^31 - 1, not {seed}." in result.stderr
     assert not out.exists() and not plot.exists()
+
+
+def test_db_status_shows_a_pending_dir_holding_brackets_and_says_when_it_is_unusable(tmp_path, monkeypatch):
+    """A pending file under LCE_PENDING_DIR=/tmp/p[/x] made `lce db status` a rich MarkupError traceback; an
+    LCE_PENDING_DIR that is no directory was not mentioned (the next ingest refuses to start on it)."""
+    from tests.conftest import Cli
+
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
+    folder = tmp_path / "p[" / "x]"  # a path that reads as rich's [/x] closing tag
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("LCE_PENDING_DIR", str(folder))
+    (folder / "20000101-000000-m.runs.json.gz").write_bytes(b"")
+    result = Cli()("db", "status")
+    assert result.exit_code == 0, result.output
+    assert f"pending:   {folder}/20000101-000000-m.runs.json.gz" in result.stdout, result.stdout
+    monkeypatch.setenv("LCE_PENDING_DIR", str(tmp_path / "absent"))
+    result = Cli()("db", "status")
+    assert result.exit_code == 0, result.output
+    assert f"LCE_PENDING_DIR='{tmp_path / 'absent'}': no such directory" in " ".join(result.stdout.split())
+
+
+def test_an_lce_home_that_is_a_file_is_said_to_be_one(tmp_path, monkeypatch):
+    """LCE_HOME naming a file said 'Cannot create LCE_HOME ...: File exists.'"""
+    from tests.conftest import Cli
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "file"))
+    monkeypatch.delenv("LCE_DATABASE_URL", raising=False)
+    result = Cli()("models")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"LCE_HOME {tmp_path / 'file'} is not a directory." in result.stderr, result.stderr

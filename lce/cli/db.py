@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lce.cli.app import app, console, user_errors
+from lce.cli.app import app, console, printable, user_errors
 
 db_app = typer.Typer(
     help="The PostgreSQL database lce uses: the embedded server (default) or $LCE_DATABASE_URL.\n\n"
@@ -29,8 +29,10 @@ def status() -> None:
     if found.data_dir:
         console.print(f"data dir:  {found.data_dir}")
     for path in found.pending:
-        console.print(f"pending:   {path} (runs saved when the database was away or full: lce ingest --resume FILE)",
-                      soft_wrap=True, highlight=False)
+        console.print(f"pending:   {printable(path)} (runs saved when the database was away or full: lce ingest "
+                      "--resume FILE)", soft_wrap=True, highlight=False)
+    if found.pending_dir_problem:
+        console.print(f"pending:   {printable(found.pending_dir_problem)}", soft_wrap=True, highlight=False)
     if not found.running:
         console.print("state:     not running (any lce command starts it)")
         return

@@ -250,6 +250,8 @@ def _check_home(home: Path) -> None:
     if _UNSAFE_IN_HOME.search(str(home)):
         raise LceError(f"LCE_HOME {str(home)!r} contains a quote, '$', '`', a backslash or a line break, which the "
                        "embedded server's start command cannot carry; choose another LCE_HOME (spaces are fine).")
+    if home.exists() and not home.is_dir():  # mkdir would say "File exists"
+        raise LceError(f"LCE_HOME {home} is not a directory.")
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
