@@ -217,3 +217,12 @@ def test_an_lce_home_that_is_a_file_is_said_to_be_one(tmp_path, monkeypatch):
     result = Cli()("models")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"LCE_HOME {tmp_path / 'file'} is not a directory." in result.stderr, result.stderr
+
+
+def test_a_label_png_that_is_a_fifo_is_named_as_one(probe_copy):
+    """A FIFO in place of an image or label PNG was said to be 'missing'."""
+    png = sorted((probe_copy / "images").rglob("*.png"))[0]
+    png.unlink()
+    os.mkfifo(png)
+    problems = _checked(probe_copy)
+    assert any(f"{png} is not a regular file" in problem for problem in problems), problems

@@ -8,6 +8,7 @@ truncated or corrupt ones and label numbers in PNGs that label.csv lacks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,8 +42,8 @@ def _check_file(path: Path, size: tuple[int, int], columns: str, index: Path, li
     """True when the file opens with the expected size (and, when deep, decodes completely)."""
     from PIL import Image
 
-    if not path.is_file():
-        problems.add(index, f"{path} is missing", line)
+    if not path.is_file():  # a FIFO, a device or a folder is no image either, and is not opened
+        problems.add(index, f"{path} is {'not a regular file' if os.path.lexists(path) else 'missing'}", line)
         return False
     try:
         with Image.open(path) as image:
