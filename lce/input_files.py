@@ -52,10 +52,11 @@ PLAN_LIMITS = TextLimits(size=16 * MiB, line=64 * 2**10, lines=100_000,
 def check_input(path: Path, option: str = "") -> os.stat_result:
     """The stat of `path` when it is a regular file (or a link to one) that this user may read; else one LceError
     naming `option` (e.g. '--resume') and the path. Nothing is opened."""
-    return _regular_file(path, f"{option} {path}" if option else f"{path}")
+    return regular_file(path, f"{option} {path}" if option else f"{path}")
 
 
-def _regular_file(path: Path, named: str) -> os.stat_result:
+def regular_file(path: Path, named: str) -> os.stat_result:
+    """check_input with the whole of the message's subject given (`named`: what names the file, path included)."""
     try:
         status = os.stat(path)
     except FileNotFoundError:
@@ -82,7 +83,7 @@ def read_text(path: Path, limits: TextLimits, name: str | None = None) -> str:
 def read_bytes(path: Path, limits: TextLimits, name: str | None = None) -> bytearray:
     """The bytes of a regular text file, read block by block and refused at the first limit passed or NUL byte."""
     named = name or str(path)
-    status = _regular_file(path, named)
+    status = regular_file(path, named)
     _check_size(status.st_size, limits, named)
     try:
         # O_NONBLOCK: should a FIFO have taken the file's place since the stat, opening it does not wait.

@@ -156,5 +156,5 @@ def test_two_files_of_one_name_to_duckdb_are_refused(cli, two_models, tmp_path, 
 def test_an_error_message_sends_no_control_character_to_the_terminal(cli, two_models, tmp_path):
     # before: a name in a message (here the query's file) reached the terminal with its ESC ]0; ... BEL
     result = cli("sql", f"SELECT * FROM '{tmp_path}/a\x1b]0;PWNED\x07b.csv'")
-    _refused(result, r"a\x1b]0;PWNED\x07b.csv", "No such file")
+    _refused(result, r"a\x1b]0;PWNED\x07b.csv", "does not exist")
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr

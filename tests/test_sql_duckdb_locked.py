@@ -192,7 +192,7 @@ def test_files_to_read_are_checked(cli, two_models, tmp_path):
     os.mkfifo(fifo)
     _refused(cli("sql", "SELECT 1", "--read", f"pipe={fifo}"), "not a regular file")
     _refused(cli("sql", "SELECT 1", "--read", "zero=/dev/zero"), "not a regular file")
-    _refused(cli("sql", f"SELECT * FROM '{tmp_path / 'missing.csv'}'"), "No such file")
+    _refused(cli("sql", f"SELECT * FROM '{tmp_path / 'missing.csv'}'"), "does not exist")
     _refused(cli("sql", "SELECT * FROM read_csv('families.csv')"), "--read NAME=PATH")
     families = tmp_path / "families.csv"
     families.write_text(FAMILIES)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 
 import duckdb
 import pyarrow
 
 from lce.errors import LceError, first_line
+from lce.input_files import regular_file
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl", ".ndjson")
@@ -42,14 +42,9 @@ def read_table(path: Path, where: str, budget: int | None = None) -> pyarrow.Tab
     """The rows of a regular CSV, TSV, Parquet or JSON file (by suffix, optionally .gz), as Arrow; `where` names
     the file in a message (the option or the query that gave it). LceError once the rows take more than `budget`
     bytes in memory (memory_budget() when None)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        raise LceError(f"{where}: {error.strerror}.") from None
     if any(glob in str(path) for glob in "*?["):  # DuckDB would read them as a pattern of several files
         raise LceError(f"{where}: a name with * ? or [ is a pattern to DuckDB; name one file.")
-    if not stat.S_ISREG(mode):
-        raise LceError(f"{where} is not a regular file (a folder, device or pipe); lce sql reads files only.")
+    regular_file(path, where)  # the check every input file gets: a regular file, before anything opens it
     suffix = path.name.lower().removesuffix(".gz")
     suffix = next((known for known in SUFFIXES if suffix.endswith(known)), None)
     if suffix is None:
