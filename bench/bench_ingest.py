@@ -52,7 +52,7 @@ TARGETS = ("CPU: ingest <= 2.5x forward only with two passes, <= 1.3x with the a
 
 
 def parse_args() -> argparse.Namespace:
-    from lce.dissect.variants import DEFAULT_VARIANT, NAMES  # reads no environment
+    from lce.vocabulary import DEFAULT_VARIANT, NAMES  # reads no environment
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet18", help="torchvision architecture or package.module:function")
@@ -291,7 +291,7 @@ def db_phase(args, loaded, probe, result, settings, device, probe_id: int) -> No
     from lce.config import code_version
     from lce.db.connection import connect
     from lce.db.runs import ModelInfo, write_runs
-    from lce.dissect.ingest import _concepts, _record
+    from lce.ingest.run import _concepts, _record
 
     engine = connect()
     model = ModelInfo(name=f"bench-{args.arch}", architecture=loaded.architecture,

@@ -58,8 +58,8 @@ def lce(*args: str, env: dict) -> float:
 
 
 def ray_start_stop(cpus: int) -> float:
-    from lce.dissect.executors import RAY_OBJECT_STORE_BYTES
-    from lce.dissect.ray_cluster import import_ray, local_cluster
+    from lce.ingest.executors import RAY_OBJECT_STORE_BYTES
+    from lce.ingest.ray_cluster import import_ray, local_cluster
 
     ray = import_ray()
     started = time.perf_counter()

@@ -6,7 +6,7 @@ each distinct model built once, against the check of each row by itself, as it w
 
 The plan: `--rows` rows of `--models` distinct architectures (resnet18, squeezenet1_1, mobilenet_v3_small,
 alexnet, in turn), each row a random init with its own seed, over a 64-px synthetic probe of 10 images. "after"
-is lce.dissect.batch.check_plan over every row (timed from read_plan, the plan file read as the command reads it).
+is lce.ingest.plan.check_plan over every row (timed from read_plan, the plan file read as the command reads it).
 "before" is the check of main before issue 23 (commit 1dd31be), per row: build the model, find its layers'
 layouts, look its runs up, collect garbage; it is timed over the first `--before-rows` rows (a full 10,000 took
 longer than the 300 s the issue waited) and scaled to `--rows`, which the table says. Peak memory is the process's
@@ -52,8 +52,8 @@ def check_each_row(rows):
     """The check as main did it before issue 23: every row builds its own model."""
     from lce.config import pick_device
     from lce.db.connection import connect
-    from lce.dissect.batch import _Probes, build_request
-    from lce.dissect.ingest import _load_model, layer_layouts, stored_runs
+    from lce.ingest.plan import _Probes, build_request
+    from lce.ingest.run import _load_model, layer_layouts, stored_runs
 
     engine = connect()
     probes = _Probes(engine)
@@ -84,7 +84,7 @@ def main() -> None:
         subprocess.run([*lce, "probe", "synth", str(probe), "--images", "10", "--size", "64", "--seed", "0"],
                        check=True, capture_output=True, cwd=REPO)
         subprocess.run([*lce, "probe", "add", "bench", str(probe)], check=True, capture_output=True, cwd=REPO)
-        from lce.dissect.batch import check_plan, read_plan
+        from lce.ingest.plan import check_plan, read_plan
         from lce.models.build import ModelSpec
 
         plan = scratch / "plan.csv"

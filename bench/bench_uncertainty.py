@@ -6,9 +6,9 @@
 
 --memory: the plan's figures (lce.dissect.memory.bootstrap_counter_bytes, bootstrap_work_bytes) for ResNet-50
 layer4 (2048 units, 7 x 7) over 63,305 images and 1,197 concepts, S = 56 (dissect) and 112 (netdissect), and a
-check of them against what the code allocates (lce.dissect.allocations.AllocationWatch) on simulated tallies of
+check of them against what the code allocates (lce.instrument.allocations.AllocationWatch) on simulated tallies of
 --units units (the counters of BlockCounts, then layer_uncertainty's peak over them).
---cost: lce ingest's work without the database (dissect() then lce.dissect.ingest._record) of a random-init
+--cost: lce ingest's work without the database (dissect() then lce.ingest.run._record) of a random-init
 resnet18 layer4 over --images synthetic images, with --replicates 1000 and 0, alternating in pairs on the same
 probe; the ratio of each pair, and their median (issue 16's target: at most 1.15).
 --coverage: a random-init resnet18 layer4 on --pairs pairs of independent synthetic probes (--small and --large
@@ -43,7 +43,7 @@ def broden_shape(seg_size: int) -> ProbeShape:
 
 
 def memory(units: int, device: str) -> None:
-    from lce.dissect.allocations import AllocationWatch
+    from lce.instrument.allocations import AllocationWatch
     from lce.dissect.memory import DeviceMemory, ModelFootprint, plan_memory
     from lce.dissect.tally import Tally
     from lce.dissect.uncertainty import Resampling, layer_uncertainty
@@ -106,7 +106,7 @@ def memory(units: int, device: str) -> None:
 def _ingest_once(model, dataset, settings, concepts, device) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one ingest without the database."""
     from lce.db.runs import ModelInfo
-    from lce.dissect.ingest import _record
+    from lce.ingest.run import _record
 
     started, cpu = time.perf_counter(), time.process_time()
     result = dissect(model, ["layer4"], dataset, settings, device)["layer4"]

@@ -16,7 +16,7 @@ Sections, each timed:
   cpu vs device   resnet18 layer4 dissected on the CPU and on the device with TF32 on and off: the largest
                   threshold difference, the tallies and labels that differ
   syncs           the syncs of a dissection of 2 and of 4 batches: torch.cuda.set_sync_debug_mode("warn")'s
-                  warnings on CUDA, lce.dissect.syncs.SyncCounter's count on the CPU; the extra per batch
+                  warnings on CUDA, lce.instrument.syncs.SyncCounter's count on the CPU; the extra per batch
   bench           bench/bench_ingest.py on resnet50 layer4 at 3,000 images (exact thresholds) and at 4,500 (the
                   histogram, as a full Broden needs), with peak allocated and reserved memory
                   (--small: resnet18 on 24 images at 64 px)
@@ -85,7 +85,7 @@ def memory_check(device, small: bool) -> None:
     """The histogram's measured peak against the plan's estimate, with the plan's chunk for a full Broden."""
     import torch
 
-    from lce.dissect.allocations import AllocationWatch
+    from lce.instrument.allocations import AllocationWatch
     from lce.dissect.engine import DissectSettings
     from lce.dissect.memory import DeviceMemory, ModelFootprint, ProbeShape, histogram_peak, plan_memory
     from lce.dissect.threshold import ThresholdEstimator
@@ -183,7 +183,7 @@ def sync_check(device, small: bool, scratch: Path) -> None:
     from lce.models.build import build_model
     from lce.probe.dataset import ProbeDataset
 
-    from lce.dissect.syncs import SYNCS_PER_BATCH
+    from lce.instrument.syncs import SYNCS_PER_BATCH
 
     size = 64 if small else 224
     batch = 4 if small else 32
@@ -222,7 +222,7 @@ def _syncs(run, device) -> int:
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in caught)
-    from lce.dissect.syncs import SyncCounter
+    from lce.instrument.syncs import SyncCounter
 
     counter, cpu_budget, loader = SyncCounter(), config._CPU_BUDGET, engine._loader
     config._CPU_BUDGET = replace(cpu_budget, compact=False)

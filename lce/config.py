@@ -216,7 +216,7 @@ class DeviceBudget:
     histogram_chunk: int  # values per chunk of units counted at once into a threshold histogram
     # Keep only the values that count, by boolean masks (each a host read of their number): the CPU's way, where a
     # read waits for nothing and fewer values are faster. A GPU instead works on fixed sizes, masking into a spare
-    # slot, so that the host never waits for the device inside a batch (lce.dissect.syncs).
+    # slot, so that the host never waits for the device inside a batch (lce.instrument.syncs).
     compact: bool
 
     @staticmethod

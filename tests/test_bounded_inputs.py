@@ -185,7 +185,7 @@ def test_the_paper_data_is_within_the_import_limits():
 ])
 def test_an_oversized_plan_is_refused_before_any_row_is_checked(cli, engine, tmp_path, monkeypatch, limits,
                                                                 message):
-    monkeypatch.setattr("lce.dissect.batch.PLAN_LIMITS", TextLimits(
+    monkeypatch.setattr("lce.ingest.plan.PLAN_LIMITS", TextLimits(
         **{"size": 10**6, "line": 10**4, "lines": 10**4, "why": "a test's limit", **limits}))
     path = tmp_path / "plan.csv"
     rows = [f"r18-{seed},resnet18,true,{seed}\n" for seed in range(30)]
@@ -215,7 +215,7 @@ def test_workers_beyond_the_machines_cpus_make_an_invalid_row(cli, engine, synth
 def test_a_plan_dry_run_builds_each_distinct_model_once_and_one_at_a_time(engine, synth, tmp_path, monkeypatch):
     """40 rows of two models (random seeds do not make another model to check; layer lists do not either): two
     builds, the first model gone before the second is built, and every row checked as before."""
-    from lce.dissect.batch import check_plan, read_plan
+    from lce.ingest.plan import check_plan, read_plan
     from lce.models.build import ModelSpec
 
     builds, alive = [], []

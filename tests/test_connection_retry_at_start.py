@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from lce.db import connection
 from lce.db.server import EmbeddedServer
-from lce.dissect import ingest as ingest_module
+from lce.ingest import run as ingest_module
 from lce.errors import LceError
 from tests.conftest import Cli
 from tests.test_write_outage import INGEST, add_probe

@@ -290,7 +290,7 @@ def test_the_same_weights_as_the_control_are_warned_about(cli, synth):
 
 
 def test_a_plan_row_whose_control_is_missing_is_to_do(cli, engine, synth, tmp_path):
-    from lce.dissect.batch import check_plan, read_plan
+    from lce.ingest.plan import check_plan, read_plan
 
     assert cli("ingest", "r18", "--arch", "resnet18", "--random-init", "--seed", "1", "--probe", "synth",
                "--batch-size", "40").exit_code == 0

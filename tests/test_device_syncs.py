@@ -1,6 +1,6 @@
 """The dissection's batch loops make the host wait for the device only a fixed few times (issue 13, item 2).
 
-Counted on the CPU with lce.dissect.syncs.SyncCounter (the operations that would synchronise with a CUDA device)
+Counted on the CPU with lce.instrument.syncs.SyncCounter (the operations that would synchronise with a CUDA device)
 around dissect() on a small synthetic probe, for both variants, with and without the activation cache, with exact
 thresholds and in histogram mode. The DataLoader's host-side work (collation, in workers on a GPU) is not counted.
 """
@@ -14,7 +14,7 @@ from lce import config
 
 from lce.dissect import engine
 from lce.dissect.engine import DissectSettings, dissect
-from lce.dissect.syncs import SYNCS_PER_BATCH, SYNCS_PER_WINDOW, SyncCounter
+from lce.instrument.syncs import SYNCS_PER_BATCH, SYNCS_PER_WINDOW, SyncCounter
 from lce.probe.broden import Broden
 from lce.probe.dataset import ProbeDataset
 from tests.test_dissect_reference import TinyNet  # 64-px images -> 6 units on an 8 x 8 grid
@@ -68,7 +68,7 @@ def counted(probe, variant: str, cache_budget: int, histogram: bool, window: int
 @pytest.mark.parametrize("variant", ["dissect", "netdissect"])
 def test_batches_add_at_most_a_fixed_number_of_host_syncs(probes, variant, cache_budget, histogram, monkeypatch):
     counted(probes[2], variant, cache_budget, histogram, WHOLE_WINDOW, monkeypatch)  # builds the cached upsamplers
-    flushes = engine.variants.variant(variant).threshold_upsampled  # raw values (netdissect) need no window
+    flushes = engine.vocabulary.variant(variant).threshold_upsampled  # raw values (netdissect) need no window
     for window, per_window in ((WHOLE_WINDOW, 0), (ONE_BATCH_WINDOW, SYNCS_PER_WINDOW if flushes else 0)):
         two, four = (counted(probes[batches], variant, cache_budget, histogram, window, monkeypatch)
                      for batches in (2, 4))

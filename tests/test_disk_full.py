@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from lce.db import connection, pending, runs
-from lce.dissect import batch
-from lce.dissect import ingest as ingest_module
+from lce.ingest import plan as batch
+from lce.ingest import run as ingest_module
 from lce.probe import cache as cache_module
 from tests.test_write_outage import CLOSED, INGEST, add_probe
 

@@ -4,7 +4,7 @@ The reference follows method.md section 1 literally: T_u = torch.quantile of all
 netdissect, upsampled for dissect), M_u = upsampled activation > T_u, and per image and concept the counts
 I, A (dissect: all of M_u; netdissect: only images annotating the concept's category) and G, with whole-image
 labels covering every pixel. The upsampling itself is checked against its formula in its own test. Every
-registered variant (lce.dissect.variants) goes through the reference, which reads the variant's properties.
+registered variant (lce.vocabulary) goes through the reference, which reads the variant's properties.
 """
 
 import math
@@ -15,7 +15,7 @@ import torch
 
 from lce.dissect.engine import DissectSettings, dissect
 from lce.dissect.upsample import upsample
-from lce.dissect.variants import CLAMPED, NAMES, ZERO_PADDED, variant
+from lce.vocabulary import CLAMPED, NAMES, ZERO_PADDED, variant
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset

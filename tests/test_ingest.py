@@ -13,8 +13,8 @@ import torchvision
 from sqlalchemy import text
 
 from lce.dissect.engine import DissectSettings
-from lce.dissect.ingest import IngestRequest
-from lce.dissect.ingest import ingest as run_ingest
+from lce.ingest.run import IngestRequest
+from lce.ingest.run import ingest as run_ingest
 from lce.errors import LceError
 from lce.models.checkpoints import file_sha256
 

@@ -5,7 +5,7 @@ import torch
 import torchvision
 from sqlalchemy import text
 
-from lce.dissect.batch import parse_shard, read_plan
+from lce.ingest.plan import parse_shard, read_plan
 from lce.errors import LceError
 from tests import test_ingest
 from tests.test_ingest import ingest
@@ -112,16 +112,16 @@ def test_dry_run_prints_the_plan_and_an_unknown_column_is_named(cli, engine, syn
 
 
 def test_a_row_that_fails_is_reported_and_the_others_go_on(cli, engine, synth, tmp_path, monkeypatch):
-    import lce.dissect.ingest
+    import lce.ingest.run
 
-    real = lce.dissect.ingest.ingest
+    real = lce.ingest.run.ingest
 
     def out_of_memory_for_b(request, progress=None, **kwargs):
         if request.model == "r18-b":
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(request, progress, **kwargs)
 
-    monkeypatch.setattr(lce.dissect.ingest, "ingest", out_of_memory_for_b)
+    monkeypatch.setattr(lce.ingest.run, "ingest", out_of_memory_for_b)
     path = tmp_path / "plan.csv"
     path.write_text("model,seed\nr18-a,1\nr18-b,2\nr18-c,3\n")
     result = plan(cli, path, "--arch", "resnet18", "--random-init")
@@ -131,14 +131,14 @@ def test_a_row_that_fails_is_reported_and_the_others_go_on(cli, engine, synth, t
 
 
 def test_runs_pending_from_a_lost_database_are_stored_by_the_plan(cli, engine, synth, tmp_path, monkeypatch):
-    import lce.dissect.ingest
+    import lce.ingest.run
     from lce.db.outage import DatabaseLost
 
     def lost(*args, **kwargs):
         raise DatabaseLost("the server closed the connection")
 
     with monkeypatch.context() as patched:
-        patched.setattr(lce.dissect.ingest, "write_runs", lost)
+        patched.setattr(lce.ingest.run, "write_runs", lost)
         assert ingest(cli, "r18-a", "--arch", "resnet18", "--random-init", "--seed", "1").exit_code == 1
     saved = list((tmp_path / "home" / "pending").iterdir())
     assert len(saved) == 1 and runs(engine) == []

@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 from lce.dissect import engine
-from lce.dissect.allocations import AllocationWatch
+from lce.instrument.allocations import AllocationWatch
 from lce.dissect.engine import DissectSettings, dissect
 from lce.dissect.memory import (DEVICE_SHARE, DeviceMemory, ProbeShape, footprint, plan_dissection,
                                 plan_memory)

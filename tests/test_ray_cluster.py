@@ -2,7 +2,7 @@
 token of its own: every listening socket of its processes is on 127.0.0.1 (read with psutil), a client without the
 token is refused, and nothing is left behind (no ~/.ray/auth_token, the environment as it was).
 
-    with local_cluster(ray, 1, 0, ...): ...      # lce.dissect.ray_cluster, as lce.dissect.executors starts it
+    with local_cluster(ray, 1, 0, ...): ...      # lce.ingest.ray_cluster, as lce.ingest.executors starts it
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from lce.dissect.executors import RAY_OBJECT_STORE_BYTES, worker_environment
-from lce.dissect.ray_cluster import AUTH_MODE_ENV, AUTH_TOKEN_ENV, import_ray, local_cluster, token_authentication_on
+from lce.ingest.executors import RAY_OBJECT_STORE_BYTES, worker_environment
+from lce.ingest.ray_cluster import AUTH_MODE_ENV, AUTH_TOKEN_ENV, import_ray, local_cluster, token_authentication_on
 
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 # A client of the cluster's GCS: with no token, a wrong one, then the cluster's (argv[2]); what each got.
@@ -80,7 +80,7 @@ def test_the_local_cluster_listens_on_the_loopback_only_and_wants_its_token(tmp_
 def test_joining_a_cluster_without_token_authentication_warns(monkeypatch, token_on, warned):
     """--ray-address: lce cannot make another's cluster safe, but it says when this one takes calls without a token
     (the driver joined it with RAY_AUTH_MODE not token, which a token cluster would have refused)."""
-    from lce.dissect import executors
+    from lce.ingest import executors
 
     class FakeRay:
         calls = []

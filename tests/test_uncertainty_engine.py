@@ -195,7 +195,7 @@ def test_bad_replicates_or_blocks_name_the_option():
 
 def test_the_command_lines_defaults_are_the_methods():
     from lce.cli.ingest import ingest
-    from lce.dissect.batch import OPTION_DEFAULTS
+    from lce.ingest.plan import OPTION_DEFAULTS
 
     defaults = {name: parameter.default.default for name, parameter in inspect.signature(ingest).parameters.items()
                 if name in ("replicates", "blocks")}

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import CheckConstraint, text
 
 from lce.db import schema
-from lce.dissect import variants
+from lce import vocabulary as variants
 from lce.dissect.engine import DissectSettings
 from lce.dissect.tally import Tally
-from lce.dissect.variants import CATEGORIES, CLAMPED, IOU_CUTOFF, NAMES, VARIANTS, ZERO_PADDED, variant
+from lce.vocabulary import CATEGORIES, CLAMPED, IOU_CUTOFF, NAMES, VARIANTS, ZERO_PADDED, variant
 from lce.errors import LceError
 from lce.importers.dissect_csv import read_dissect_csv
 from tests.conftest import Cli

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from lce.db import connection, runs
 from lce.db.server import EmbeddedServer
-from lce.dissect import ingest as ingest_module
+from lce.ingest import run as ingest_module
 from tests.conftest import Cli
 
 CLOSED = "postgresql+psycopg://lce@127.0.0.1:9/lce?connect_timeout=2"  # port 9 (discard): nothing listens

@@ -1,7 +1,7 @@
 """How two models relate: the concepts both have and those only one has, their interpretable units per category,
 and their distance in a stored embedding.
 
-    comparison = compare("MoCoV1(R)", "InfoMin(R)", min_iou=IOU_CUTOFF)  # lce.dissect.variants
+    comparison = compare("MoCoV1(R)", "InfoMin(R)", min_iou=IOU_CUTOFF)  # lce.vocabulary
     comparison.shared, comparison.only_a, comparison.only_b      # ConceptRow lists
     comparison.embedding.distance                                 # None when no stored embedding holds both
     write_csv(comparison, sys.stdout); json.dumps(comparison.to_json())
@@ -31,7 +31,7 @@ from typing import TextIO
 from sqlalchemy import text
 
 from lce.db.connection import connect_reader
-from lce.dissect.variants import IOU_CUTOFF
+from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
 from lce.resources import read_sql
 

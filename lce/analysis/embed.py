@@ -29,7 +29,7 @@ from lce.analysis.matrix import (
 from lce.analysis.duck import duckdb_connection
 from lce.db.connection import connect
 from lce.db.embeddings import EmbeddingPoint, EmbeddingRecord, write_embedding
-from lce.dissect.variants import IOU_CUTOFF
+from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
 
 METHODS = ("pca", "mds", "tsne")

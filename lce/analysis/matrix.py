@@ -1,7 +1,7 @@
 """The model x concept matrix that an embedding projects (method.md section 3), built by SQL.
 
     selection = select_runs(con, models=[], exclude=["Random(R)"], layer="layer4")   # con: DuckDB (duck.py)
-    matrix = concept_matrix(selection, min_iou=IOU_CUTOFF, normalize="population")  # lce.dissect.variants
+    matrix = concept_matrix(selection, min_iou=IOU_CUTOFF, normalize="population")  # lce.vocabulary
     matrix.values      # models x concepts, numpy; matrix.concepts, .categories, .labels name the columns
 
 The counting and normalising are Postgres's model_concept_matrix_at (sql/model_concept_matrix.sql), which

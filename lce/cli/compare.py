@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, user_errors
-from lce.dissect.variants import IOU_CUTOFF, one_of
+from lce.vocabulary import IOU_CUTOFF, one_of
 from lce.errors import LceError
 
 COMPARE_FORMATS = ("table", "csv", "json")

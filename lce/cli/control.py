@@ -15,7 +15,7 @@ import typer
 
 from lce.cli.app import app, console, errors, user_errors
 from lce.cli.tables import print_listing
-from lce.dissect.variants import one_of
+from lce.vocabulary import one_of
 from lce.errors import LceError
 
 CONTROL_FORMATS = ("table", "csv", "json")

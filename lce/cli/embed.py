@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, user_errors
-from lce.dissect.variants import IOU_CUTOFF, one_of
+from lce.vocabulary import IOU_CUTOFF, one_of
 
 
 @app.command("embed", short_help="Project the stored models into a Learned Concepts Embedding (CSV, plot).")

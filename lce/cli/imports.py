@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, user_errors
-from lce.dissect.variants import variant
+from lce.vocabulary import variant
 
 import_app = typer.Typer(
     help="Import published per-unit dissection results (one transaction per file; the same file twice is a no-op).\n\n"

@@ -8,10 +8,10 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
-from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
+from lce.vocabulary import DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
 from lce.errors import LceError
 
-# --help from lce.dissect.variants: every registered variant, its default quantile and segmentation size.
+# --help from lce.vocabulary: every registered variant, its default quantile and segmentation size.
 VARIANT_HELP = one_of(tuple(f"{spec.name} ({spec.description})" for spec in VARIANTS)) + "."
 QUANTILE_HELP = "Top fraction of activations above the threshold (default {}).".format(
     ", ".join(f"{spec.quantile:g} {spec.name}" for spec in VARIANTS))
@@ -120,10 +120,10 @@ def ingest(
     lce ingest vit-s-random --probe synth --arch timm:vit_small_patch16_224 --random-init --layer blocks.11;
     lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
-    from lce.dissect.batch import parse_bytes, parse_rgb
+    from lce.ingest.plan import parse_bytes, parse_rgb
     from lce.dissect.engine import DissectSettings
-    from lce.dissect.ingest import IngestRequest
-    from lce.dissect.ingest import ingest as run_ingest
+    from lce.ingest.run import IngestRequest
+    from lce.ingest.run import ingest as run_ingest
 
     if plan is not None:
         if model is not None or resume is not None:
@@ -218,8 +218,8 @@ def _resume(path: Path, replace: bool) -> None:
 
 def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry_run: bool, executor: str,
           devices: str | None, ray_address: str | None) -> None:
-    from lce.dissect.batch import check_plan, parse_shard, read_plan, run_plan, store_pending
-    from lce.dissect.executors import check_executor, parse_devices
+    from lce.ingest.plan import check_plan, parse_shard, read_plan, run_plan, store_pending
+    from lce.ingest.executors import check_executor, parse_devices
 
     device_list = parse_devices(devices)
     check_executor(executor, device_list, ray_address)  # before any model is built: Ray's reach, absent GPUs

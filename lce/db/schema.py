@@ -32,8 +32,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The categories a concept may belong to (Broden's six) and the method's variants: their CHECKs below list
-# lce.dissect.variants' names, so a change there needs a migration (alembic check sees run.variant's comment).
-from lce.dissect.variants import CATEGORIES, NAMES
+# lce.vocabulary' names, so a change there needs a migration (alembic check sees run.variant's comment).
+from lce.vocabulary import CATEGORIES, NAMES
 
 # Which units an embedding's matrix counts (lce embed --units): unit_label's interpretable, trusted, or
 # interpretable and beating the run's random control.

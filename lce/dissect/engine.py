@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lce.dissect import variants
+from lce import vocabulary
 from lce.dissect.tally import BatchLabels, Tally
 from lce.dissect.threshold import ThresholdEstimator
 from lce.dissect.uncertainty import (DEFAULT_BLOCKS, DEFAULT_REPLICATES, LayerUncertainty, Resampling,
                                      layer_uncertainty)
 from lce.dissect.upsample import Cells, Upsampler
-from lce.dissect.variants import IOU_CUTOFF, Variant
+from lce.vocabulary import IOU_CUTOFF, Variant
 from lce.errors import LceError
 from lce.probe.dataset import ProbeDataset
 
@@ -52,8 +52,8 @@ def max_workers() -> int:
 
 @dataclass(frozen=True)
 class DissectSettings:
-    variant: str = variants.DEFAULT_VARIANT  # a name in lce.dissect.variants
-    quantile: float = variants.variant(variants.DEFAULT_VARIANT).quantile
+    variant: str = vocabulary.DEFAULT_VARIANT  # a name in lce.vocabulary
+    quantile: float = vocabulary.variant(vocabulary.DEFAULT_VARIANT).quantile
     iou_threshold: float = IOU_CUTOFF
     seg_size: int | None = None  # None: the variant's default for the probe (see seg_size_for)
     batch_size: int = 32
@@ -67,8 +67,8 @@ class DissectSettings:
     def __post_init__(self) -> None:
         """Settings that cannot be dissected are an LceError here, whoever builds them (the messages name the
         options of lce ingest)."""
-        if self.variant not in variants.NAMES:
-            raise LceError(f"--variant must be one of {', '.join(variants.NAMES)}, not {self.variant!r}.")
+        if self.variant not in vocabulary.NAMES:
+            raise LceError(f"--variant must be one of {', '.join(vocabulary.NAMES)}, not {self.variant!r}.")
         if not 0 < self.quantile < 1:
             raise LceError(f"--quantile must lie in (0, 1), not {self.quantile}.")
         if not 0 <= self.iou_threshold <= 1:
@@ -91,15 +91,15 @@ class DissectSettings:
         """The variant's settings: its quantile unless `quantile` is given (None: the variant's). An unknown
         variant is refused by __post_init__."""
         quantile = overrides.pop("quantile", None)
-        if quantile is None and variant in variants.NAMES:
-            quantile = variants.variant(variant).quantile
+        if quantile is None and variant in vocabulary.NAMES:
+            quantile = vocabulary.variant(variant).quantile
         return cls(variant=variant, quantile=0.0 if quantile is None else quantile,
                    **overrides)
 
     @property
     def spec(self) -> Variant:
         """The registered variant these settings name."""
-        return variants.variant(self.variant)
+        return vocabulary.variant(self.variant)
 
     def seg_size_for(self, image_size: int, probe_seg_size: int) -> int:
         if self.seg_size:
@@ -125,7 +125,7 @@ class LayerResult:
         """Each label's interval, stability, runner-up, alternatives, chance IoU and lift, and the first replicates'
         labels (lce.dissect.uncertainty.layer_uncertainty), from the per-block counters of pass 2; None without a
         bootstrap. Worked out on first read, after the passes: dissect()'s loops keep only their own host syncs
-        (lce.dissect.syncs), and the counters are let go once read."""
+        (lce.instrument.syncs), and the counters are let go once read."""
         if self._uncertainty is None and self.resampling is not None and self.tally.blocks is not None:
             if self.tally.blocks.concepts:
                 self._uncertainty = layer_uncertainty(self.tally, self.resampling, per_category=self.per_category)
@@ -142,7 +142,7 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
             exact_limit: int | None = None, layouts: dict[str, MapLayout] | None = None,
             plan: MemoryPlan | None = None, bootstrap: Resampling | None = None) -> dict[str, LayerResult]:
     """Dissect `layers` of `model` over `dataset`, whose seg_size is the segmentation size S (build it with
-    settings.seg_size_for(...), as lce.dissect.ingest does). `layouts` says how each layer's output holds its units
+    settings.seg_size_for(...), as lce.ingest.run does). `layouts` says how each layer's output holds its units
     (lce.models.layout.resolve_layouts; a layer left out is read as nchw). Thresholds stay exact while each
     layer's need at most `exact_limit` values (default: the plan's; see lce.dissect.threshold). `plan` sizes what
     is kept and how much is handed the device at once (default: lce.dissect.memory.plan_dissection's, for the
@@ -332,7 +332,7 @@ class LayerDissection:
 
 def probe_concept_columns(dataset: ProbeDataset, tally: Tally) -> list[int]:
     """The tally columns of the probe's concepts: each (category, label) its c_<category>.csv lists (what `lce
-    probe add` stores as concepts and lce.dissect.ingest names)."""
+    probe add` stores as concepts and lce.ingest.run names)."""
     return sorted(tally.column(category, number) for category, number in dataset.concepts)
 
 

@@ -27,7 +27,7 @@ Phases, as the engine runs them (lce.dissect.engine):
   over, the "bootstrap replicates" of one layer (lce.dissect.uncertainty.layer_uncertainty's working set, beyond
   what the batches held). They grow with --blocks and the probe's concepts; a refusal names --blocks and
   --replicates.
-The per-value costs of rounds and chunks were measured on the CPU with lce.dissect.allocations.AllocationWatch;
+The per-value costs of rounds and chunks were measured on the CPU with lce.instrument.allocations.AllocationWatch;
 tests/test_memory_plan.py checks that the engine stays within every phase.
 """
 
@@ -445,7 +445,7 @@ def _pass_2_bytes(layer: LayerPlan, cell_values: int, batch: int, cell_chunk: in
 
 def _tally_bytes(layer: LayerPlan, probe: ProbeShape) -> int:
     """I (units x columns, int64), G (columns) and A (units x categories at most), and I's temporaries when
-    lce.dissect.ingest reads it back (one copy)."""
+    lce.ingest.run reads it back (one copy)."""
     return 2 * (layer.units + 1) * (probe.columns + 1) * INDEX
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lce.dissect import variants
-from lce.dissect.variants import Variant
+from lce import vocabulary
+from lce.vocabulary import Variant
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class BatchLabels:
 class Tally:
     def __init__(self, units: int, categories: list[str], max_label: int, variant: str | Variant,
                  device: torch.device | str = "cpu"):
-        self.units, self.categories, self.variant = units, list(categories), variants.variant(variant)
+        self.units, self.categories, self.variant = units, list(categories), vocabulary.variant(variant)
         self.per_category = self.variant.activation_per_category  # A[u, k] rather than A[u]
         self.stride = max_label + 1
         self.columns = len(self.categories) * self.stride

@@ -47,12 +47,12 @@ How the engine feeds it (lce.dissect.engine, lce.dissect.tally.BlockCounts; no t
 - Also A_p (units, S*S), for `netdissect` (categories, units, S*S) over the images annotating each category, G_p
   (concepts, S*S), whole-image labels at every position, and the images annotating each category (N_k).
 - Per-batch work stays on the device with sizes the host knows: no host sync added per batch
-  (lce.dissect.syncs.SYNCS_PER_BATCH unchanged).
+  (lce.instrument.syncs.SYNCS_PER_BATCH unchanged).
 - LayerResult.uncertainty (layer_uncertainty) works it out once the passes are over, on first read: the point
   labels are the engine's own (the best IoU over the probe's concepts from the pooled tallies, first of equals,
-  none where it is 0: as lce.dissect.ingest labels units), then label_uncertainty a slice of units at a time (each
+  none where it is 0: as lce.ingest.run labels units), then label_uncertainty a slice of units at a time (each
   slice's float64 copy of I_b within CHUNK_BYTES), chance_iou and iou_lift at the label, and the first
-  STORED_REPLICATES replicates' overall winners. lce.dissect.ingest stores them (unit columns, unit_alternative,
+  STORED_REPLICATES replicates' overall winners. lce.ingest.run stores them (unit columns, unit_alternative,
   unit_replicate, run.replicates / bootstrap_blocks / bootstrap_seed).
 - Memory: lce.dissect.memory counts the counters ("bootstrap counters") and the replicates' working set
   ("bootstrap replicates"); for a ResNet-50 layer4 on Broden, 0.95 GiB of counters for `dissect` (S = 56) and
@@ -432,7 +432,7 @@ class Resampling:
 
 @dataclass
 class LayerUncertainty:
-    """A layer's label uncertainty, what lce.dissect.ingest stores with its units (LayerResult.uncertainty)."""
+    """A layer's label uncertainty, what lce.ingest.run stores with its units (LayerResult.uncertainty)."""
 
     columns: np.ndarray  # (concepts,) the tally column of each concept index used below (the probe's concepts)
     found: LabelUncertainty  # labels, intervals, stability, runner-up, alternatives, replicate labels: indices
@@ -447,12 +447,12 @@ def layer_uncertainty(tally, resampling: Resampling, *, per_category: bool,
                       chunk_bytes: int = CHUNK_BYTES) -> LayerUncertainty:
     """The uncertainty of a layer's labels from its pass-2 counters: `tally` is a lce.dissect.tally.Tally that
     counted per block (its `blocks`, a BlockCounts). The point labels are the engine's own: the best IoU over the
-    probe's concepts from the pooled tallies (first of equals, as lce.dissect.ingest takes them), none where it is
+    probe's concepts from the pooled tallies (first of equals, as lce.ingest.run takes them), none where it is
     0; per_category: stability and runner-up within the label's category (netdissect)."""
     counts = tally.blocks
     device = counts.intersection.device
     columns = torch.from_numpy(counts.columns).to(device)
-    point = tally.iou()[:, columns]  # float64, exactly what lce.dissect.ingest reads
+    point = tally.iou()[:, columns]  # float64, exactly what lce.ingest.run reads
     if point.shape[1]:
         best, label = point.max(dim=1)
         label = torch.where(best > 0, label, torch.full_like(label, -1))

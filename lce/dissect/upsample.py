@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lce.dissect import variants
-from lce.dissect.variants import ZERO_PADDED, Variant
+from lce import vocabulary
+from lce.vocabulary import ZERO_PADDED, Variant
 
 # Bilinear weights are rounded to the dtype: a computed value may exceed its cell's largest corner by a few ulps
 # of the map's largest magnitude. Cell bounds add this share of it, which keeps them bounds.
@@ -32,7 +32,7 @@ _ROUNDING_MARGIN = 2.0**-20
 
 
 def upsample(activations: torch.Tensor, size: int, variant: str | Variant) -> torch.Tensor:
-    """The variant's grid (a Variant or its name; lce.dissect.variants). `netdissect`, CLAMPED: bilinear with
+    """The variant's grid (a Variant or its name; lce.vocabulary). `netdissect`, CLAMPED: bilinear with
     half-pixel centres and clamped edges (F.interpolate, align_corners=False, as PIL's resize in
     NetDissect-Lite). `dissect`, ZERO_PADDED: davidbau/dissect's grid: feature pixel i sits at target
     coordinate i*s + (s-1)/2 with s = size/h, sampled bilinearly with zero padding (grid_sample,
@@ -89,8 +89,8 @@ class Upsampler:
 
     def __init__(self, height: int, width: int, size: int, grid: str, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
-        if grid not in variants.GRIDS:
-            raise ValueError(f"grid must be one of {variants.GRIDS}, not {grid!r}")
+        if grid not in vocabulary.GRIDS:
+            raise ValueError(f"grid must be one of {vocabulary.GRIDS}, not {grid!r}")
         self.height, self.width, self.size, self.grid = height, width, size, grid
         device = torch.device(device)
         self.y = _axis(height, size, grid, dtype, device)
@@ -107,7 +107,7 @@ class Upsampler:
     @staticmethod
     def of(activations: torch.Tensor, size: int, variant: str | Variant) -> Upsampler:
         height, width = activations.shape[-2:]
-        grid = variants.variant(variant).upsampling
+        grid = vocabulary.variant(variant).upsampling
         return _cached(height, width, size, grid, activations.dtype, str(activations.device))
 
     def upsample(self, activations: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
     records = read_dissect_csv(Path("models_dissect_profiles_raw.csv"), layer="layer4", probe="places365-upp")
 
 Each distinct `name` becomes a model with one run of the `dissect` variant, with its quantile and IoU cut-off
-(lce.dissect.variants; method.md section 1). Label `-` means the unit has no concept; an empty IoU is kept as
+(lce.vocabulary; method.md section 1). Label `-` means the unit has no concept; an empty IoU is kept as
 NULL (a NaN is refused). Model names and labels follow lce.importers.common's rules (length, no control characters).
 """
 
@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lce.db.runs import RunRecord, UnitRow
-from lce.dissect.variants import variant
+from lce.vocabulary import variant
 from lce.errors import LceError
 from lce.importers.common import (
     MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_int, parse_iou, read_csv,

@@ -15,7 +15,7 @@ from itertools import chain
 from pathlib import Path
 
 from lce.db.runs import RunRecord, TallyRow, UnitRow
-from lce.dissect.variants import variant
+from lce.vocabulary import variant
 from lce.errors import LceError
 from lce.importers.common import (
     MAX_LABEL, UnitIndex, check_name, check_options, csv_header, imported_run, parse_category, parse_count,

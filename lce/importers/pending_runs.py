@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from lce.db.runs import Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow
-from lce.dissect.variants import NAMES as VARIANTS
+from lce.vocabulary import NAMES as VARIANTS
 from lce.errors import LceError
 from lce.importers.common import (
     COUNT_LIMIT, MAX_LABEL, UnitIndex, check_name, parse_category, parse_count, parse_finite, parse_iou,
@@ -37,7 +37,7 @@ from lce.resources import read_sql
 # the weight files it read.
 MAX_TEXT = 10_000
 INDEX_LIMIT = 2**31  # unit, rank and image numbers are PostgreSQL integers
-SOURCE = "dissected"  # lce.dissect.ingest's runs: the only ones an ingest saves
+SOURCE = "dissected"  # lce.ingest.run's runs: the only ones an ingest saves
 RUN_FIELDS = ("model", "probe", "layer", "variant", "quantile", "iou_threshold", "source", "units", "tallies",
               "seg_size", "settings", "top_images")
 BOOTSTRAP_FIELDS = ("replicates", "blocks", "seed", "alternatives", "labels")

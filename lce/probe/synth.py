@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lce.dissect import variants
+from lce import vocabulary
 from lce.errors import LceError
 from lce.probe.labels import ImageLabels
 
-# Broden's categories (lce.dissect.variants) in its index.csv column order, which puts color first.
-CATEGORIES = ("color", *(category for category in variants.CATEGORIES if category != "color"))
+# Broden's categories (lce.vocabulary) in its index.csv column order, which puts color first.
+CATEGORIES = ("color", *(category for category in vocabulary.CATEGORIES if category != "color"))
 PIXEL_CATEGORIES = ("color", "object", "part", "material")
 
 COLORS = {

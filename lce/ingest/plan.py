@@ -2,7 +2,7 @@
 
     rows = check_plan(read_plan(Path("plan.csv"), defaults={"probe": "synth"}, shard=(1, 2)))
     print([(row.line, row.model, row.status, row.reason) for row in rows])   # to do | done | invalid
-    results = run_plan(rows, progress)   # each "to do" row through lce.dissect.ingest.ingest, failures isolated
+    results = run_plan(rows, progress)   # each "to do" row through lce.ingest.run.ingest, failures isolated
     results = run_plan(rows, progress, executor="local", devices=["cuda:0", "cuda:1"])   # or "ray" (executors.py)
 
 A plan's columns are `model` and the per-model options of `lce ingest`, long names with underscores (`layer`
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lce.dissect.engine import DissectSettings, Progress
-from lce.dissect.ingest import IngestRequest, check_rgb
+from lce.ingest.run import IngestRequest, check_rgb
 from lce.dissect.uncertainty import DEFAULT_BLOCKS, DEFAULT_REPLICATES
-from lce.dissect.variants import DEFAULT_VARIANT, IOU_CUTOFF
+from lce.vocabulary import DEFAULT_VARIANT, IOU_CUTOFF
 from lce.errors import LceError
 from lce.input_files import PLAN_LIMITS, read_text
 
@@ -216,7 +216,7 @@ def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
 def _prepare(row: PlanRow, probes: _Probes):
     """(row, ModelSpec, default layer, image size, probe): everything checked that needs no model."""
     from lce.config import pick_device
-    from lce.dissect.ingest import model_spec
+    from lce.ingest.run import model_spec
 
     if row.error:
         raise LceError(row.error)
@@ -240,7 +240,7 @@ def _model_key(spec):
 def _check_model(engine, prepared: list) -> None:
     """Build the rows' model once (the first row's spec), find each distinct list of layers and layout in it, then
     settle each row against the store. A model that does not build makes every row of it invalid."""
-    from lce.dissect.ingest import layer_layouts, missing_controls, stored_runs
+    from lce.ingest.run import layer_layouts, missing_controls, stored_runs
 
     first_row, first_spec = prepared[0][:2]
     try:
@@ -297,11 +297,11 @@ def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callab
              devices: list[str] | None = None, ray_address: str | None = None) -> list[RowResult]:
     """Ingest the checked rows that are "to do", each in ingest()'s own transaction(s): one after another here
     (`executor` "sequential"), in one worker process per device of `devices` ("local"), or one Ray task per row
-    ("ray", on the cluster at `ray_address`, else a local one); see lce.dissect.executors. A row that fails (an
+    ("ray", on the cluster at `ray_address`, else a local one); see lce.ingest.executors. A row that fails (an
     LceError, any exception such as running out of memory, or its worker's death) is noted and the others go on.
     `progress` hears ("models", done, total) besides each ingest's passes; `report` hears each row as it ends.
     One result per row, in the plan's order."""
-    from lce.dissect.executors import run_rows
+    from lce.ingest.executors import run_rows
 
     todo = [row for row in rows if row.status == "to do"]
     results = {id(row): result for row, result in zip(todo, run_rows(

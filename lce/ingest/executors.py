@@ -4,7 +4,7 @@ Ray tasks on a cluster.
     results = run_rows(todo, "local", devices=["cuda:0", "cuda:1"], progress=update, report=print)
     results = run_rows(todo, "ray", ray_address="auto")   # one Ray task per row; LCE_DATABASE_URL must be set
 
-Every row goes through lce.dissect.ingest.ingest() (one transaction per row), on the worker's device. A row that
+Every row goes through lce.ingest.run.ingest() (one transaction per row), on the worker's device. A row that
 fails, or whose worker process dies (killed, a crash in native code, the kernel's out-of-memory killer), is
 "failed" and the others go on. Progress (`update(name, done, total)`) and each row's outcome come back to the
 calling process as they happen; `update("models", done, total)` counts the rows.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from lce.config import (DATABASE_URL_ENV, HOME_ENV, PENDING_DIR_ENV, WRITE_RETRY_ENV, external_database_url,
                         lce_home)
-from lce.dissect.batch import PlanRow, RowResult
+from lce.ingest.plan import PlanRow, RowResult
 from lce.dissect.engine import Progress
-from lce.dissect.ray_cluster import USAGE_STATS_ENV, import_ray, local_cluster, token_authentication_on
+from lce.ingest.ray_cluster import USAGE_STATS_ENV, import_ray, local_cluster, token_authentication_on
 from lce.errors import LceError
 
 EXECUTORS = ("sequential", "local", "ray")
@@ -129,7 +129,7 @@ def ingest_row(request, progress: Progress | None = None,
                warn: Callable[[str], None] | None = None) -> tuple[str, float, str, list]:
     """(outcome, seconds, reason, runs) of one row's ingest(): "stored" with its IngestOutcomes, or "failed" with
     the reason (an LceError's message, or any other exception such as running out of memory)."""
-    from lce.dissect.ingest import ingest  # looked up at each call (tests replace it)
+    from lce.ingest.run import ingest  # looked up at each call (tests replace it)
 
     started = time.perf_counter()
     try:
