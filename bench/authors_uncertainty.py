@@ -4,7 +4,7 @@
     .venv/bin/python bench/authors_uncertainty.py --replicates 500 --seed 1
 
 Imports ../shared/data/mustapha2022/models_dissect_profiles_raw.csv (imported runs: no stored replicate labels, so
-a replicate resamples each model's units with their labels fixed), embeds the paper's 13 models (method.md
+a replicate resamples each model's units with their labels fixed), embeds the paper's 13 models (docs/method.md
 section 3) with 200 replicates (lce.analysis.embed_uncertainty), and prints, as README.md's "Uncertainty on the
 authors' data" records:
 
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "mustapha2022" / "models_dissect_profiles_raw.csv"
 EXCLUDED = ("SimCLRV1(R)", "SimCLRV2(R)", "Random(R)", "SwAV200(R)", "SwAV400(R)", "SwAV200bs256(R)",
             "SwAV400_2x244(R)")
-# method.md section 3: the paper's three categories of the 13 models.
+# docs/method.md section 3: the paper's three categories of the 13 models.
 FAMILIES = {
     "A": ("BYOL", "DeepClusterV2", "SeLaV2", "SwAV", "Supervised"),
     "B": ("InsDis", "MoCoV1", "PIRL"),

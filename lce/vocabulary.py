@@ -4,9 +4,10 @@
     spec.quantile, spec.seg_size(224, 112)             # 0.005, 112
     [spec.name for spec in VARIANTS]                  # ["netdissect", "dissect"]
 
-Each variant is data (method.md section 1, its table): the engine, the upsampler, the tally, the importers, the
-schema's CHECK on run.variant and the command line's help all ask it, and none compares variant names. Adding a
-variant here also needs a migration for that CHECK (and run.variant's comment, which `alembic check` compares).
+Each variant is data (docs/method.md section 1, the two variants): the engine, the upsampler, the tally, the
+importers, the schema's CHECK on run.variant and the command line's help all ask it, and none compares variant
+names. Adding a variant here also needs a migration for that CHECK (and run.variant's comment, which `alembic
+check` compares).
 It imports only lce.errors, so every layer may import it (lce.db.schema and lce.probe.synth do).
 """
 
@@ -18,10 +19,10 @@ from lce.errors import LceError
 
 DEFAULT_VARIANT = "dissect"  # the LCE paper's (davidbau/dissect)
 
-# Every published tool calls a unit interpretable when its best IoU exceeds 0.04 (method.md section 1).
+# Every published tool calls a unit interpretable when its best IoU exceeds 0.04 (docs/method.md section 1).
 IOU_CUTOFF = 0.04
 
-# Broden's six categories (method.md section 2), in the order lce lists them: the pixel categories, then the
+# Broden's six categories (docs/method.md section 2), in the order lce lists them: the pixel categories, then the
 # whole-image ones. Broden's index.csv puts color first (lce.probe.synth writes that order).
 CATEGORIES = ("object", "part", "material", "color", "scene", "texture")
 
@@ -35,7 +36,7 @@ GRIDS = (CLAMPED, ZERO_PADDED)
 
 @dataclass(frozen=True)
 class Variant:
-    """One published variant: how T_u, M_u, the tally and the label are taken (method.md section 1)."""
+    """One published variant: how T_u, M_u, the tally and the label are taken (docs/method.md section 1)."""
 
     name: str  # as stored in run.variant
     description: str  # one line, for --help

@@ -1,5 +1,5 @@
 -- model_concept_matrix: the normalised model x concept matrix of the Learned Concepts Embedding, in long form
--- (method.md section 3): interpretable units per (run, concept), divided by the number of distinct concepts of
+-- (docs/method.md section 3): interpretable units per (run, concept), divided by the number of distinct concepts of
 -- that category among the interpretable units of the whole population, that is every run on the same probe,
 -- layer and variant. `concept` is the matrix column: the category's initial, '_', the label ('o_food' and
 -- 'm_food' are different columns).

@@ -1,5 +1,5 @@
 -- unit_concept: the tallies of every (unit, concept) pair of every run, one row per pair: the intersection I,
--- the unit's activation count A, the concept's truth count G and IoU = I / (A + G - I) (method.md section 1), as
+-- the unit's activation count A, the concept's truth count G and IoU = I / (A + G - I) (docs/method.md section 1), as
 -- dissected or as imported. Sparse: a pair that no pixel shares is absent from dissected runs.
 -- Stored as arrays, one unit_tally row per (run, unit, category), G once per (run, concept) in run_concept; the
 -- view gives them back pair by pair. Like the tables, it includes superseded runs.

@@ -17,7 +17,7 @@ A, B = "MoCoV1(R)", "InfoMin(R)"
 
 def csv_concepts(path, model, min_iou=0.04):
     """From the authors' CSV with the csv module: {(category, label): (units, best IoU)} of the interpretable
-    units (label not '-', IoU present and > min_iou), as method.md section 3 keeps them."""
+    units (label not '-', IoU present and > min_iou), as docs/method.md section 3 keeps them."""
     found = defaultdict(list)
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
@@ -73,7 +73,7 @@ def test_distance_is_the_euclidean_distance_of_the_stored_coordinates(cli, engin
     assert distance.distance == pytest.approx(math.dist(points[A], points[B]), abs=1e-9)
     assert distance.distance == pytest.approx(math.dist(written[A], written[B]), abs=1e-5)
     assert distance.coordinates_a == pytest.approx(points[A])
-    # MoCoV1 sits far out on PC1 (4.95) and InfoMin near the origin: their clusters differ (method.md section 3).
+    # MoCoV1 sits far out on PC1 (4.95) and InfoMin near the origin: their clusters differ (docs/method.md section 3).
     assert distance.distance > 4 and not distance.same_cluster
     pairwise = sorted(math.dist(p, q) for i, p in enumerate(points.values()) for q in list(points.values())[i + 1:])
     assert (distance.models, distance.pairs) == (13, 78)

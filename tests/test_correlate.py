@@ -1,4 +1,4 @@
-"""`lce correlate`: the paper's correlations of the embedding with transfer-task metrics (method.md section 3.9),
+"""`lce correlate`: the paper's correlations of the embedding with transfer-task metrics (docs/method.md section 3.9),
 and the command's other paths."""
 
 import csv
@@ -12,7 +12,7 @@ from tests.conftest import PAPER_EXCLUDED, shared_file
 from tests.test_embed import exclude_args
 
 PAPER_TASKS = "mustapha2022/models_performance_on_tasks.csv"
-# method.md section 3.9: mean r per family over the 12 embedded models with task results.
+# docs/method.md section 3.9: mean r per family over the 12 embedded models with task results.
 PAPER_FAMILY_MEANS = {("many-shot", "pc1"): -0.71, ("few-shot", "pc2"): -0.56, ("detection", "pc1"): -0.51}
 PROFILE = ["all_object", "all_part", "all_material", "all_color",
            "unique_object", "unique_part", "unique_material", "unique_color"]
@@ -55,7 +55,7 @@ def test_components_follow_the_category_profile(paper_embedding):
     assert correlation.profile == PROFILE
     assert correlation.components == ["pc1", "pc2", "pc3"]
     assert len(correlation.embedded) == 13 and len(correlation.models) == 12
-    # method.md section 3.9: PC1 ~ all_material 0.98, PC2 ~ all_object 0.95 (over the 13 embedded models).
+    # docs/method.md section 3.9: PC1 ~ all_material 0.98, PC2 ~ all_object 0.95 (over the 13 embedded models).
     assert correlation.r("pc1", "all_material") == pytest.approx(0.98, abs=0.02)
     assert correlation.r("pc2", "all_object") == pytest.approx(0.95, abs=0.02)
     # Many-shot accuracy falls as material units rise (the paper's reading of PC1).

@@ -1,4 +1,4 @@
-"""Dissection labels units that are planted detectors of known concepts with those concepts (method.md section 1).
+"""Dissection labels units that are planted detectors of known concepts with those concepts (docs/method.md section 1).
 
 The model here does not learn anything: its `detectors` module looks up which probe image it was given (by a
 fingerprint of the normalised image) and returns, per unit, a map built from that image's ground truth (the

@@ -1,6 +1,6 @@
 """The engine against a plain reference written here (loops, exact quantiles), on a tiny synthetic probe.
 
-The reference follows method.md section 1 literally: T_u = torch.quantile of all of u's values (raw for
+The reference follows docs/method.md section 1 literally: T_u = torch.quantile of all of u's values (raw for
 netdissect, upsampled for dissect), M_u = upsampled activation > T_u, and per image and concept the counts
 I, A (dissect: all of M_u; netdissect: only images annotating the concept's category) and G, with whole-image
 labels covering every pixel. The upsampling itself is checked against its formula in its own test. Every

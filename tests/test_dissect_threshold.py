@@ -1,4 +1,4 @@
-"""Thresholds: exact while the values fit, then a histogram within 1% of the quantile (method.md section 1)."""
+"""Thresholds: exact while the values fit, then a histogram within 1% of the quantile (docs/method.md section 1)."""
 
 import pytest
 import torch

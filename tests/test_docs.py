@@ -77,7 +77,7 @@ def test_every_citation_of_the_method_notes_names_one_of_their_sections():
                 continue
             text = path.read_text(encoding="utf-8", errors="replace")
             cited += [(path, number) for number in re.findall(r"docs/method\.md section (\d+(?:\.\d+)?)", text)]
-            outside += [str(path.relative_to(ROOT)) for _ in re.findall(r"shared/docs", text)]
+            outside += [str(path.relative_to(ROOT)) for _ in re.findall("shared" + "/docs", text)]  # not this line
     assert outside == []
     assert len(cited) >= 30
     assert [f"{path.relative_to(ROOT)}: section {number}" for path, number in cited if number not in sections] == []

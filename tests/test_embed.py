@@ -9,7 +9,7 @@ from sqlalchemy import text
 from lce.analysis.embed import EmbedSettings, embed
 from tests.conftest import PAPER_EXCLUDED
 
-# method.md section 3: PCA scores with each component oriented so that its largest-magnitude loading is positive.
+# docs/method.md section 3: PCA scores with each component oriented so that its largest-magnitude loading is positive.
 PAPER_SCORES = {
     "MoCoV1(R)": (4.95, 0.05, -0.60),
     "InfoMin(R)": (0.11, 1.97, 1.89),

@@ -15,7 +15,7 @@ from lce.probe.broden import Broden
 from lce.probe.dataset import ProbeDataset
 
 GB = 10**9
-# Broden (method.md section 2) at 224 px for the `dissect` variant: 63,305 images, S = 56; object, part (up to 4
+# Broden (docs/method.md section 2) at 224 px for the `dissect` variant: 63,305 images, S = 56; object, part (up to 4
 # layers per image in broden1_224 counts slots per category; 6 pixel slots is a generous count), material and color
 # label layers, scene and texture whole-image slots; label numbers up to 1,197.
 BRODEN_224 = ProbeShape(images=63_305, image_size=224, seg_size=56, label_bytes=6 * 56 * 56 * 4 + 4 * 8 + 6 + 8,

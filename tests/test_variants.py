@@ -1,4 +1,4 @@
-"""The method's vocabulary in one place: each variant's properties as method.md section 1 states them, lookups
+"""The method's vocabulary in one place: each variant's properties as docs/method.md section 1 states them, lookups
 that name the known variants, and everything else (settings, tally, schema, migrated database, importers, --help)
 taking the registry's values. Every registered variant also goes through the plain reference dissection
 (tests/test_dissect_reference.py, parametrized over the registry)."""

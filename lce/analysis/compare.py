@@ -8,7 +8,7 @@ and their distance in a stored embedding.
 
 Each model contributes one run (--layer, --probe and --variant choose it when a model has several). The two runs
 must share a probe and a variant: concepts are the probe's and IoUs are comparable only within one variant
-(method.md section 1). The counting is SQL (sql/queries/compare_*.sql over model_concept_units_at).
+(docs/method.md section 1). The counting is SQL (sql/queries/compare_*.sql over model_concept_units_at).
 
 Whether a concept's unit counts differ beyond unit sampling: each model's units are taken as a sample of the units
 it could have had, so a concept's count is n of the run's N units; Fisher's exact test (two-sided) on the 2 x 2

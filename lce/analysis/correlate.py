@@ -1,5 +1,5 @@
 """How an embedding relates to what the models do: correlations of components and category profiles with
-transfer-task metrics (method.md section 3.9).
+transfer-task metrics (docs/method.md section 3.9).
 
     correlation = correlate(embedding_id=None, method="pearson")   # the newest stored embedding
     correlation.family_mean("many-shot", "pc1")                     # -0.71 on the paper's data

@@ -5,7 +5,7 @@
     write_csv(result, Path("lce.csv"))
     embed(EmbedSettings(units="beats-random", replicates=200)).covariance   # per model, over 200 replicates
 
-Defaults reproduce Mustapha, Khreich and Masri (method.md section 3): population normalisation, PCA with 3
+Defaults reproduce Mustapha, Khreich and Masri (docs/method.md section 3): population normalisation, PCA with 3
 components (each oriented so that its largest-magnitude loading is positive), KMeans with k = 3. The clusters are
 found in the matrix itself, as the authors did (their elbow inertias, 104.4 at k = 1, are the matrix's), so they
 do not depend on the projection chosen for display.
@@ -72,7 +72,7 @@ class Projection:
 
             pca = PCA(n_components=self.components, svd_solver="full", random_state=self.random_state)
             scores = pca.fit_transform(values)
-            # A component's sign is arbitrary; make its largest-magnitude loading positive (method.md section 3).
+            # A component's sign is arbitrary; make its largest-magnitude loading positive (docs/method.md section 3).
             largest = np.abs(pca.components_).argmax(axis=1)
             signs = np.sign(pca.components_[np.arange(self.components), largest])
             signs[signs == 0] = 1.0

@@ -1,4 +1,4 @@
-"""The model x concept matrix that an embedding projects (method.md section 3), built by SQL.
+"""The model x concept matrix that an embedding projects (docs/method.md section 3), built by SQL.
 
     selection = select_runs(con, models=[], exclude=["Random(R)"], layer="layer4")   # con: DuckDB (duck.py)
     matrix = concept_matrix(selection, min_iou=IOU_CUTOFF, normalize="population")  # lce.vocabulary

@@ -1,4 +1,4 @@
-"""The two passes of network dissection over a probe, for one or more layers of a model (method.md section 1).
+"""The two passes of network dissection over a probe, for one or more layers of a model (docs/method.md section 1).
 
     results = dissect(model, ["layer4"], dataset, DissectSettings.for_variant("dissect"), device)
     results["layer4"].tally.iou()  # (units, columns) IoU of every unit with every concept column

@@ -1,4 +1,4 @@
-"""Counting, pooled over the probe: I[u, c], A and G[c] (method.md section 1), vectorised on the device.
+"""Counting, pooled over the probe: I[u, c], A and G[c] (docs/method.md section 1), vectorised on the device.
 
     tally = Tally(units=512, categories=[...], max_label=1196, variant="dissect", device=device)
     labels = tally.labels(layers, layer_category, whole, whole_category, annotated)   # once per batch

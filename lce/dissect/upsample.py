@@ -1,4 +1,4 @@
-"""Upsampling a layer's activations to the segmentation size, as each published variant does (method.md section 1).
+"""Upsampling a layer's activations to the segmentation size, as each published variant does (docs/method.md section 1).
 
     up = upsample(activations, size=56, variant="dissect")     # (B, U, h, w) -> (B, U, 56, 56)
 

@@ -3,7 +3,7 @@
     records = read_dissect_csv(Path("models_dissect_profiles_raw.csv"), layer="layer4", probe="places365-upp")
 
 Each distinct `name` becomes a model with one run of the `dissect` variant, with its quantile and IoU cut-off
-(lce.vocabulary; method.md section 1). Label `-` means the unit has no concept; an empty IoU is kept as
+(lce.vocabulary; docs/method.md section 1). Label `-` means the unit has no concept; an empty IoU is kept as
 NULL (a NaN is refused). Model names and labels follow lce.importers.common's rules (length, no control characters).
 """
 

@@ -3,7 +3,7 @@
     rules = read_families(Path("families.csv")) + BUILT_IN_RULES   # the user's rules first
     metric = classify("ISIC_5_shot", rules)   # MetricInfo(family='few-shot', direction='higher', task='5-shot', ...)
 
-The built-in rules follow method.md section 3.9 (Ericsson et al., CVPR 2021, as the LCE paper used them): `dt_`
+The built-in rules follow docs/method.md section 3.9 (Ericsson et al., CVPR 2021, as the LCE paper used them): `dt_`
 many-shot linear classification, `*_shot` few-shot, `voc_` detection, `sne_` surface normals (NYUv2), where the
 angular errors `sne_Mean` and `sne_Median` are lower-is-better and the shares within 11.25/22.5/30 degrees
 higher-is-better. A families file (`pattern,family,direction[,task,dataset]`) adds rules that are tried first;

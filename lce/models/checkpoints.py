@@ -1,4 +1,4 @@
-"""Loading a checkpoint in any of the layouts the paper's models come in (method.md section 4).
+"""Loading a checkpoint in any of the layouts the paper's models come in (docs/method.md section 4).
 
     model = torchvision.models.resnet50(weights=None)
     info = load_checkpoint(model, Path("moco_v2_800ep_pretrain.pth.tar"))

@@ -6,7 +6,7 @@
     capture.outputs["layer4"]            # (B, 2048, 7, 7) float tensor, on the model's device
 
 A unit is one channel of a conv layer's output; for a vision-transformer block, one hidden dimension, with the
-prefix tokens dropped and the patch tokens laid out on their grid (method.md section 1). How each output holds
+prefix tokens dropped and the patch tokens laid out on their grid (docs/method.md section 1). How each output holds
 its units is a MapLayout (lce.models.layout).
 """
 

@@ -1,4 +1,4 @@
-"""The models lce knows by name: the LCE paper's ResNet-50s (method.md section 4), then self-supervised ViTs.
+"""The models lce knows by name: the LCE paper's ResNet-50s (docs/method.md section 4), then self-supervised ViTs.
 
     entry = zoo_entry("moco-v2")      # ZooEntry(architecture='resnet50', layer='layer4', layout='moco', ...)
     model = build_zoo_model(entry, Path("moco_v2_800ep_pretrain.pth.tar"))   # lce.models.build
@@ -56,7 +56,7 @@ class ZooEntry:
     architecture: an --arch spec ("resnet50", "timm:vit_small_patch16_224"); layer: the one dissected by default.
     layout: a name in lce.models.checkpoints.LAYOUTS, None for the random control (built from a seed, no
     checkpoint). normalization: None for models that expect [0, 1] inputs as they are. in_paper: one of the
-    paper's 16 ResNet-50s (method.md section 4).
+    paper's 16 ResNet-50s (docs/method.md section 4).
     """
 
     name: str
@@ -73,7 +73,7 @@ class ZooEntry:
 
 def _entry(name: str, title: str, paper_name: str, family: str, layout: str | None, note: str,
            normalization: Normalization | None = IMAGENET) -> ZooEntry:
-    # Every model of the paper is a ResNet-50 trained on ImageNet-1k, dissected at layer4 (method.md section 4).
+    # Every model of the paper is a ResNet-50 trained on ImageNet-1k, dissected at layer4 (docs/method.md section 4).
     return ZooEntry(name=name, title=title, paper_name=paper_name, family=family, architecture="resnet50",
                     layer="layer4", layout=layout, normalization=normalization, note=note, in_paper=True)
 

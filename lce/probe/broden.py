@@ -1,4 +1,4 @@
-"""Reading a probe dataset in the Broden format (method.md section 2).
+"""Reading a probe dataset in the Broden format (docs/method.md section 2).
 
     probe = Broden.open(Path("broden1_224"), split="val")
     probe.labels_of(0)          # ImageLabels: pixel layers (sh x sw, global label numbers) and whole-image labels

@@ -24,7 +24,7 @@ from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.labels import ImageLabels
 
-# torchvision's ImageNet statistics, the normalisation of most of the paper's models (method.md section 4).
+# torchvision's ImageNet statistics, the normalisation of most of the paper's models (docs/method.md section 4).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -204,7 +204,7 @@ def plot_correlation(correlation: Correlation, path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
-# The category colours of every figure and page (the order of method.md's categories).
+# The category colours of every figure and page (the order of docs/method.md's categories).
 CATEGORY_COLOURS = {"object": "#4e79a7", "part": "#f28e2b", "material": "#59a14f", "color": "#e15759",
                     "scene": "#b07aa1", "texture": "#9c755f"}
 

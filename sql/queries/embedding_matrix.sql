@@ -5,7 +5,7 @@
 -- :min_iou     the IoU cut-off: a unit counts when its IoU is above it
 -- :population  the runs sharing the embedded runs' probe, layer and variant (the matrix's columns come from them)
 -- :selected    the runs embedded (the matrix's rows)
--- :normalize   'population': units / distinct concepts of the category over the population (method.md section 3)
+-- :normalize   'population': units / distinct concepts of the category over the population (docs/method.md section 3)
 --              'selection':  units / distinct concepts of the category over the embedded runs only
 --              'none':       units
 WITH population AS (
