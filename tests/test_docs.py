@@ -40,14 +40,22 @@ def test_the_command_reference_names_every_command_argument_and_option():
     assert "--random-control" in sections["lce ingest"] and "--show-password" in sections["lce db url"]
 
 
-def test_every_relative_link_of_the_readme_and_docs_reaches_a_file():
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of `page`: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", text, flags=re.M)}
+
+
+def test_every_relative_link_of_the_readme_and_docs_reaches_a_file_and_its_heading():
     broken = []
     for page in PAGES:
         for target in LINK.findall(page.read_text(encoding="utf-8")):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                continue  # a web address or an anchor on the same page
-            path = target.split("#", 1)[0]
-            if not (page.parent / path).exists():
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path) if path else page
+            if not file.exists() or (anchor and file.suffix == ".md" and anchor not in anchors(file)):
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert broken == []
     assert len(PAGES) >= 10  # README.md and the pages of docs/, the index among them
