@@ -5,8 +5,8 @@
 
 Imports ../shared/data/mustapha2022/models_dissect_profiles_raw.csv (imported runs: no stored replicate labels, so
 a replicate resamples each model's units with their labels fixed), embeds the paper's 13 models (docs/method.md
-section 3) with 200 replicates (lce.analysis.embed_uncertainty), and prints, as README.md's "Uncertainty on the
-authors' data" records:
+section 3) with 200 replicates (lce.analysis.embed_uncertainty), and prints, as docs/trust.md's "Uncertainty on
+the authors' data" records:
 
 1. each model's 95% ellipse (PC1 x PC2) and sds against the distances between the three families;
 2. the co-assignment share within and across the families;

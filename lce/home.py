@@ -4,7 +4,7 @@
     with open_private(cache_root / "key.lock") as lock: ...   # created 0600 (or narrowed), opened for writing
     make_private(staging)                                # a finished tree: folders 0700, files 0600
 
-Other local users must not reach the store (the README's Security section): the probe paths in the decode
+Other local users must not reach the store (docs/security.md): the probe paths in the decode
 cache's pointers, the cache itself, pending runs. The exceptions: as root, LCE_HOME and the folders above it
 get search permission (o+x) so that the embedded server's account reaches its data (lce/db/server.py), and the
 report's cached unit strips keep the umask's mode because `lce report` hard-links them into the report, which

@@ -209,7 +209,7 @@ def test_random_control_is_dissected_once_and_its_cut_offs_are_the_99th_percenti
     """A random-init resnet18 (seed 1) and its control random:resnet18:s0, layer4, on a 120-image 64-px
     synthetic probe (dissect variant). Measured: 185 of 512 units interpretable, 110 of them beat random, 20
     trusted (with the engine's bootstrap, 1000 replicates; NULL without it). On a 500-image 224-px probe: 270
-    interpretable, 109 beat random (README, "Labels you can trust: controls")."""
+    interpretable, 109 beat random (docs/trust.md, "Controls: what random weights produce")."""
     args = ("r18", "--arch", "resnet18", "--random-init", "--seed", "1", "--probe", "synth", "--batch-size", "40")
     planned = cli("ingest", *args, "--random-control", "--dry-run")
     assert planned.exit_code == 0, planned.output

@@ -3,7 +3,8 @@ probe, ingest, batch plan (with local workers), embed and sql paths store and re
 login cannot write there either; a wrong password or a server that is not listening is one message.
 
 The server (tests/external_server.py) listens on 127.0.0.1 only, with scram-sha-256 and no unix socket; an
-administrator (its superuser) makes the owner's login and the database, as the README's "External servers" says.
+administrator (its superuser) makes the owner's login and the database, as docs/deployment.md's "A shared
+PostgreSQL server" says.
 """
 
 from __future__ import annotations

