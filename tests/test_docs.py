@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from lce.cli import app
 from lce.cli.reference import WIDTH, commands, reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +22,6 @@ def test_the_command_reference_is_what_the_command_line_writes():
 
 
 def test_the_command_reference_names_every_command_argument_and_option():
-    from lce.cli import app
-
     page = (DOCS / "commands.md").read_text(encoding="utf-8")
     sections = dict(re.findall(r"^## `([^`]+)`\n\n```text\n(.*?)\n```$", page, flags=re.M | re.S))
     root = typer.main.get_command(app)

@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from lce.cli import app  # the package: every command module registered on the app
+
 WIDTH = 118  # columns of the option lists: fixed, so that the page does not depend on the terminal
 
 HEADER = """\
@@ -66,8 +68,6 @@ def section(command: Any, context: Any) -> str:
 
 def reference() -> str:
     """docs/commands.md as it should be, from lce.cli.app."""
-    from lce.cli import app
-
     root = typer.main.get_command(app)
     context = root.context_class(root, info_name="lce", terminal_width=WIDTH, max_content_width=WIDTH)
     found = list(commands(root, context))
