@@ -317,7 +317,7 @@ def _run_ray(todo: list[PlanRow], address: str | None, devices: list[str] | None
         if warn and not token_authentication_on():
             warn(f"the Ray cluster at {address} was joined without token authentication (RAY_AUTH_MODE is not "
                  "token here), so it has none: whoever reaches its ports runs code on it. Start every node with "
-                 "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (README, Ray).")
+                 "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (docs/security.md, Ray).")
         _run_ray_tasks(ray, todo, tracker, warn)
     finally:
         ray.shutdown()
