@@ -95,8 +95,8 @@ def _check_select(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
             raise LceError(f"The query reads a file with {name}(): lce sql reads local files itself. Name the file "
                            "as a table (JOIN 'families.csv' ...) or pass it with --read NAME=PATH.")
         if name not in READING_FUNCTIONS:
-            raise LceError(f"The query calls {name}(), which is not one of the reading table functions (docs/security.md, "
-                           f"Security); {READ_ONLY}. PostgreSQL's own functions (unit_label_at, ...) run with "
+            raise LceError(f"The query calls {name}(), which is not one of the reading table functions "
+                           f"(docs/security.md); {READ_ONLY}. PostgreSQL's own functions (unit_label_at, ...) run with "
                            "--engine postgres, or in postgres_query('pg', '...').")
     return [name for name in tables if DATA_FILE.match(name)]
 
