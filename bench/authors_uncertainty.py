@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> None:
     from lce.db.controls import set_control
     from lce.db.runs import write_runs
     from lce.importers.dissect_csv import read_dissect_csv
+    from lce.vocabulary import IOU_CUTOFF
 
     engine = connect()
     write_runs(engine, read_dissect_csv(args.data, layer="layer4", probe="places365-upp", architecture=None))
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> None:
             "SELECT model, count(*) FILTER (WHERE interpretable) AS interpretable,"
             " count(*) FILTER (WHERE interpretable AND beats_random) AS beats_random,"
             " bool_or(beats_random IS NOT NULL) AS served"
-            " FROM unit_label_at(0.04) GROUP BY model ORDER BY model")).all()
+            f" FROM unit_label_at({IOU_CUTOFF}) GROUP BY model ORDER BY model")).all()
     print("\n## Interpretable against beats-random units (Random(R) the control)")
     print("\n| model | interpretable | beats random | share |\n|---|---|---|---|")
     for row in counts:

@@ -1,4 +1,5 @@
-"""How large is a pending file of a real Broden run, once decompressed? The figure behind lce.db.pending's limits.
+"""How large is a pending file of a real Broden run, once decompressed? The figure behind the limits of
+lce.importers.pending_runs.load.
 
     .venv/bin/python bench/bench_pending_size.py            # ~10 s, no database, no GPU
 
@@ -7,7 +8,7 @@ concepts) for a sample of 64 units with every (unit, concept) pair tallied (a Br
 2.46M pairs, about all of them), counts of Broden's magnitudes, 10 top images and 200 stored replicate labels a unit,
 serialises them as lce.db.pending.save does (its own _document and json.dumps), and scales the bytes per unit to
 ResNet-50's layer4 (2,048 units), its four stages (3,840) and all 16 of its bottleneck blocks (15,104); it prints
-the compression ratio that lce.db.pending.MAX_RATIO is measured against.
+the compression ratio that lce.importers.pending_runs.MAX_RATIO is measured against.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import random
 
 import numpy as np
 
-from lce.db.pending import MAX_JSON_BYTES, MAX_RATIO, _document
+from lce.db.pending import _document
 from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
+from lce.importers.pending_runs import MAX_JSON_BYTES, MAX_RATIO
+from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, IOU_CUTOFF
 
 IMAGES, PIXELS, CONCEPTS, REPLICATES, TOP = 63_305, 112 * 112, 1_196, 200, 10
 CATEGORIES = ("object", "part", "material", "scene", "texture", "color")
@@ -47,9 +50,9 @@ def broden_like(units: int, seed: int = 0) -> RunRecord:
     generator = np.random.default_rng(seed)
     labels = ReplicateLabels(concepts, generator.integers(-1, CONCEPTS, (units, REPLICATES)),
                              generator.random((units, REPLICATES), dtype=np.float32) * 0.3)
-    bootstrap = Bootstrap(1_000, 100, 2**59, [(unit, concepts[unit], 0.5) for unit in range(units)], labels)
+    bootstrap = Bootstrap(DEFAULT_REPLICATES, DEFAULT_BLOCKS, 2**59, [(unit, concepts[unit], 0.5) for unit in range(units)], labels)
     return RunRecord(ModelInfo("resnet50", "resnet50", "0" * 64), "broden1_224", "layer4", "dissect", 0.005,
-                     0.04, "dissected", rows, tallies, 112, {"image_size": 224}, top, bootstrap)
+                     IOU_CUTOFF, "dissected", rows, tallies, 112, {"image_size": 224}, top, bootstrap)
 
 
 def main() -> None:

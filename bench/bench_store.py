@@ -53,6 +53,7 @@ def parse_args() -> argparse.Namespace:
 def synthetic_record(seed: int, name: str):
     """The run record as lce ingest builds it (RunRecord with UnitRow and TallyRow lists)."""
     from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
+    from lce.vocabulary import IOU_CUTOFF
 
     rng = np.random.default_rng(seed)
     concepts = [(category, f"{category}-{index:04d}") for category, size in CATEGORY_SIZES.items()
@@ -68,7 +69,7 @@ def synthetic_record(seed: int, name: str):
                for u, row_i, row_x, a in zip(range(UNITS), intersection.tolist(), iou.tolist(), activation.tolist())
                for c, i, t, x in zip(range(len(concepts)), row_i, truth.tolist(), row_x)]
     return RunRecord(model=ModelInfo(name=name, architecture="resnet50"), probe="bench-broden", layer="layer4",
-                     variant="dissect", quantile=0.01, iou_threshold=0.04, source="dissected", units=units,
+                     variant="dissect", quantile=0.01, iou_threshold=IOU_CUTOFF, source="dissected", units=units,
                      tallies=tallies, seg_size=112, settings={"bench": name})
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lce
+from lce.errors import LceError
 
 HOME_ENV = "LCE_HOME"
 DATABASE_URL_ENV = "LCE_DATABASE_URL"
@@ -62,8 +63,6 @@ def write_retry_s() -> float:
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds < float("inf"):
-        from lce.errors import LceError
-
         raise LceError(f"{WRITE_RETRY_ENV}={configured!r} is not a number of seconds (0 or more).")
     return seconds
 
@@ -102,8 +101,6 @@ DEVICES = ("auto", "cpu", "cuda")
 def pick_device(name: str = "auto"):
     """The torch device for `--device`: `auto` is CUDA when present, else the CPU. The only place that picks one."""
     import torch
-
-    from lce.errors import LceError
 
     if name not in DEVICES and not name.startswith("cuda:"):
         raise LceError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {name!r}.")
@@ -148,8 +145,6 @@ def tf32(setting: str = "on"):
 def check_tf32(setting: str) -> None:
     """An LceError naming --tf32's values unless `setting` is one of them."""
     if setting not in TF32:
-        from lce.errors import LceError
-
         raise LceError(f"--tf32 must be on or off (TF32 in the GPU's float32 convolutions and matmuls; off for "
                        f"results that must match the CPU's), not {setting!r}.")
 

@@ -1,14 +1,15 @@
-"""The method's vocabulary: the published variants of network dissection, the IoU cut-off and the categories.
+"""The method's vocabulary: the published variants of network dissection, the IoU cut-off, the categories and the
+method's other constants (histogram bins, top images, bootstrap defaults).
 
     spec = variant("netdissect")                      # an LceError naming the known variants otherwise
     spec.quantile, spec.seg_size(224, 112)             # 0.005, 112
     [spec.name for spec in VARIANTS]                  # ["netdissect", "dissect"]
 
-Each variant is data (docs/method.md section 1, the two variants): the engine, the upsampler, the tally, the
-importers, the schema's CHECK on run.variant and the command line's help all ask it, and none compares variant
-names. Adding a variant here also needs a migration for that CHECK (and run.variant's comment, which `alembic
-check` compares).
-It imports only lce.errors, so every layer may import it (lce.db.schema and lce.probe.synth do).
+Each variant is data (docs/method.md section 1, the two variants): the engine, the upsampler, the tally, the importers, the
+schema's CHECK on run.variant and the command line's help all ask it, and none compares variant names. Adding a
+variant here also needs a migration for that CHECK (and run.variant's comment, which `alembic check` compares).
+It imports only lce.errors (no torch, no numpy), so every layer may import it: the command line's defaults, the
+schema, the SQL's category order (tests/test_vocabulary_constants.py) and the benches take their constants from here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ IOU_CUTOFF = 0.04
 # Broden's six categories (docs/method.md section 2), in the order lce lists them: the pixel categories, then the
 # whole-image ones. Broden's index.csv puts color first (lce.probe.synth writes that order).
 CATEGORIES = ("object", "part", "material", "color", "scene", "texture")
+
+# Images kept per unit, strongest first (run_top_images, the report's strips), as NetDissect-Lite's TOPN.
+TOP_IMAGES = 10
+
+# Bins of each unit's histogram when its values outgrow the exact threshold (lce.dissect.threshold.Histogram); the
+# share above T_u then lands within 1% (relative) of q (tests/test_dissect_threshold.py).
+HISTOGRAM_BINS = 8192
+
+# The block bootstrap (lce.dissect.uncertainty, issue 16): at least 100 blocks of images, 1,000 replicates.
+DEFAULT_BLOCKS = 100
+DEFAULT_REPLICATES = 1000
 
 # Upsampling grids (lce.dissect.upsample). CLAMPED: half-pixel centres and clamped edges (F.interpolate,
 # align_corners=False, as PIL's resize in NetDissect-Lite). ZERO_PADDED: davidbau/dissect's grid, feature pixel i

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from lce.db import connection, pending, runs
+from lce.importers import pending_runs
 from lce.ingest import plan as batch
 from lce.ingest import run as ingest_module
 from lce.probe import cache as cache_module
@@ -225,7 +226,7 @@ def test_pending_files_are_written_whole_or_not_at_all(home, monkeypatch):
     monkeypatch.setattr(os, "write", real_write)
     assert written and files_in(home / "pending") == []
     path = pending.save([record], replace=False)
-    assert files_in(home / "pending") == [path.name] and pending.load(path)[0][0].units == record.units
+    assert files_in(home / "pending") == [path.name] and pending_runs.load(path)[0][0].units == record.units
 
 
 def test_a_dissection_warns_when_the_free_space_is_below_its_estimate(cli, engine, home, monkeypatch):

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from lce.db import pending
+from lce.importers import pending_runs
 from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 
 TABLES = ("model", "run", "unit", "unit_top_image", "unit_replicate", "probe", "concept")
@@ -171,6 +172,6 @@ def test_a_gzip_bomb_stops_at_its_limit(cli, engine, saved):
     path = saved[1](raw=bomb)
     result = cli("ingest", "--resume", path)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert (f"its {len(bomb):,} bytes decompress to more than {pending.RATIO_FROM:,} bytes of JSON"
+    assert (f"its {len(bomb):,} bytes decompress to more than {pending_runs.RATIO_FROM:,} bytes of JSON"
             in result.stderr.replace("\n", ""))
     assert stored(engine) == before and path.exists()

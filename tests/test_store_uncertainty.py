@@ -6,6 +6,7 @@ import numpy as np
 from sqlalchemy import text
 
 from lce.db import pending
+from lce.importers import pending_runs
 from lce.db.controls import control_of, set_control, unset_control
 from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow, write_runs
 
@@ -69,7 +70,7 @@ def test_uncertainty_is_stored_with_each_unit_and_nan_becomes_null(engine):
 def test_a_pending_file_keeps_the_uncertainty(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("LCE_HOME", str(tmp_path))
     record = dissected("m", UNITS, TALLIES, BOOTSTRAP)
-    loaded, _ = pending.load(pending.save([record], replace=False))
+    loaded, _ = pending_runs.load(pending.save([record], replace=False))
     (back,) = loaded
     assert [row.runner_up for row in back.units] == [TREE, SKY, None]
     assert back.units[0] == UNITS[0] and back.units[2].stability is None  # NaN, an unknown measure, is saved null

@@ -31,11 +31,11 @@ import numpy as np
 from sqlalchemy import text
 
 from lce.db.connection import connect_reader
-from lce.db.schema import CATEGORIES
 from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
 from lce.importers.task_families import family_order
 from lce.resources import read_sql
+from lce.vocabulary import CATEGORIES
 
 METHODS = ("pearson", "spearman")
 EMBEDDING_FAMILY = "embedding"

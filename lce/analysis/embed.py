@@ -27,13 +27,14 @@ from lce.analysis.matrix import (
     UNIT_FILTERS, ConceptMatrix, Selection, concept_matrix, population_units, select_runs, units_matrix,
 )
 from lce.analysis.duck import duckdb_connection
+from lce.analysis.embed_uncertainty import EmbeddingUncertainty
+from lce.analysis.projection import ModelClusters, Projection
 from lce.db.connection import connect
 from lce.db.embeddings import EmbeddingPoint, EmbeddingRecord, write_embedding
 from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
 
 METHODS = ("pca", "mds", "tsne")
-MAX_ELBOW_K = 10
 
 
 @dataclass(frozen=True)
@@ -51,72 +52,6 @@ class EmbedSettings:
     seed: int = 0
     units: str = "interpretable"  # UNIT_FILTERS
     replicates: int | None = None  # --uncertainty: how many replicates (None: no uncertainty)
-
-
-class Projection:
-    """PCA, metric MDS or t-SNE of the matrix's rows, with scikit-learn's estimators and a fixed seed.
-
-    After fit_transform: `explained_variance_ratio_` and `loadings_` (PCA only, else None).
-    """
-
-    def __init__(self, method: str = "pca", components: int = 3, random_state: int = 0):
-        self.method = method
-        self.components = components
-        self.random_state = random_state
-
-    def fit_transform(self, values: np.ndarray) -> np.ndarray:
-        self.explained_variance_ratio_ = None
-        self.loadings_ = None
-        if self.method == "pca":
-            from sklearn.decomposition import PCA
-
-            pca = PCA(n_components=self.components, svd_solver="full", random_state=self.random_state)
-            scores = pca.fit_transform(values)
-            # A component's sign is arbitrary; make its largest-magnitude loading positive (docs/method.md section 3).
-            largest = np.abs(pca.components_).argmax(axis=1)
-            signs = np.sign(pca.components_[np.arange(self.components), largest])
-            signs[signs == 0] = 1.0
-            self.loadings_ = pca.components_ * signs[:, None]
-            self.explained_variance_ratio_ = pca.explained_variance_ratio_.tolist()
-            return scores * signs
-        if self.method == "mds":
-            from sklearn.manifold import MDS
-
-            mds = MDS(n_components=self.components, random_state=self.random_state, n_init=4,
-                      init="random", metric_mds=True)
-            return mds.fit_transform(values)
-        from sklearn.manifold import TSNE
-
-        # t-SNE needs perplexity < number of samples; the usual 30 is too many for a dozen models.
-        perplexity = min(30.0, max(1.0, (len(values) - 1) / 3))
-        tsne = TSNE(n_components=self.components, perplexity=perplexity, init="pca",
-                    random_state=self.random_state, method="exact")
-        return tsne.fit_transform(values)
-
-
-class ModelClusters:
-    """KMeans (n_init=10, fixed seed) over the matrix's rows, with the elbow curve for k = 1..10.
-
-    After fit: `labels_` numbered in order of first appearance (the first model is in cluster 0), `inertia_`
-    of the chosen k, and `elbow_` (inertia for k = 1, 2, ... up to 10 or the number of models).
-    """
-
-    def __init__(self, clusters: int = 3, random_state: int = 0):
-        self.clusters = clusters
-        self.random_state = random_state
-
-    def fit(self, values: np.ndarray) -> ModelClusters:
-        from sklearn.cluster import KMeans
-
-        def kmeans(k: int) -> KMeans:
-            return KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit(values)
-
-        fitted = kmeans(self.clusters)
-        order = {label: rank for rank, label in enumerate(dict.fromkeys(fitted.labels_.tolist()))}
-        self.labels_ = np.array([order[label] for label in fitted.labels_])
-        self.inertia_ = float(fitted.inertia_)
-        self.elbow_ = [float(kmeans(k).inertia_) for k in range(1, min(MAX_ELBOW_K, len(values)) + 1)]
-        return self
 
 
 @dataclass
@@ -214,8 +149,6 @@ def embed(settings: EmbedSettings, store: bool = True) -> EmbeddingResult:
         explained_variance=projection.explained_variance_ratio_, loadings=projection.loadings_,
     )
     if settings.replicates is not None:
-        from lce.analysis.embed_uncertainty import EmbeddingUncertainty
-
         uncertainty = EmbeddingUncertainty(settings.replicates, settings.clusters, settings.seed).fit(
             population, selection, settings.normalize, coordinates)
         result.covariance, result.coassignment = uncertainty.covariance_, uncertainty.coassignment_

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from lce.analysis.matrix import PopulationUnits, Selection, unit_counts, units_matrix
+from lce.analysis.projection import Projection
 from lce.errors import LceError
 
 DEFAULT_REPLICATES = 200  # issue 16; the stored replicate labels hold the first 200 (STORED_REPLICATES)
@@ -65,8 +66,6 @@ class EmbeddingUncertainty:
     def fit(self, population: PopulationUnits, selection: Selection, normalize: str,
             point: np.ndarray) -> EmbeddingUncertainty:
         from sklearn.cluster import KMeans
-
-        from lce.analysis.embed import Projection
 
         stored = stored_replicates(population, selection)
         if stored is not None and self.replicates > stored:

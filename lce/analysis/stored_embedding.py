@@ -16,7 +16,8 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import text
 
-from lce.analysis.embed import EmbeddingResult, EmbedSettings, Projection
+from lce.analysis.embed import EmbeddingResult, EmbedSettings
+from lce.analysis.projection import Projection
 from lce.analysis.matrix import ConceptMatrix, RunChoice, Selection, concept_matrix
 from lce.db.connection import connect_reader
 from lce.errors import LceError

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
-from lce.vocabulary import DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
+from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
 from lce.errors import LceError
 
 # --help from lce.vocabulary: every registered variant, its default quantile and segmentation size.
@@ -53,12 +53,10 @@ def ingest(
     cache_budget: str = typer.Option("2G", "--cache-budget", help="Activations kept from pass 1, in the "
                                                                   "device's memory, to skip the second forward "
                                                                   "pass (0 disables)."),
-    # lce.dissect.uncertainty's DEFAULT_REPLICATES and DEFAULT_BLOCKS, written out: the command line loads without
-    # torch (tests/test_uncertainty_engine.py checks they agree).
-    replicates: int = typer.Option(1000, "--replicates", help="Bootstrap replicates behind each "
+    replicates: int = typer.Option(DEFAULT_REPLICATES, "--replicates", help="Bootstrap replicates behind each "
                                                                             "label's interval and stability (0: no "
                                                                             "uncertainty, a little faster)."),
-    blocks: int = typer.Option(100, "--blocks", help="Blocks of images the bootstrap resamples (a "
+    blocks: int = typer.Option(DEFAULT_BLOCKS, "--blocks", help="Blocks of images the bootstrap resamples (a "
                                                                 "seeded random partition of the probe)."),
     split: str = typer.Option("all", "--split", help="Probe split: train, val or all."),
     layout: str | None = typer.Option(None, "--layout", help="How the layer's output holds its units: nchw, nhwc "
@@ -204,7 +202,7 @@ def _as_control(outcome, model: str) -> str:
 
 
 def _resume(path: Path, replace: bool) -> None:
-    from lce.db.pending import resume
+    from lce.importers.pending_runs import resume
 
     for item in resume(path, replace=replace or None):
         record = item.record

@@ -39,7 +39,7 @@ def layers(
 
     Example: lce layers resnet50 --probe broden1_224 --depth 0; lce layers timm:vit_small_patch16_224 --size 224
     """
-    from lce.importers.common import check_options
+    from lce.names import check_options
     from lce.models.catalog import layer_table, listed_model
 
     check_options(architecture=arch, probe=probe)

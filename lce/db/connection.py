@@ -164,7 +164,7 @@ def connect(upgrade: bool = True) -> Engine:
     if (key, roles.OWNER) not in _engines:
         _engines[(key, roles.OWNER)] = create(database_url(roles.OWNER))
     if upgrade and key not in _migrated:
-        from lce.db import migrate
+        from lce.db import migrate  # alembic loads only where a schema is upgraded (not for readers, db status)
 
         migrate.ensure_head(_engines[(key, roles.OWNER)], reader_role())
         _migrated.add(key)

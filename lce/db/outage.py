@@ -25,6 +25,10 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from lce.config import external_database_url, lce_home
+from lce.db import connection
+from lce.db.connection import DatabaseUnreachable, masked
+from lce.disk import file_system
 from lce.errors import LceError, first_line
 
 T = TypeVar("T")
@@ -66,8 +70,6 @@ class DatabaseFull(LceError):
     @staticmethod
     def remedy() -> str:
         """What to free: "free space on ...", or ask the external server's administrator."""
-        from lce.config import external_database_url
-
         if external_database_url():
             return "ask the database server's administrator for space (or remove what it no longer needs)"
         return ("free space on that file system (`du -sh` of its folders shows what takes it; lce's decode caches "
@@ -83,9 +85,6 @@ def disk_full(error: BaseException) -> bool:
 def database_disk() -> str:
     """Which disk the database writes to, for messages: the embedded server's data directory's file system (with
     its free space), or the external server's."""
-    from lce.config import external_database_url, lce_home
-    from lce.disk import file_system
-
     if external_database_url():
         return f"the database server's disk, {database_description()}"
     return file_system(lce_home() / "postgres")
@@ -110,9 +109,6 @@ def reason(error: BaseException) -> str:
 
 def database_description() -> str:
     """Which database this process talks to, for messages (password hidden)."""
-    from lce.config import external_database_url, lce_home
-    from lce.db.connection import masked
-
     external = external_database_url()
     return masked(external) if external else f"the embedded server in {lce_home() / 'postgres'}"
 
@@ -125,9 +121,6 @@ def lost_message(error: BaseException) -> str:
 def _restarting(error: LceError) -> bool:
     """Whether a first connection's LceError may be the embedded server restarting (an external server that does
     not answer the first time is more likely a wrong URL, said at once)."""
-    from lce.config import external_database_url
-    from lce.db.connection import DatabaseUnreachable
-
     return isinstance(error, DatabaseUnreachable) and not external_database_url()
 
 
@@ -140,8 +133,6 @@ def retrying(attempt: Callable[[Engine, bool], T], engine: Engine | None, window
     `engine` None: a command's first connection, made by `connect()` inside the window, so that the embedded server
     being restarted (by another command, `lce db stop`) while the command starts is waited for as a write waits.
     Its other LceErrors (a URL that never worked, a home the server cannot use) are said at once, not retried."""
-    from lce.db import connection
-
     deadline = time.monotonic() + window_s
     pause, retried = _FIRST_PAUSE_S, False
     while True:

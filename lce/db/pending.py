@@ -5,7 +5,6 @@ they can be.
     kept = keep(records, replace=False)       # the same, and why $LCE_HOME/pending could not take it (kept.refused)
     check_pending_dir()                       # $LCE_PENDING_DIR, before a dissection: a writable directory
     pending_files()                           # every saved file, in both places, oldest first
-    written = resume(path)                    # `lce ingest --resume PATH`: one transaction, then the file goes
 
 A file appears whole or not at all (lce.disk.write_atomically): a full disk leaves no empty or truncated file
 behind. When LCE_HOME's file system cannot take it, the file goes to $LCE_PENDING_DIR (another file system, set
@@ -15,8 +14,7 @@ The file is gzip'd JSON: a format name and version, the `--replace` of the comma
 RunRecord field. JSON writes floats with repr, which Python reads back to the same double, so the resumed run is
 stored bit for bit as the direct write would have stored it.
 
-A file is read back as any input file is: at most MAX_JSON_BYTES of JSON, its runs checked as an import's
-(lce.importers.pending_runs), their probe registered and their top images within it, before anything is written.
+A file is read back as any input file is, by lce.importers.pending_runs (load, resume: `lce ingest --resume PATH`).
 """
 
 from __future__ import annotations
@@ -25,30 +23,20 @@ import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 import time
-import zlib
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as with_fields  # `replace` is also the --replace flag here
 from pathlib import Path
 
-from lce.config import PENDING_DIR_ENV, lce_home, pending_dir_override, write_retry_s
-from lce.db.runs import RunRecord, WrittenRun, write_runs
+from lce.config import PENDING_DIR_ENV, lce_home, pending_dir_override
+from lce.db.runs import RunRecord
 from lce.disk import mounted, no_space, write_atomically
 from lce.errors import LceError
 from lce.home import private_folder
-from lce.input_files import check_input
 
 FORMAT = "lce-pending-runs"
 VERSION = 1
-# The most JSON that --resume decompresses, far above lce's own files: about 355 MiB for ResNet-50's layer4 over
-# Broden (2,048 units x 1,196 concepts, 200 replicate labels a unit), 665 MiB for its four stages in one ingest,
-# 2.6 GiB for all 16 of its blocks (bench/bench_pending_size.py).
-MAX_JSON_BYTES = 8 * 2**30
-# And, past the first RATIO_FROM bytes, at most MAX_RATIO times the file's own size: lce's files compress about 5 to
-# 1, DEFLATE up to 1032 to 1, so a small file that inflates to gigabytes stops early, not when memory runs out.
-MAX_RATIO, RATIO_FROM = 50, 64 * 2**20
 
 
 def pending_dir() -> Path:
@@ -157,77 +145,6 @@ def _save_in(folder: Path, name: str, payload: bytes) -> Path:
             continue
         return path
     raise LceError(f"Could not create a new file in {folder} for the pending runs.")
-
-
-def load(path: Path) -> tuple[list[RunRecord], bool]:
-    """(records, replace) from a file that save() wrote, its runs checked as imports are
-    (lce.importers.pending_runs); one LceError naming the file (and the run and field) for anything else."""
-    from lce.importers.pending_runs import read_runs
-
-    path = Path(path)
-    try:
-        document = json.loads(_decompressed(path))
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as error:
-        raise LceError(f"--resume {path}: not a file of pending runs that lce saved (it is not gzip'd JSON: "
-                       f"{error}). Nothing was written.") from None
-    except RecursionError:  # json's parser recurses once per [ or {
-        raise LceError(f"--resume {path}: not a file of pending runs that lce saved: it nests lists or objects "
-                       f"deeper than Python's JSON reader can follow (about {sys.getrecursionlimit():,} levels; "
-                       "lce's own nest seven). Nothing was written.") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise LceError(f"--resume {path}: not a file of pending runs that lce saved (no format {FORMAT!r}). "
-                       "Nothing was written.")
-    if document.get("version") != VERSION:
-        raise LceError(f"--resume {path}: pending-runs format version {document.get('version')!r}; this lce reads "
-                       f"version {VERSION}. Nothing was written.")
-    replace = document.get("replace")
-    if not isinstance(replace, bool):
-        raise LceError(f"--resume {path} is damaged or incomplete: its replace is {replace!r:.40}, neither true nor "
-                       "false. Nothing was written.")
-    return read_runs(path, document.get("runs")), replace
-
-
-def _decompressed(path: Path) -> bytearray:
-    """The file's JSON text, read in blocks up to its limit: MAX_JSON_BYTES, and MAX_RATIO times the file's size
-    beyond the first RATIO_FROM bytes."""
-    size = check_input(path, "--resume").st_size  # a regular file, before anything opens it (a FIFO would wait)
-    limit = min(MAX_JSON_BYTES, max(RATIO_FROM, MAX_RATIO * size))
-    text = bytearray()
-    with gzip.open(path, "rb") as stream:
-        while block := stream.read(min(1 << 24, limit + 1 - len(text))):
-            text += block
-            if len(text) > limit:
-                raise LceError(
-                    f"--resume {path}: its {size:,} bytes decompress to more than {limit:,} bytes of JSON (the "
-                    f"limit: {MAX_RATIO} times the file's size, at least {RATIO_FROM // 2**20} MiB, at most "
-                    f"{MAX_JSON_BYTES // 2**30} GiB); lce's own files compress about 5 to 1, so it is not one that "
-                    "lce saved. Nothing was written.")
-    return text
-
-
-def resume(path: Path, replace: bool | None = None, retry_s: float | None = None) -> list[WrittenRun]:
-    """Write the file's runs in one transaction (the same replace / unchanged rules as the command that saved
-    them, or `replace` when given), then delete the file. When the database is still away the file stays."""
-    from lce.db.connection import connect
-    from lce.db.outage import DatabaseFull, DatabaseLost
-    from lce.importers.pending_runs import check_probes
-
-    records, saved_replace = load(path)
-    replace = saved_replace if replace is None else replace
-    engine = connect()
-    with engine.connect() as conn:
-        check_probes(Path(path), records, conn)
-    try:
-        written = write_runs(engine, records, replace=replace,
-                             retry_s=write_retry_s() if retry_s is None else retry_s)
-    except DatabaseLost as error:
-        raise LceError(f"{error.gone()} Nothing was written; the runs stay in {path} for `lce ingest --resume {path}` "
-                       "once the database is back.") from None
-    except DatabaseFull as error:
-        raise LceError(f"{error.full()} Nothing was written; the runs stay in {path} for `lce ingest --resume "
-                       f"{path}`: {error.remedy()}, then run it again.") from None
-    Path(path).unlink()
-    return written
 
 
 def _document(record: RunRecord) -> dict:

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from lce.config import code_version
+from lce.db.controls import set_control
 from lce.db.outage import retrying
 from lce.errors import LceError
 
@@ -303,8 +304,6 @@ def _write_run(conn: Connection, record: RunRecord, replace: bool, retried: bool
         conn.execute(text("UPDATE run SET superseded_by = :new WHERE id = :old"),
                      {"new": run_id, "old": existing.id})
     if record.control:
-        from lce.db.controls import set_control
-
         set_control(conn, run_id)
     return WrittenRun(record, outcome, run_id)
 

@@ -23,26 +23,25 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from lce import vocabulary
+from lce.dissect.memory import FootprintHooks, MemoryPlan, ProbeShape, plan_memory
 from lce.dissect.tally import BatchLabels, Tally
 from lce.dissect.threshold import ThresholdEstimator
-from lce.dissect.uncertainty import (DEFAULT_BLOCKS, DEFAULT_REPLICATES, LayerUncertainty, Resampling,
-                                     layer_uncertainty)
+from lce.dissect.uncertainty import LayerUncertainty, Resampling, layer_uncertainty
 from lce.dissect.upsample import Cells, Upsampler
-from lce.vocabulary import IOU_CUTOFF, Variant
+from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, IOU_CUTOFF, TOP_IMAGES, Variant
 from lce.errors import LceError
+from lce.models.layers import LayerCapture
 from lce.probe.dataset import ProbeDataset
 
 if TYPE_CHECKING:
-    from lce.dissect.memory import MemoryPlan
     from lce.models.layout import MapLayout
-
-TOP_IMAGES = 10
 
 
 def max_workers() -> int:
@@ -149,8 +148,6 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
     device's memory now, made from the first batch; an LceError when it cannot fit). `bootstrap`: each image's block
     and the replicates (lce.dissect.uncertainty.Resampling), counted in pass 2; by default, with
     settings.replicates > 0, made from the probe's content hash. No third pass: see LayerResult.uncertainty."""
-    from lce.models.layers import LayerCapture
-
     if bootstrap is None and settings.replicates > 0:
         bootstrap = Resampling.of(dataset.probe.content_sha256(), len(dataset), settings.replicates, settings.blocks)
     if bootstrap is not None and len(bootstrap.block_of_image) != len(dataset):
@@ -221,17 +218,11 @@ def dissect(model: torch.nn.Module, layers: list[str], dataset: ProbeDataset, se
 
 def _planning(model: torch.nn.Module, plan: MemoryPlan | None):
     """FootprintHooks around the forward pass while there is no plan yet, else nothing."""
-    from contextlib import nullcontext
-
-    from lce.dissect.memory import FootprintHooks
-
     return FootprintHooks(model) if plan is None else nullcontext()
 
 
 def _plan_from(hooks, capture, layers: list[str], dataset: ProbeDataset, settings: DissectSettings,
                device: torch.device, exact_limit: int | None) -> MemoryPlan:
-    from lce.dissect.memory import ProbeShape, plan_memory
-
     images = next(iter(capture.outputs.values())).shape[0]
     shapes = {name: tuple(capture.outputs[name].shape[1:]) for name in layers}
     return plan_memory(shapes, ProbeShape.of(dataset), settings, device, hooks.footprint(images, dataset.image_size),

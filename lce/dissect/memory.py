@@ -28,7 +28,10 @@ Phases, as the engine runs them (lce.dissect.engine):
   what the batches held). They grow with --blocks and the probe's concepts; a refusal names --blocks and
   --replicates.
 The per-value costs of rounds and chunks were measured on the CPU with lce.instrument.allocations.AllocationWatch;
-tests/test_memory_plan.py checks that the engine stays within every phase.
+tests/test_memory_plan.py checks that the engine stays within every phase. What the engine itself declares is taken
+from where it is declared, not copied: the histogram's bins and the top images per unit (lce.vocabulary), the values
+a running top keeps (lce.dissect.threshold.values_read_by_quantile), the bootstrap's chunk and stored replicates
+(lce.dissect.uncertainty).
 """
 
 from __future__ import annotations
@@ -40,14 +43,16 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lce.config import DeviceBudget
-from lce.dissect.engine import TOP_IMAGES  # engine imports this module only inside its functions
+from lce.dissect.threshold import values_read_by_quantile
+from lce.dissect.uncertainty import CHUNK_BYTES, STORED_REPLICATES
 from lce.errors import LceError
+from lce.models.layers import LayerCapture
+from lce.vocabulary import HISTOGRAM_BINS, TOP_IMAGES
 
 # The share of the device a plan may fill: the rest is for the CUDA caching allocator's rounding and
 # fragmentation, cuDNN's workspaces and whatever else runs there.
 DEVICE_SHARE = 0.75
 FLOAT, INDEX = 4, 8  # bytes of a float32 value, of an int64 index
-HISTOGRAM_BINS = 8192  # lce.dissect.threshold's default
 # Bytes of temporaries per value, measured with AllocationWatch on the CPU (tests/test_memory_plan.py checks them):
 ROUND_BYTES = 48  # a threshold round: dense upsampled values, the running top's concatenation, topk's values+indices
 CELL_BYTES = 80  # a chunk of upsampled cells: values, masks, pixel positions, label columns, pairs for a GPU
@@ -233,8 +238,6 @@ def plan_dissection(model: torch.nn.Module, layers: list[str], dataset, settings
     """The plan for dissect(model, layers, dataset, settings, device) before it runs (`lce ingest --dry-run`): the
     layers' shapes and the model's footprint from one zero image on the device (where the model must be), the
     probe's from `dataset` (a ProbeDataset). dissect() itself plans from its first batch."""
-    from lce.models.layers import LayerCapture
-
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -305,13 +308,11 @@ def plan_memory(layers: dict[str, tuple[int, int, int]], probe: ProbeShape, sett
 
 def _plan(layers, probe, settings, spec, device, model, memory, capacity, budget, sizes, round_values, fixed_limit,
           kept_layers, whole, keep_labels, workers) -> MemoryPlan:
-    from lce.dissect.threshold import _values_read_by_quantile
-
     batch = settings.batch_size
     layer_plans: dict[str, LayerPlan] = {}
     for name, (units, height, width) in layers.items():
         per_image = probe.seg_size**2 if spec.threshold_upsampled else height * width
-        keep = _values_read_by_quantile(settings.quantile, probe.images * per_image)
+        keep = values_read_by_quantile(settings.quantile, probe.images * per_image)
         layer_batch = batch * units * height * width * FLOAT
         kept = name in kept_layers
         kept_bytes = probe.images * units * height * width * FLOAT
@@ -470,8 +471,6 @@ def bootstrap_work_bytes(units: int, probe: ProbeShape, settings) -> int:
     matrices (point IoUs, wins, candidates, the chance IoU and E[I])."""
     if settings.replicates <= 0 or probe.concepts <= 0:
         return 0
-    from lce.dissect.uncertainty import CHUNK_BYTES, STORED_REPLICATES
-
     blocks, concepts = min(settings.blocks, probe.images), probe.concepts
     step = max(1, min(units, CHUNK_BYTES // (INDEX * max(1, blocks * concepts))))
     block_slice = INDEX * blocks * step * (concepts + probe.categories) + INDEX * blocks * concepts

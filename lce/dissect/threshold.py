@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from lce.config import DeviceBudget
+from lce.vocabulary import HISTOGRAM_BINS
 
 # torch.quantile refuses inputs above 2**24 elements: exact quantiles are taken in unit chunks under that.
 _QUANTILE_MAX = 2**24
@@ -40,7 +41,7 @@ class ThresholdEstimator:
     lce.config.DeviceBudget). `exact` says whether the thresholds are torch.quantile's bit for bit."""
 
     def __init__(self, units: int, quantile: float, device: torch.device | str = "cpu",
-                 exact_limit: int | None = None, bins: int = 8192, expected: int | None = None,
+                 exact_limit: int | None = None, bins: int = HISTOGRAM_BINS, expected: int | None = None,
                  histogram_chunk: int | None = None):
         self.exact_limit, self.bins = exact_limit or DeviceBudget.for_device(device).exact_limit, bins
         self.histogram_chunk = histogram_chunk  # values a Histogram counts at once (None: the device's)
@@ -86,14 +87,14 @@ class ThresholdEstimator:
         return self.algorithm.thresholds()
 
 
-def choose(units: int, quantile: float, device: torch.device | str, exact_limit: int, bins: int = 8192,
+def choose(units: int, quantile: float, device: torch.device | str, exact_limit: int, bins: int = HISTOGRAM_BINS,
            expected: int | None = None, histogram_chunk: int | None = None) -> ExactBuffer | RunningTop | Histogram:
     """The algorithm for these sizes: without `expected`, an ExactBuffer (ThresholdEstimator swaps it for a
     Histogram once `exact_limit` values are exceeded); with it, a RunningTop while the top values and as many
     pending fit `exact_limit`, else a Histogram."""
     if expected is None:
         return ExactBuffer(units, quantile, device)
-    keep = _values_read_by_quantile(quantile, expected)
+    keep = values_read_by_quantile(quantile, expected)
     if 2 * units * keep <= exact_limit:
         return RunningTop(units, quantile, device, expected)
     return Histogram(units, quantile, device, bins, keep, histogram_chunk)
@@ -150,7 +151,7 @@ class RunningTop(_Algorithm):
     or below the floor (the keep-th largest so far) change nothing, so the caller may leave them out."""
 
     def __init__(self, units: int, quantile: float, device: torch.device | str, expected: int):
-        super().__init__(units, quantile, device, keep=_values_read_by_quantile(quantile, expected))
+        super().__init__(units, quantile, device, keep=values_read_by_quantile(quantile, expected))
         self.expected = expected
         self.top = torch.full((units, 0), -torch.inf, device=self.device)
         self._pending: list[torch.Tensor] = []  # (units, n) values not yet in top
@@ -217,7 +218,7 @@ class Histogram(_Algorithm):
 
     exact = False
 
-    def __init__(self, units: int, quantile: float, device: torch.device | str = "cpu", bins: int = 8192,
+    def __init__(self, units: int, quantile: float, device: torch.device | str = "cpu", bins: int = HISTOGRAM_BINS,
                  keep: int | None = None, chunk: int | None = None):
         super().__init__(units, quantile, device, keep)
         self.bins = bins
@@ -233,7 +234,7 @@ class Histogram(_Algorithm):
         self._compact = DeviceBudget.for_device(self.device).compact
 
     @classmethod
-    def of_buffer(cls, buffer: ExactBuffer, bins: int = 8192, chunk: int | None = None) -> Histogram:
+    def of_buffer(cls, buffer: ExactBuffer, bins: int = HISTOGRAM_BINS, chunk: int | None = None) -> Histogram:
         """An ExactBuffer's values so far, in a histogram."""
         histogram = cls(buffer.units, buffer.quantile, buffer.device, bins, chunk=chunk)
         histogram.count = buffer.count
@@ -378,7 +379,7 @@ def _quantile_position(quantile: float, count: int) -> float:
     return float(np.float32(1 - quantile)) * (count - 1)  # numpy: a host number, no tensor to read back
 
 
-def _values_read_by_quantile(quantile: float, count: int) -> int:
+def values_read_by_quantile(quantile: float, count: int) -> int:
     """How many of the largest of `count` values torch.quantile reads (ascending ranks floor(p) and ceil(p))."""
     return max(1, count - math.floor(_quantile_position(quantile, count)))
 

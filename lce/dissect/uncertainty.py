@@ -69,10 +69,9 @@ import numpy as np
 import torch
 
 from lce.errors import LceError
+from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES  # issue 16: at least 100 blocks, 1,000 replicates
 
-# Issue 16: at least 100 blocks of images, 1,000 replicates by default; a 95% interval; alternatives from 1%.
-DEFAULT_BLOCKS = 100
-DEFAULT_REPLICATES = 1000
+# Issue 16: a 95% interval; alternatives from 1%.
 # Replicates whose labels are stored per unit (table unit_replicate) for `lce embed --uncertainty` (issue 16, 3).
 STORED_REPLICATES = 200
 INTERVAL = (0.025, 0.975)

@@ -1,12 +1,10 @@
 """What every importer shares: reading a table file, and checks that name the file, row and value at fault.
 
     for where, row in read_csv(path, ["name", "unit"]):     # where: "results.csv, line 12"
-        model = check_name(row["name"].strip(), where, "model name")
+        model = check_name(row["name"].strip(), where, "model name")     # lce.names
         unit = parse_int(row["unit"], where, "unit")
 
-Names and labels are one line of printable text: at most MAX_NAME characters for model, layer and probe names and
-MAX_LABEL for concept labels and metric, task, dataset and family names, with no control character (tab and
-newline included) and no line or paragraph separator (U+2028, U+2029). CSV files are read with csv's own newline
+Names and labels are checked by lce.names (one line of printable text). CSV files are read with csv's own newline
 handling, so a line number is a line as an editor counts them.
 """
 
@@ -15,25 +13,17 @@ from __future__ import annotations
 import csv
 import io
 import math
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
-from lce.db.schema import CATEGORIES
 from lce.errors import LceError
 from lce.input_files import IMPORT_LIMITS, read_text
+from lce.vocabulary import CATEGORIES
 
-# Names end up in unique btree indexes, whose rows PostgreSQL caps at 2704 bytes (a third of a page); at 4 bytes
-# a character at most, these stay below it, and far above any real name.
-MAX_NAME = 200  # model, layer and probe names, --arch
-MAX_LABEL = 500  # concept labels; metric, task, dataset and family names
 COUNT_LIMIT = 2**63  # counts are PostgreSQL bigints
-# Unicode categories a name may not hold: control characters (Cc: tab, newline, escape, ...), line and paragraph
-# separators (Zl, Zp): each would break the one-line tables, CSV files and messages that show names.
-NOT_IN_NAMES = ("Cc", "Zl", "Zp")
 
 
 @dataclass(frozen=True)
@@ -108,30 +98,6 @@ def _read_text(path: Path) -> str:
 
 def read_json_text(path: Path) -> str:
     return _read_text(path)
-
-
-def check_name(name: str, where: Where | str, what: str, limit: int = MAX_NAME) -> str:
-    """`name` as given, when it is not empty, at most `limit` characters long and one line of printable text;
-    `where` is a place in a file or an option ('--model')."""
-    if not name:
-        raise LceError(f"{where}: the {what} is empty.")
-    if len(name) > limit:
-        raise LceError(f"{where}: the {what} {name[:40]!r}... is {len(name):,} characters long; lce takes at most "
-                       f"{limit}.")
-    bad = next((char for char in name if unicodedata.category(char) in NOT_IN_NAMES), None)
-    if bad is not None:
-        raise LceError(f"{where}: the {what} {name[:80]!r} holds U+{ord(bad):04X} "
-                       f"({unicodedata.name(bad, 'a control character')}); names and labels are one line of "
-                       "printable text.")
-    return name
-
-
-def check_options(**names: str | None) -> None:
-    """Names given on the command line (model=, layer=, probe=, architecture=), each checked like a file's."""
-    options = {"model": "--model", "layer": "--layer", "probe": "--probe", "architecture": "--arch"}
-    for key, value in names.items():
-        if value is not None:
-            check_name(value, options[key], f"{key} name")
 
 
 def parse_int(value: str, where: Where, column: str) -> int:

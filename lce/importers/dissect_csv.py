@@ -15,9 +15,8 @@ from pathlib import Path
 from lce.db.runs import RunRecord, UnitRow
 from lce.vocabulary import variant
 from lce.errors import LceError
-from lce.importers.common import (
-    MAX_LABEL, UnitIndex, check_name, check_options, imported_run, parse_category, parse_int, parse_iou, read_csv,
-)
+from lce.importers.common import UnitIndex, imported_run, parse_category, parse_int, parse_iou, read_csv
+from lce.names import MAX_LABEL, check_name, check_options
 
 FORMAT = "dissect-csv"
 NO_LABEL = "-"

@@ -18,9 +18,9 @@ from lce.db.runs import RunRecord, TallyRow, UnitRow
 from lce.vocabulary import variant
 from lce.errors import LceError
 from lce.importers.common import (
-    MAX_LABEL, UnitIndex, check_name, check_options, csv_header, imported_run, parse_category, parse_count,
-    parse_int, parse_iou, read_csv,
+    UnitIndex, csv_header, imported_run, parse_category, parse_count, parse_int, parse_iou, read_csv,
 )
+from lce.names import MAX_LABEL, check_name, check_options
 
 FORMAT = "netdissect-csv"
 NETDISSECT = variant("netdissect")  # Bau et al. CVPR 2017 (NetDissect, NetDissect-Lite)

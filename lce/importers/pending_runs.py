@@ -1,11 +1,15 @@
-"""The runs of a pending file (lce.db.pending) read with the importers' checks: `lce ingest --resume` stores only
-what an import of the same data would.
+"""The runs of a pending file (lce.db.pending) read back with the importers' checks, then stored: `lce ingest
+--resume` stores only what an import of the same data would.
 
-    records = read_runs(path, document["runs"])   # RunRecords; else one LceError naming the file, run and field
+    written = resume(path)                        # `lce ingest --resume PATH`: one transaction, then the file goes
+    records, replace = load(path)                 # RunRecords; else one LceError naming the file, run and field
     check_probes(path, records, conn)             # each run's probe registered, its top images within it
 
+A file is read as any input file is: at most MAX_JSON_BYTES of JSON, its runs checked as an import's, their probe
+registered and their top images within it, before anything is written.
+
 lce writes these files itself (lce.db.pending.save), but reads them back as any input: one may have been edited,
-and a run stored from it is read by every later command. So: names and labels as lce.importers.common checks them
+and a run stored from it is read by every later command. So: names and labels as lce.names checks them
 (one line of printable text, MAX_NAME or MAX_LABEL characters; the model's architecture and notes, texts rather
 than names, at most MAX_TEXT); numbers of JSON's own types (a string or `true` is no number) and finite, IoUs and
 shares in [0, 1]; counts from 0 to 2^63 - 1, unit, rank and image numbers from 0 to 2^31 - 1 (PostgreSQL bigints
@@ -16,23 +20,39 @@ runs go to, whose image count bounds the top images. An unknown measure is null,
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import re
 import reprlib
+import sys
+import zlib
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Connection, text
 
-from lce.db.runs import Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow
+from lce.config import write_retry_s
+from lce.db.connection import connect
+from lce.db.outage import DatabaseFull, DatabaseLost
+from lce.db.pending import FORMAT, VERSION
+from lce.db.runs import (Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow,
+                         WrittenRun, write_runs)
 from lce.vocabulary import NAMES as VARIANTS
 from lce.errors import LceError
-from lce.importers.common import (
-    COUNT_LIMIT, MAX_LABEL, UnitIndex, check_name, parse_category, parse_count, parse_finite, parse_iou,
-)
+from lce.importers.common import COUNT_LIMIT, UnitIndex, parse_category, parse_count, parse_finite, parse_iou
+from lce.input_files import check_input
+from lce.names import MAX_LABEL, check_name
 from lce.resources import read_sql
 
+# The most JSON that --resume decompresses, far above lce's own files: about 355 MiB for ResNet-50's layer4 over
+# Broden (2,048 units x 1,196 concepts, 200 replicate labels a unit), 665 MiB for its four stages in one ingest,
+# 2.6 GiB for all 16 of its blocks (bench/bench_pending_size.py).
+MAX_JSON_BYTES = 8 * 2**30
+# And, past the first RATIO_FROM bytes, at most MAX_RATIO times the file's own size: lce's files compress about 5 to
+# 1, DEFLATE up to 1032 to 1, so a small file that inflates to gigabytes stops early, not when memory runs out.
+MAX_RATIO, RATIO_FROM = 50, 64 * 2**20
 # A model's architecture and notes: an --arch spec as resolved (an hf: directory, up to PATH_MAX, 4,096 bytes) and
 # the weight files it read.
 MAX_TEXT = 10_000
@@ -45,6 +65,71 @@ BOOTSTRAP_FIELDS = ("replicates", "blocks", "seed", "alternatives", "labels")
 UNIT_SHARES = ("iou_low", "iou_high", "stability", "runner_up_iou", "chance_iou")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 SETTINGS_DEPTH = 8  # a run's settings nest two levels (a list of the mean's values); later readers recurse
+
+
+def load(path: Path) -> tuple[list[RunRecord], bool]:
+    """(records, replace) from a file that save() wrote, its runs checked as imports are
+    (lce.importers.pending_runs); one LceError naming the file (and the run and field) for anything else."""
+    path = Path(path)
+    try:
+        document = json.loads(_decompressed(path))
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as error:
+        raise LceError(f"--resume {path}: not a file of pending runs that lce saved (it is not gzip'd JSON: "
+                       f"{error}). Nothing was written.") from None
+    except RecursionError:  # json's parser recurses once per [ or {
+        raise LceError(f"--resume {path}: not a file of pending runs that lce saved: it nests lists or objects "
+                       f"deeper than Python's JSON reader can follow (about {sys.getrecursionlimit():,} levels; "
+                       "lce's own nest seven). Nothing was written.") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise LceError(f"--resume {path}: not a file of pending runs that lce saved (no format {FORMAT!r}). "
+                       "Nothing was written.")
+    if document.get("version") != VERSION:
+        raise LceError(f"--resume {path}: pending-runs format version {document.get('version')!r}; this lce reads "
+                       f"version {VERSION}. Nothing was written.")
+    replace = document.get("replace")
+    if not isinstance(replace, bool):
+        raise LceError(f"--resume {path} is damaged or incomplete: its replace is {replace!r:.40}, neither true nor "
+                       "false. Nothing was written.")
+    return read_runs(path, document.get("runs")), replace
+
+
+def _decompressed(path: Path) -> bytearray:
+    """The file's JSON text, read in blocks up to its limit: MAX_JSON_BYTES, and MAX_RATIO times the file's size
+    beyond the first RATIO_FROM bytes."""
+    size = check_input(path, "--resume").st_size  # a regular file, before anything opens it (a FIFO would wait)
+    limit = min(MAX_JSON_BYTES, max(RATIO_FROM, MAX_RATIO * size))
+    text = bytearray()
+    with gzip.open(path, "rb") as stream:
+        while block := stream.read(min(1 << 24, limit + 1 - len(text))):
+            text += block
+            if len(text) > limit:
+                raise LceError(
+                    f"--resume {path}: its {size:,} bytes decompress to more than {limit:,} bytes of JSON (the "
+                    f"limit: {MAX_RATIO} times the file's size, at least {RATIO_FROM // 2**20} MiB, at most "
+                    f"{MAX_JSON_BYTES // 2**30} GiB); lce's own files compress about 5 to 1, so it is not one that "
+                    "lce saved. Nothing was written.")
+    return text
+
+
+def resume(path: Path, replace: bool | None = None, retry_s: float | None = None) -> list[WrittenRun]:
+    """Write the file's runs in one transaction (the same replace / unchanged rules as the command that saved
+    them, or `replace` when given), then delete the file. When the database is still away the file stays."""
+    records, saved_replace = load(path)
+    replace = saved_replace if replace is None else replace
+    engine = connect()
+    with engine.connect() as conn:
+        check_probes(Path(path), records, conn)
+    try:
+        written = write_runs(engine, records, replace=replace,
+                             retry_s=write_retry_s() if retry_s is None else retry_s)
+    except DatabaseLost as error:
+        raise LceError(f"{error.gone()} Nothing was written; the runs stay in {path} for `lce ingest --resume {path}` "
+                       "once the database is back.") from None
+    except DatabaseFull as error:
+        raise LceError(f"{error.full()} Nothing was written; the runs stay in {path} for `lce ingest --resume "
+                       f"{path}`: {error.remedy()}, then run it again.") from None
+    Path(path).unlink()
+    return written
 
 
 def read_runs(path: Path, runs: object) -> list[RunRecord]:

@@ -10,7 +10,7 @@ Wide: the `model` column names the model; every other column is a metric, except
 rules see the metric name first, then the task. Each metric gets a family and a direction from the rules
 (lce.importers.task_families); a metric no rule covers is an error that lists them all. An empty or NaN cell is a
 missing value, not an error; any other cell that is not a finite number is. Model names (200 characters at most)
-and metric, task and dataset names (500) are one line of printable text (lce.importers.common.check_name).
+and metric, task and dataset names (500) are one line of printable text (lce.names.check_name).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 
 from lce.db.task_performance import MetricInfo, TaskTable, TaskValue
 from lce.errors import LceError
-from lce.importers.common import MAX_LABEL, Where, check_name, csv_header, read_csv
+from lce.importers.common import Where, csv_header, read_csv
 from lce.importers.task_families import BUILT_IN_RULES, IGNORE, FamilyRule, classify
+from lce.names import MAX_LABEL, check_name
 
 LONG_COLUMNS = ("model", "task", "dataset", "metric", "value")
 MISSING = ("", "nan", "na", "n/a")

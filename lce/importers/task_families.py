@@ -19,7 +19,8 @@ from pathlib import Path
 
 from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
-from lce.importers.common import MAX_LABEL, check_name, read_csv
+from lce.importers.common import read_csv
+from lce.names import MAX_LABEL, check_name
 
 DIRECTIONS = ("higher", "lower")
 IGNORE = "ignore"

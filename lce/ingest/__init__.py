@@ -1,4 +1,4 @@
-"""The ingest: one model's run (run.py), a plan of many (plan.py) over executors, resumed runs and controls.
+"""The ingest: one model's run (run.py), a plan of many (plan.py, its rows.py) over executors, and controls.
 
 It orchestrates the method (lce.dissect), the probe, the models and the store; the command line calls it.
 """

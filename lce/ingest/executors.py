@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import lce
 from lce.config import (DATABASE_URL_ENV, HOME_ENV, PENDING_DIR_ENV, WRITE_RETRY_ENV, external_database_url,
-                        lce_home)
-from lce.ingest.plan import PlanRow, RowResult
+                        lce_home, pick_device)
 from lce.dissect.engine import Progress
-from lce.ingest.ray_cluster import USAGE_STATS_ENV, import_ray, local_cluster, token_authentication_on
 from lce.errors import LceError
+from lce.ingest import run as ingest_run
+from lce.ingest.ray_cluster import USAGE_STATS_ENV, import_ray, local_cluster, token_authentication_on
+from lce.ingest.rows import PlanRow, RowResult
 
 EXECUTORS = ("sequential", "local", "ray")
 # Ray's own floor is 75 MiB; each task hands back a few kB (its outcomes), so the store holds next to nothing.
@@ -37,8 +39,6 @@ RAY_PROGRESS_EVERY_S = 0.5  # a progress message from a Ray worker is an actor c
 def check_executor(executor: str, devices: list[str] | None, ray_address: str | None) -> None:
     """An LceError for options that cannot work, said before the plan is checked: an unknown executor, options of
     another executor, an unknown device, or a Ray cluster beyond this machine with the embedded database."""
-    from lce.config import pick_device
-
     if executor not in EXECUTORS:
         raise LceError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}.")
     if devices and executor == "sequential":
@@ -96,8 +96,6 @@ def run_rows(todo: list[PlanRow], executor: str = "sequential", devices: list[st
     elif executor == "ray":
         _run_ray(todo, ray_address, devices, tracker, warn)
     else:
-        from lce.config import pick_device
-
         for index, row in enumerate(todo):
             tracker.finished(index, *ingest_row(row.request, progress, warn),
                              where=str(pick_device(row.request.device)))
@@ -129,11 +127,9 @@ def ingest_row(request, progress: Progress | None = None,
                warn: Callable[[str], None] | None = None) -> tuple[str, float, str, list]:
     """(outcome, seconds, reason, runs) of one row's ingest(): "stored" with its IngestOutcomes, or "failed" with
     the reason (an LceError's message, or any other exception such as running out of memory)."""
-    from lce.ingest.run import ingest  # looked up at each call (tests replace it)
-
     started = time.perf_counter()
     try:
-        runs = ingest(request, progress, warn=warn)
+        runs = ingest_run.ingest(request, progress, warn=warn)  # looked up at each call (tests replace it)
         return "stored", time.perf_counter() - started, "", runs
     except LceError as error:
         return "failed", time.perf_counter() - started, str(error), []
@@ -285,8 +281,6 @@ def worker_environment(local: bool) -> dict[str, str]:
         if os.environ.get(name):
             env[name] = os.environ[name]
     if local:
-        import lce
-
         source = str(Path(lce.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join([source] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     return env

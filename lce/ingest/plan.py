@@ -18,15 +18,21 @@ import gc
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
+from lce.config import pick_device
+from lce.db.connection import connect
+from lce.db.pending import pending_files
 from lce.dissect.engine import DissectSettings, Progress
-from lce.ingest.run import IngestRequest, check_rgb
-from lce.dissect.uncertainty import DEFAULT_BLOCKS, DEFAULT_REPLICATES
-from lce.vocabulary import DEFAULT_VARIANT, IOU_CUTOFF
 from lce.errors import LceError
+from lce.importers.pending_runs import resume
+from lce.ingest.executors import run_rows
+from lce.ingest.rows import PlanRow, RowResult
+from lce.ingest.run import IngestRequest, check_rgb, layer_layouts, missing_controls, model_spec, stored_runs
 from lce.input_files import PLAN_LIMITS, read_text
+from lce.probe.registry import open_registered_probe
+from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, DEFAULT_VARIANT, IOU_CUTOFF
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # lce ingest's own defaults, under the `defaults` a caller gives.
@@ -125,18 +131,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-@dataclass
-class PlanRow:
-    line: int  # the row's line in the CSV file (the header is line 1)
-    model: str
-    options: dict  # the command line's options with the row's cells over them
-    error: str = ""  # a cell that could not be read, said when the row is checked
-    request: IngestRequest | None = None
-    layers: list[str] = field(default_factory=list)
-    status: str = ""  # to do | done | invalid (after check_plan)
-    reason: str = ""  # why it is invalid
-
-
 def read_plan(path: Path, defaults: dict, shard: tuple[int, int] | None = None) -> list[PlanRow]:
     """The plan's data rows (only shard K of N: row i, from 0 in file order, when i % N == K - 1), each with its
     options: `defaults` (the command line's) under the row's non-empty cells. One LceError naming the file for a
@@ -180,8 +174,6 @@ class _Probes:
         self.engine, self.opened = engine, {}
 
     def __call__(self, name: str, split: str):
-        from lce.probe.registry import open_registered_probe
-
         if (name, split) not in self.opened:
             self.opened[(name, split)] = open_registered_probe(self.engine, name, split)[1]
         return self.opened[(name, split)]
@@ -196,8 +188,6 @@ def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
     Each distinct model (architecture or zoo entry, checkpoint, random init, normalisation, input size) is built
     once, however many rows name it, and dropped before the next is built: a plan of 10,000 rows of a few models
     builds a few, and holds one at a time. A random init's seed changes the weights, not what is checked."""
-    from lce.db.connection import connect
-
     engine = connect()
     probes = _Probes(engine)
     models: dict = {}  # the model's key -> the rows that name it, each with its request, spec and default layer
@@ -215,9 +205,6 @@ def check_plan(rows: list[PlanRow]) -> list[PlanRow]:
 
 def _prepare(row: PlanRow, probes: _Probes):
     """(row, ModelSpec, default layer, image size, probe): everything checked that needs no model."""
-    from lce.config import pick_device
-    from lce.ingest.run import model_spec
-
     if row.error:
         raise LceError(row.error)
     if not row.model:
@@ -240,7 +227,6 @@ def _model_key(spec):
 def _check_model(engine, prepared: list) -> None:
     """Build the rows' model once (the first row's spec), find each distinct list of layers and layout in it, then
     settle each row against the store. A model that does not build makes every row of it invalid."""
-    from lce.ingest.run import layer_layouts, missing_controls, stored_runs
 
     first_row, first_spec = prepared[0][:2]
     try:
@@ -282,16 +268,6 @@ def _invalid(row: PlanRow, error: Exception) -> None:
     row.status, row.reason = "invalid", reason
 
 
-@dataclass
-class RowResult:
-    row: PlanRow
-    outcome: str  # stored | skipped (stored before) | failed | invalid
-    seconds: float = 0.0
-    reason: str = ""
-    runs: list = field(default_factory=list)  # the IngestOutcomes of a stored row
-    where: str = ""  # the device (and Ray host) that ran it
-
-
 def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callable[[str], None] | None = None,
              report: Callable[[RowResult], None] | None = None, executor: str = "sequential",
              devices: list[str] | None = None, ray_address: str | None = None) -> list[RowResult]:
@@ -301,8 +277,6 @@ def run_plan(rows: list[PlanRow], progress: Progress | None = None, warn: Callab
     LceError, any exception such as running out of memory, or its worker's death) is noted and the others go on.
     `progress` hears ("models", done, total) besides each ingest's passes; `report` hears each row as it ends.
     One result per row, in the plan's order."""
-    from lce.ingest.executors import run_rows
-
     todo = [row for row in rows if row.status == "to do"]
     results = {id(row): result for row, result in zip(todo, run_rows(
         todo, executor, devices=devices, ray_address=ray_address, progress=progress, warn=warn, report=report))}
@@ -314,12 +288,10 @@ def store_pending() -> list[tuple[Path, str]]:
     """Store the runs that ingests saved under $LCE_HOME/pending/ or $LCE_PENDING_DIR when their database went
     away or was full (as `lce ingest --resume` does, each file with its own --replace); (file, what happened) for
     each file, oldest first."""
-    from lce.db import pending
-
     done = []
-    for path in pending.pending_files():
+    for path in pending_files():
         try:
-            written = pending.resume(path)
+            written = resume(path)
             done.append((path, "stored " + ", ".join(f"{item.record.model.name} {item.record.layer} "
                                                       f"({item.outcome.value} run {item.run_id})" for item in written)))
         except LceError as error:

@@ -33,21 +33,30 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from lce.config import check_tf32, code_version, device_settings, lce_home, pick_device, tf32, write_retry_s
+from lce.config import (check_tf32, code_version, device_settings, external_database_url, lce_home, pick_device, tf32,
+                        write_retry_s)
 from lce.db import pending
+from lce.db.controls import set_control
 from lce.db.connection import connect
 from lce.db.locks import dissection_lock, run_identity
 from lce.db.outage import DatabaseFull, DatabaseLost, retrying
 from lce.db.runs import (WAL_FACTOR, Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow,
                          find_run, stored_bytes, write_runs)
 from lce.disk import existing, file_system, free_bytes, size
-from lce.dissect.engine import TOP_IMAGES, DissectSettings, LayerResult, Progress, dissect
+from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
+from lce.dissect.memory import plan_dissection
 from lce.dissect.uncertainty import STORED_REPLICATES, LayerUncertainty, Resampling
 from lce.errors import LceError
+from lce.models import build, zoo
+from lce.models.layers import resolve_layer
+from lce.models.layout import KINDS, MapLayout, resolve_layouts
+from lce.models.sources import parse_arch
+from lce.names import check_options
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
 from lce.probe.registry import open_registered_probe
 from lce.resources import read_sql
+from lce.vocabulary import TOP_IMAGES
 
 SOURCE = "dissected"
 DEFAULT_LAYER = "layer4"  # ResNets' last block, the layer of every published comparison
@@ -81,9 +90,6 @@ class IngestRequest:
     def validate(self) -> None:
         """An LceError for a request that cannot be ingested as given, said before anything is loaded or dissected
         (the settings check their own fields when built). The messages name the options of lce ingest."""
-        from lce.importers.common import check_options
-        from lce.models.layout import KINDS
-
         check_options(model=self.model, probe=self.probe, architecture=self.arch)
         for name in self.layers:
             check_options(layer=name)
@@ -168,8 +174,6 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
             engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts), engine, window)
         if not todo:
             return outcomes
-        from lce.dissect.memory import plan_dissection
-
         # The memory plan before any work: a dissection that cannot fit the device stops here.
         shape = ProbeDataset(probe, image_size=image_size, seg_size=seg_size)
         plan = plan_dissection(loaded.module, todo, shape, settings, device,
@@ -251,8 +255,6 @@ def space_warnings(needed: int) -> list[str]:
     """What to warn of before a dissection whose runs take about `needed` bytes (runs.stored_bytes): the embedded
     server's data directory and LCE_HOME's pending folder on file systems with less free (the data directory's
     counting the write-ahead log too). An external server's disk cannot be seen from here."""
-    from lce.config import external_database_url
-
     places = [] if external_database_url() else [(lce_home() / "postgres", WAL_FACTOR * needed, "the database")]
     places.append((pending.pending_dir(), needed, "the pending file, should the database be unable to take it"))
     said, seen = [], set()
@@ -311,9 +313,6 @@ def control_request(request: IngestRequest, layers: list[str]) -> IngestRequest:
     --arch) with weights drawn from --control-seed, under control_name(); the same `layers`, probe, settings,
     layout, split and device. The architecture's own normalisation, not the model's --mean/--std or zoo entry's,
     so that one control serves every model of the architecture; never --replace (a stored control is kept)."""
-    from lce.models import zoo
-    from lce.models.sources import parse_arch
-
     architecture = parse_arch(request.arch or zoo.zoo_entry(request.model).architecture).spec
     return IngestRequest(model=control_name(architecture, request.control_seed), probe=request.probe,
                          layers=list(layers), settings=request.settings, arch=architecture, random_init=True,
@@ -334,8 +333,6 @@ def missing_controls(engine, request: IngestRequest, settings: DissectSettings, 
 def _same_weights(request: IngestRequest, control: IngestRequest) -> bool:
     """Whether the model's weights are the control's: random from the same seed (--random-init, or the zoo's
     random entry)."""
-    from lce.models import zoo
-
     drawn = request.random_init or (request.arch is None and zoo.zoo_entry(request.model).layout is None)
     return drawn and request.seed == control.seed
 
@@ -343,8 +340,6 @@ def _same_weights(request: IngestRequest, control: IngestRequest) -> bool:
 def _name_controls(run_ids: list[int]) -> None:
     """Name the stored runs that --random-control found (random weights of the architecture, dissected before,
     perhaps without it) controls, those that are not yet, in one transaction."""
-    from lce.db.controls import set_control
-
     if not run_ids:
         return
     with connect().begin() as conn:
@@ -357,9 +352,6 @@ def _name_controls(run_ids: list[int]) -> None:
 def layer_layouts(request: IngestRequest, module, layers: list[str], image_size: int, device) -> dict:
     """Each layer's MapLayout (lce.models.layout), the layers checked to be modules of `module` first (an LceError
     naming the nearest otherwise); `module` is moved to `device`."""
-    from lce.models.layers import resolve_layer
-    from lce.models.layout import MapLayout, resolve_layouts
-
     for layer in layers:
         resolve_layer(module, layer)
     # A full layout from the user (nchw, nhwc, tokens with --prefix-tokens), or only `tokens`, whose prefix the
@@ -401,8 +393,6 @@ def _load_model(request: IngestRequest, image_size: int):
 def model_spec(request: IngestRequest, image_size: int):
     """(ModelSpec, default layer, family) of the request, nothing built: a zoo entry by name (an unknown name is an
     LceError listing the zoo), or --arch."""
-    from lce.models import build, zoo
-
     normalization, origin = build.FROM_SOURCE, "given"
     if request.mean is not None:  # validate() saw to it that std comes with it
         normalization, origin = zoo.Normalization(tuple(request.mean), tuple(request.std)), "--mean/--std"

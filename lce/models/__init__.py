@@ -3,16 +3,26 @@
     entry = zoo_entry("moco-v2")
     model = build_zoo_model(entry, Path("moco_v2_800ep_pretrain.pth.tar"))
     with LayerCapture(model.module, [entry.layer]) as capture: model.module(images)
+
+The names below are loaded from their modules when first asked for (PEP 562), so that `lce.models.layers`, all the
+engine needs, does not load torchvision with lce.models.build.
 """
 
-from lce.models.build import LoadedModel, build_model, build_zoo_model, classification_architectures, construct
-from lce.models.checkpoints import LAYOUTS, CheckpointInfo, Layout, file_sha256, load_checkpoint
-from lce.models.layers import LayerCapture, output_shapes, resolve_layer
-from lce.models.layout import MapLayout, resolve_layouts, to_units
-from lce.models.zoo import IMAGENET, Normalization, ZooEntry, zoo_entries, zoo_entry
+from importlib import import_module
 
-__all__ = [
-    "IMAGENET", "LAYOUTS", "CheckpointInfo", "LayerCapture", "Layout", "LoadedModel", "Normalization", "ZooEntry",
-    "MapLayout", "build_model", "build_zoo_model", "classification_architectures", "construct", "file_sha256",
-    "load_checkpoint", "output_shapes", "resolve_layer", "resolve_layouts", "to_units", "zoo_entries", "zoo_entry",
-]
+_MODULES = {
+    "build": ("LoadedModel", "build_model", "build_zoo_model", "classification_architectures", "construct"),
+    "checkpoints": ("LAYOUTS", "CheckpointInfo", "Layout", "file_sha256", "load_checkpoint"),
+    "layers": ("LayerCapture", "output_shapes", "resolve_layer"),
+    "layout": ("MapLayout", "resolve_layouts", "to_units"),
+    "zoo": ("IMAGENET", "Normalization", "ZooEntry", "zoo_entries", "zoo_entry"),
+}
+_MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'lce.models' has no attribute {name!r}")
+    return getattr(import_module(f"lce.models.{_MODULE_OF[name]}"), name)

@@ -26,11 +26,8 @@ when the user named it (`lce report --allow-arch package.module:function`):
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import json
 import math
-import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +38,7 @@ from torch import nn
 from lce.errors import LceError
 from lce.models import sources
 from lce.models.checkpoints import CheckpointInfo, load_checkpoint
-from lce.models.zoo import Normalization, ZooEntry
+from lce.models.zoo import Normalization, ZooEntry, zoo_entry
 
 FROM_SOURCE = "from the source"  # build_model's default normalisation: the one the architecture's source gives
 
@@ -183,8 +180,6 @@ class ModelSpec:
 
     def build(self) -> LoadedModel:
         if self.zoo is not None:
-            from lce.models.zoo import zoo_entry
-
             return build_zoo_model(zoo_entry(self.zoo), self.checkpoint, seed=self.seed, random_init=self.random_init,
                                    image_size=self.image_size, normalization=self.normalization,
                                    normalization_source=self.normalization_source)
@@ -265,48 +260,3 @@ def classification_architectures() -> list[str]:
 def construct(arch: str, image_size: int | None = None) -> nn.Module:
     """An untrained `arch` (any --arch spec; hf:DIR with the directory's weights), drawn from the current RNG."""
     return sources.make(sources.parse_arch(arch), image_size=image_size, random_init=False).module
-
-
-def from_function(spec: str) -> nn.Module:
-    """The nn.Module that `package.module:function` returns, called with no arguments."""
-    module_name, _, function_name = spec.partition(":")
-    if not module_name or not function_name:
-        raise LceError(f"--arch {spec!r} should read package.module:function.")
-    top = module_name.split(".")[0]
-    refused = {"lce": "this program's own package", "__main__": "the running program"}.get(top)
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        refused = "a module of Python's standard library"
-    if refused:
-        raise LceError(f"--arch {spec!r}: {top} is {refused}, not a package of models; give package.module:function "
-                       "from your own code or an installed package, a function that returns a torch.nn.Module.")
-    importlib.invalidate_caches()
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
-            raise  # the user's module itself failed an import: its traceback is the useful message
-        # The current directory is not searched: a file lying there (a download, a colleague's folder) must not run.
-        raise LceError(f"--arch {spec!r}: module {module_name!r} is not importable from PYTHONPATH or the "
-                       "installed packages (the current directory is not searched: for a module there, run "
-                       "PYTHONPATH=. lce ...).") from None
-    function = getattr(module, function_name, None)
-    if not (inspect.isfunction(function) or inspect.isclass(function)):
-        what = "has no function" if function is None or not callable(function) else \
-            f"holds a {type(function).__name__}, not a Python function or class, under"
-        raise LceError(f"--arch {spec!r}: {module_name} {what} {function_name!r}.")
-    _check_no_arguments(spec, function, function_name)
-    built = function()
-    if not isinstance(built, nn.Module):
-        raise LceError(f"--arch {spec!r}: {function_name}() returned a {type(built).__name__}, not a "
-                       f"torch.nn.Module.")
-    return built
-
-
-def _check_no_arguments(spec: str, function, function_name: str) -> None:
-    try:
-        inspect.signature(function).bind()
-    except TypeError as error:
-        raise LceError(f"--arch {spec!r}: {function_name} cannot be called without arguments ({error}); lce calls "
-                       "it with none.") from None
-    except ValueError:  # no signature to read (some classes written in C): calling it will tell
-        pass

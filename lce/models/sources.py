@@ -11,7 +11,7 @@ function of the user's.
   official releases: DINO, DINOv2, OpenAI CLIP, ...). Normalisation from timm's pretrained config.
 - `hf:DIR`: a Hugging Face vision model saved in DIR (config.json and its weights; preprocessor_config.json for
   the normalisation), loaded offline and without remote code. Its weights are DIR's files.
-- `package.module:function`: a function or class of the user's returning an nn.Module (lce.models.build).
+- `package.module:function`: a function or class of the user's returning an nn.Module (from_function).
 The `timm:` and `hf:` prefixes are read before the `package.module:function` form. timm and transformers are
 optional (pip install 'lce[timm,hf]'); nothing is ever downloaded.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -98,11 +99,54 @@ def make(source: Source, image_size: int | None = None, random_init: bool = True
         return _timm(source.name, image_size)
     if source.kind == "hf":
         return _hugging_face(Path(source.name), random_init)
-    from lce.models.build import from_function
-
     return Made(from_function(source.name), IMAGENET, "ImageNet's mean/std (a default: the function gives none)",
                 warning=f"--arch {source.name} says nothing of its input normalisation: ImageNet's mean and std "
                         "are used; pass --mean R,G,B --std R,G,B if the model expects others.")
+
+
+def from_function(spec: str) -> nn.Module:
+    """The nn.Module that `package.module:function` returns, called with no arguments."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise LceError(f"--arch {spec!r} should read package.module:function.")
+    top = module_name.split(".")[0]
+    refused = {"lce": "this program's own package", "__main__": "the running program"}.get(top)
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        refused = "a module of Python's standard library"
+    if refused:
+        raise LceError(f"--arch {spec!r}: {top} is {refused}, not a package of models; give package.module:function "
+                       "from your own code or an installed package, a function that returns a torch.nn.Module.")
+    importlib.invalidate_caches()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
+            raise  # the user's module itself failed an import: its traceback is the useful message
+        # The current directory is not searched: a file lying there (a download, a colleague's folder) must not run.
+        raise LceError(f"--arch {spec!r}: module {module_name!r} is not importable from PYTHONPATH or the "
+                       "installed packages (the current directory is not searched: for a module there, run "
+                       "PYTHONPATH=. lce ...).") from None
+    function = getattr(module, function_name, None)
+    if not (inspect.isfunction(function) or inspect.isclass(function)):
+        what = "has no function" if function is None or not callable(function) else \
+            f"holds a {type(function).__name__}, not a Python function or class, under"
+        raise LceError(f"--arch {spec!r}: {module_name} {what} {function_name!r}.")
+    _check_no_arguments(spec, function, function_name)
+    built = function()
+    if not isinstance(built, nn.Module):
+        raise LceError(f"--arch {spec!r}: {function_name}() returned a {type(built).__name__}, not a "
+                       f"torch.nn.Module.")
+    return built
+
+
+def _check_no_arguments(spec: str, function, function_name: str) -> None:
+    try:
+        inspect.signature(function).bind()
+    except TypeError as error:
+        raise LceError(f"--arch {spec!r}: {function_name} cannot be called without arguments ({error}); lce calls "
+                       "it with none.") from None
+    except ValueError:  # no signature to read (some classes written in C): calling it will tell
+        pass
 
 
 def classification_architectures() -> list[str]:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lce.disk import write_atomically
 from lce.input_files import check_input
 from lce.probe.broden import Broden
 
@@ -87,8 +88,6 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         """Written to a temporary file and renamed, so a reader sees the old manifest or the new one."""
-        from lce.disk import write_atomically
-
         write_atomically(path, json.dumps({"files": [[e.path, e.size, e.mtime_ns, e.sha256]
                                                      for e in self.entries]}).encode(), mode=0o644)
 

@@ -22,7 +22,7 @@ from lce.config import lce_home
 from lce.db.connection import connect, connect_reader
 from lce.db.probes import ProbeConcept, ProbeRecord, concept_count, lock_probe_name, stored_probe, write_probe
 from lce.errors import LceError
-from lce.importers.common import check_options
+from lce.names import check_options
 from lce.probe.broden import Broden
 from lce.probe.cache import DecodeCache
 from lce.probe.check import check_probe

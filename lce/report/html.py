@@ -30,12 +30,14 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from lce.analysis.correlate import correlate, summary
 from lce.analysis.stored_embedding import StoredEmbedding, load_embedding
 from lce.config import code_version
 from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.output_paths import check_output, check_output_dir
 from lce.report.markup import UNKNOWN, Raw, Section, figure, link, navigation, page, paragraph, section, table
+from lce.report import plots
 from lce.report.plots import CATEGORY_COLOURS
 from lce.report.strips import DissectedRun, Progress, RunStrips, StripStyle, run_strips
 from lce.resources import read_sql
@@ -210,15 +212,13 @@ def _index_page(runs: list[dict], names: dict[int, str], store: _StoreRows, stor
 
 
 def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], images: Path) -> list[Section]:
-    from lce.report.plots import plot_coassignment, plot_elbow, plot_embedding, plot_loadings
-
     if stored is None:
         return [section("embedding", "Learned Concepts Embedding", paragraph(
             "No embedding is stored yet: lce embed makes one (and this report shows the newest).", "note"))]
     result = stored.result
     options = result.settings
     selection = result.selection
-    plot_embedding(result, images / "embedding.png")
+    plots.plot_embedding(result, images / "embedding.png")
     columns = result.columns
     described = (f"Embedding {result.embedding_id} (stored {stored.created_at:%Y-%m-%d %H:%M}): "
                  f"{len(selection.runs)} models, {selection.layer}, probe {selection.probe}, {selection.variant}, "
@@ -250,7 +250,7 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
                         numeric=set(range(1, len(columns) + len(spread) + 2)), table_id="embedding-points"))
     sections = [embedding]
     if result.coassignment is not None:
-        plot_coassignment(result, images / "coassignment.png")
+        plots.plot_coassignment(result, images / "coassignment.png")
         sections.append(section("coassignment", "Co-assignment: how often two models share a cluster", paragraph(
             f"The share of embedding {result.embedding_id}'s {options.replicates} replicates in which each pair of "
             f"models falls in one KMeans cluster (k = {options.clusters}), models in the order of their clusters; "
@@ -258,7 +258,7 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
             figure("img/coassignment.png", "Share of replicates in which two models share a cluster", width=720)))
 
     if result.loadings is not None and result.matrix.concepts:
-        plot_loadings(result.loadings, result.matrix, columns, images / "loadings.png")
+        plots.plot_loadings(result.loadings, result.matrix, columns, images / "loadings.png")
         tables = []
         matrix = result.matrix
         for name, row in zip(columns, result.loadings):
@@ -274,7 +274,7 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
     else:
         loadings = section("loadings", "Loadings", paragraph(stored.loadings_note, "note"))
 
-    plot_elbow(result.inertia, options.clusters, images / "elbow.png")
+    plots.plot_elbow(result.inertia, options.clusters, images / "elbow.png")
     elbow = section("elbow", "Elbow curve", paragraph(
         f"KMeans inertia (n_init = 10) of the model x concept matrix for k = 1..{len(result.inertia)}: "
         + ", ".join(f"{v:.1f}" for v in result.inertia) + f"; the embedding uses k = {options.clusters}."),
@@ -285,9 +285,6 @@ def _embedding_sections(stored: StoredEmbedding | None, names: dict[int, str], i
 def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Section | None:
     """The heatmap of the embedding's components (and category profiles) against the models' transfer-task
     results (lce correlate), when task results are stored."""
-    from lce.analysis.correlate import correlate, summary
-    from lce.report.plots import plot_correlation
-
     if stored is None:
         return None
     with connect_reader(required=False).connect() as conn:
@@ -297,7 +294,7 @@ def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Sectio
         correlation = correlate(stored.result.embedding_id)
     except LceError as error:
         return section("correlations", "Task correlations", paragraph(str(error), "note"))
-    plot_correlation(correlation, images / "correlation.png")
+    plots.plot_correlation(correlation, images / "correlation.png")
     return section("correlations", "Task correlations", paragraph(
         f"Pearson correlation of each component of embedding {stored.result.embedding_id} and of each model's "
         "category profile with each transfer-task metric, over the embedded models that have task results "
@@ -307,14 +304,12 @@ def _correlation_section(stored: StoredEmbedding | None, images: Path) -> Sectio
 
 
 def _profiles_section(runs: list[dict], names: dict[int, str], store: _StoreRows, images: Path) -> Section:
-    from lce.report.plots import plot_profiles
-
     present = {row["category"] for rows in store.profiles.values() for row in rows}
     categories = [c for c in CATEGORY_COLOURS if c in present] + sorted(present - set(CATEGORY_COLOURS))
     profiles = {names[run["run_id"]]: {row["category"]: row["interpretable_units"]
                                        for row in store.profiles.get(run["run_id"], [])} for run in runs}
     if any(profiles.values()):
-        plot_profiles(profiles, images / "profiles.png")
+        plots.plot_profiles(profiles, images / "profiles.png")
     headers = ["model", "layer", "probe", "variant", "units", "interpretable"]
     for category in categories:
         headers += [f"{category} units", f"{category} concepts"]

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lce.analysis.correlate import EMBEDDING_FAMILY, MEAN_PREFIX, Correlation
 from lce.analysis.embed import EmbeddingResult
+from lce.analysis.embed_uncertainty import ellipse_axes
 
 if TYPE_CHECKING:
-    from lce.analysis.correlate import Correlation
     from lce.analysis.matrix import ConceptMatrix
 
 
@@ -50,8 +51,6 @@ def plot_embedding(result: EmbeddingResult, path: Path) -> None:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
     from matplotlib.patches import Ellipse
-
-    from lce.analysis.embed_uncertainty import ellipse_axes
 
     coords = result.coordinates
     # Panels: (1 vs 2) and, with a third component, (3 vs 2); a single component is drawn against zero.
@@ -148,8 +147,6 @@ def plot_correlation(correlation: Correlation, path: Path) -> None:
     it the components against the profile columns. Lower-is-better metrics are marked with a down arrow."""
     import numpy as np
     from matplotlib.figure import Figure
-
-    from lce.analysis.correlate import EMBEDDING_FAMILY, MEAN_PREFIX
 
     columns = correlation.columns
     lower = {metric.name for metric in correlation.metrics if metric.direction == "lower"}

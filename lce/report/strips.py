@@ -36,11 +36,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from lce.config import lce_home
+from lce.config import lce_home, pick_device
 from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.home import make_private, private_folder
+from lce.probe.broden import Broden
 from lce.resources import read_sql
+from lce.vocabulary import TOP_IMAGES
 
 STYLE_VERSION = 1  # bump when the drawing changes: cached strips are then drawn again
 DIMMED = 0.3  # brightness outside the mask
@@ -56,7 +58,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class StripStyle:
-    images: int = 10  # top images per strip (dissection stores 10)
+    images: int = TOP_IMAGES  # top images per strip (as many as dissection stores)
     tile: int = 96  # largest side of one image in the strip, in pixels (ten make a strip under 1000 px wide)
     gap: int = 2
     quality: int = 85  # JPEG
@@ -214,9 +216,9 @@ class _MaskPass:
 
     def __init__(self, run: DissectedRun, tops: list[_TopImage], size: int, device: str, batch_size: int,
                  progress: Progress | None = None, thumbnails: bool = True, allowed_archs: tuple[str, ...] = ()):
+        # torch and the models load here, when strips are drawn: a report without them does not import torch.
         import torch
 
-        from lce.config import pick_device
         from lce.dissect.upsample import upsample
         from lce.models.layers import LayerCapture
         from lce.probe.dataset import ProbeDataset
@@ -281,8 +283,6 @@ class _MaskPass:
 
 def _open_probe(run: DissectedRun):
     """(Broden, image size) of the run's probe, as it was dissected."""
-    from lce.probe.broden import Broden
-
     if not run.probe_path or not Path(run.probe_path).is_dir():
         raise StripsUnavailable(f"the probe's directory {run.probe_path} is gone.")
     try:
@@ -300,7 +300,7 @@ def _recorded_model(run: DissectedRun, allowed_archs: tuple[str, ...]):
     """How lce ingest built the run's model, from the settings the run recorded (lce.models.build.ModelSpec; runs of
     an older lce got them from migration 0007); StripsUnavailable, with nothing imported, for a package.module:function
     the user did not allow."""
-    from lce.models.build import ArchitectureNotAllowed, ModelSpec
+    from lce.models.build import ArchitectureNotAllowed, ModelSpec  # torch: only when strips are drawn
 
     architecture = run.settings.get("architecture")
     if not architecture:
@@ -319,7 +319,7 @@ def _rebuild_model(run: DissectedRun, spec):
     """The model of `spec` (_recorded_model) as lce ingest built it: the architecture at the image size it was made
     for, with the checkpoint file, the random-init seed or the Hugging Face directory's own weights, and the mean
     and std exactly as recorded (none: [0, 1] inputs)."""
-    from lce.models.sources import parse_arch
+    from lce.models.sources import parse_arch  # torch and torchvision: only when strips are drawn
 
     try:
         source = parse_arch(spec.architecture)
@@ -344,7 +344,7 @@ def _rebuild_model(run: DissectedRun, spec):
 def _recorded_layout(run: DissectedRun):
     """How the layer's output holds its units, as the run recorded it; nchw for runs of an older lce, which read
     every layer so."""
-    from lce.models.layout import MapLayout
+    from lce.models.layout import MapLayout  # torch: only when strips are drawn
 
     try:
         return MapLayout(run.settings.get("layout", "nchw"), run.settings.get("prefix_tokens") or 0)
