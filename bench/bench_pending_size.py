@@ -19,7 +19,7 @@ import random
 import numpy as np
 
 from lce.db.pending import MAX_JSON_BYTES, MAX_RATIO, _document
-from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
+from lce.records import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 
 IMAGES, PIXELS, CONCEPTS, REPLICATES, TOP = 63_305, 112 * 112, 1_196, 200, 10
 CATEGORIES = ("object", "part", "material", "scene", "texture", "color")

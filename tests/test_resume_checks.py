@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from lce.db import pending
-from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
+from lce.records import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 
 TABLES = ("model", "run", "unit", "unit_top_image", "unit_replicate", "probe", "concept")
 IMAGES = 12

@@ -32,9 +32,9 @@ from sqlalchemy import text
 
 from lce.db.connection import connect_reader
 from lce.db.schema import CATEGORIES
-from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
 from lce.importers.task_families import family_order
+from lce.records import MetricInfo
 from lce.resources import read_sql
 
 METHODS = ("pearson", "spearman")

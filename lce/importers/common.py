@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.db.schema import CATEGORIES
 from lce.errors import LceError
 from lce.input_files import IMPORT_LIMITS, read_text
+from lce.records import ModelInfo, RunRecord, TallyRow, UnitRow
 
 # Names end up in unique btree indexes, whose rows PostgreSQL caps at 2704 bytes (a third of a page); at 4 bytes
 # a character at most, these stay below it, and far above any real name.

@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-from lce.db.runs import RunRecord, UnitRow
 from lce.errors import LceError
 from lce.importers.common import (
     MAX_LABEL, UnitIndex, Where, check_name, check_options, imported_run, parse_category, parse_int, parse_iou,
     read_json_text,
 )
 from lce.importers.dissect_csv import DISSECT, NO_LABEL
+from lce.records import RunRecord, UnitRow
 
 FORMAT = "dissect-report"
 

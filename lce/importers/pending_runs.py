@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Connection, text
 
-from lce.db.runs import Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow
+from lce.records import Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow
 from lce.vocabulary import NAMES as VARIANTS
 from lce.errors import LceError
 from lce.importers.common import (

@@ -19,10 +19,10 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from lce.db.task_performance import MetricInfo, TaskTable, TaskValue
 from lce.errors import LceError
 from lce.importers.common import MAX_LABEL, Where, check_name, csv_header, read_csv
 from lce.importers.task_families import BUILT_IN_RULES, IGNORE, FamilyRule, classify
+from lce.records import MetricInfo, TaskTable, TaskValue
 
 LONG_COLUMNS = ("model", "task", "dataset", "metric", "value")
 MISSING = ("", "nan", "na", "n/a")

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
 from lce.importers.common import MAX_LABEL, check_name, read_csv
+from lce.records import MetricInfo
 
 DIRECTIONS = ("higher", "lower")
 IGNORE = "ignore"
