@@ -2,10 +2,10 @@
 
     outcomes = write_runs(engine, [RunRecord(...), ...], replace=False, retry_s=60)
 
-The records are lce.records'. A run is identified by (model, layer, probe, variant, quantile, segmentation size,
-source), its RunIdentity. Writing a run that exists with the same content changes nothing ("unchanged"); with
-other content it is refused unless `replace`, which swaps the old run for the new one inside the same
-transaction. Either every run of the call is written, or none is.
+The records (RunRecord and its parts) are lce.records'. A run is identified by (model, layer, probe, variant,
+quantile, segmentation size, source): its RunIdentity. Writing a run that exists with the same content changes
+nothing ("unchanged"); with other content it is refused unless `replace`, which swaps the old run for the new one
+inside the same transaction. Either every run of the call is written, or none is.
 
 Stored embeddings are immutable: a replaced run that an embedding_point uses is kept, marked superseded
 (`superseded_at`, `superseded_by`), and every view and run-choosing query leaves it out; a replaced run no
