@@ -290,7 +290,8 @@ def db_phase(args, loaded, probe, result, settings, device, probe_id: int) -> No
     """Once: the run record as lce ingest builds it, and its write into the fresh embedded database."""
     from lce.config import code_version
     from lce.db.connection import connect
-    from lce.db.runs import ModelInfo, write_runs
+    from lce.db.runs import write_runs
+    from lce.records import ModelInfo
     from lce.ingest.run import _concepts, _record
 
     engine = connect()

@@ -20,8 +20,8 @@ import random
 import numpy as np
 
 from lce.db.pending import _document
-from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 from lce.importers.pending_runs import MAX_JSON_BYTES, MAX_RATIO
+from lce.records import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, IOU_CUTOFF
 
 IMAGES, PIXELS, CONCEPTS, REPLICATES, TOP = 63_305, 112 * 112, 1_196, 200, 10

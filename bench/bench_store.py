@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
 
 def synthetic_record(seed: int, name: str):
     """The run record as lce ingest builds it (RunRecord with UnitRow and TallyRow lists)."""
-    from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
+    from lce.records import ModelInfo, RunRecord, TallyRow, UnitRow
     from lce.vocabulary import IOU_CUTOFF
 
     rng = np.random.default_rng(seed)
@@ -96,7 +96,8 @@ def write_columns(engine, record, name: str) -> float:
     under another model name; the run is deleted again so that the stored sizes count each layout once."""
     from sqlalchemy import text
 
-    from lce.db.runs import TallyColumns, write_runs
+    from lce.db.runs import write_runs
+    from lce.records import TallyColumns
 
     columns = TallyColumns.of(record.tallies)
     copy = dataclasses.replace(record, model=dataclasses.replace(record.model, name=name), tallies=columns)

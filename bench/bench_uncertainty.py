@@ -105,7 +105,7 @@ def memory(units: int, device: str) -> None:
 
 def _ingest_once(model, dataset, settings, concepts, device) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one ingest without the database."""
-    from lce.db.runs import ModelInfo
+    from lce.records import ModelInfo
     from lce.ingest.run import _record
 
     started, cpu = time.perf_counter(), time.process_time()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from lce.db.runs import ModelInfo, RunRecord, UnitRow, write_runs
+from lce.db.runs import write_runs
+from lce.records import ModelInfo, RunRecord, UnitRow
 
 
 def rows(engine, query, **params):

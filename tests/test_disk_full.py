@@ -21,6 +21,7 @@ from lce.importers import pending_runs
 from lce.ingest import plan as batch
 from lce.ingest import run as ingest_module
 from lce.probe import cache as cache_module
+from lce.records import ModelInfo, RunRecord, UnitRow
 from tests.test_write_outage import CLOSED, INGEST, add_probe
 
 FULL = 'could not extend file "base/16386/16553": No space left on device'
@@ -171,8 +172,8 @@ def test_lce_pending_dir_takes_the_runs_when_lce_home_cannot_and_resume_stores_t
 
 def test_a_plan_stores_the_runs_in_lce_pending_dir_first(engine, home, tmp_path, monkeypatch):
     # probe "synth": `home` registers it, and a pending file's probe must be registered (importers/pending_runs.py)
-    record = runs.RunRecord(model=runs.ModelInfo("m"), probe="synth", layer="layer4", variant="dissect", quantile=0.01,
-                            iou_threshold=0.04, source="dissected", units=[runs.UnitRow(0, ("object", "disc"), 0.1)])
+    record = RunRecord(model=ModelInfo("m"), probe="synth", layer="layer4", variant="dissect", quantile=0.01,
+                       iou_threshold=0.04, source="dissected", units=[UnitRow(0, ("object", "disc"), 0.1)])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.setenv("LCE_PENDING_DIR", str(elsewhere))
@@ -210,8 +211,8 @@ def test_lce_pending_dir_is_checked_before_the_dissection(cli, home, tmp_path, m
 
 
 def test_pending_files_are_written_whole_or_not_at_all(home, monkeypatch):
-    record = runs.RunRecord(model=runs.ModelInfo("m"), probe="p", layer="layer4", variant="dissect", quantile=0.01,
-                            iou_threshold=0.04, source="dissected", units=[runs.UnitRow(0, ("object", "sky"), 0.1)])
+    record = RunRecord(model=ModelInfo("m"), probe="p", layer="layer4", variant="dissect", quantile=0.01,
+                       iou_threshold=0.04, source="dissected", units=[UnitRow(0, ("object", "sky"), 0.1)])
     real_write, written = os.write, []
 
     def half_then_full(descriptor, data):  # the first write goes through in part, the next finds no room

@@ -124,7 +124,8 @@ def test_missing_file_is_named(cli, tmp_path):
 
 def test_a_failure_inside_the_transaction_leaves_nothing(engine):
     """The second run violates a CHECK constraint while being copied: the first run is rolled back with it."""
-    from lce.db.runs import ModelInfo, RunRecord, UnitRow, write_runs
+    from lce.db.runs import write_runs
+    from lce.records import ModelInfo, RunRecord, UnitRow
     from lce.errors import LceError
 
     def record(name, iou):

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from lce.db import pending
 from lce.importers import pending_runs
-from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
+from lce.records import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 
 TABLES = ("model", "run", "unit", "unit_top_image", "unit_replicate", "probe", "concept")
 IMAGES = 12

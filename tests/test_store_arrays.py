@@ -7,8 +7,9 @@ from sqlalchemy import text
 
 from lce.db import connection, migrate
 from lce.db.probes import ProbeConcept, ProbeRecord, write_probe
-from lce.db.runs import ModelInfo, RunRecord, TallyColumns, TallyRow, UnitRow, write_runs
+from lce.db.runs import write_runs
 from lce.errors import LceError
+from lce.records import ModelInfo, RunRecord, TallyColumns, TallyRow, UnitRow
 
 PAIRS = ("SELECT t.run_id, t.unit, c.category, c.name, t.intersection, t.activation, t.truth, t.iou"
          " FROM unit_concept t JOIN concept c ON c.id = t.concept_id ORDER BY 1, 2, 3, 4")

@@ -8,7 +8,8 @@ from sqlalchemy import text
 from lce.db import pending
 from lce.importers import pending_runs
 from lce.db.controls import control_of, set_control, unset_control
-from lce.db.runs import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow, write_runs
+from lce.db.runs import write_runs
+from lce.records import Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyRow, UnitRow
 
 SKY, TREE, CAR = ("object", "sky"), ("object", "tree"), ("object", "car")
 NAN = float("nan")

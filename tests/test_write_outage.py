@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from lce.db import connection, runs
 from lce.db.server import EmbeddedServer
 from lce.ingest import run as ingest_module
+from lce.records import ModelInfo, RunRecord, UnitRow
 from tests.conftest import Cli
 
 CLOSED = "postgresql+psycopg://lce@127.0.0.1:9/lce?connect_timeout=2"  # port 9 (discard): nothing listens
@@ -195,8 +196,8 @@ def test_a_database_away_past_the_window_saves_the_run_for_resume(cli, engine, d
 
 
 def test_a_retry_after_a_commit_whose_acknowledgement_was_lost_stores_the_run_once(engine, monkeypatch):
-    record = runs.RunRecord(model=runs.ModelInfo("m"), probe="p", layer="layer4", variant="dissect", quantile=0.01,
-                            iou_threshold=0.04, source="imported:test", units=[runs.UnitRow(0, ("object", "sky"), 0.1)])
+    record = RunRecord(model=ModelInfo("m"), probe="p", layer="layer4", variant="dissect", quantile=0.01,
+                       iou_threshold=0.04, source="imported:test", units=[UnitRow(0, ("object", "sky"), 0.1)])
     first = runs.write_runs(engine, [record])
     # The retry of the same write (the first try's commit went through, its answer did not).
     monkeypatch.setattr(runs, "retrying", lambda attempt, engine, window_s: attempt(engine, True))

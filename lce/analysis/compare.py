@@ -33,23 +33,25 @@ from sqlalchemy import text
 from lce.db.connection import connect_reader
 from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
+from lce.records import RunIdentity
 from lce.resources import read_sql
 
 FALSE_DISCOVERY_RATE = 0.05  # Benjamini-Hochberg's level over the concepts compared (issue 16)
 COUNT_TEST = "Fisher's exact test, two-sided, on each concept's units out of each run's units"
 
 
-@dataclass(frozen=True)
-class ComparedRun:
-    run_id: int
-    model: str
-    layer: str
-    probe: str
-    variant: str
-    source: str
+@dataclass(frozen=True, kw_only=True)
+class ComparedRun(RunIdentity):
+    """One of the two runs compared, and what the comparison counts in it."""
+
     units: int
-    interpretable: int
-    concepts: int
+    interpretable: int  # units whose label's IoU passes the comparison's cut-off
+    concepts: int  # the concepts those units name
+
+    def to_json(self) -> dict:
+        return {"run_id": self.run_id, "model": self.model, "layer": self.layer, "probe": self.probe,
+                "variant": self.variant, "source": self.source, "units": self.units,
+                "interpretable": self.interpretable, "concepts": self.concepts}
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,8 @@ class Comparison:
     def to_json(self) -> dict:
         return {
             "min_iou": self.min_iou,
-            "a": asdict(self.a),
-            "b": asdict(self.b),
+            "a": self.a.to_json(),
+            "b": self.b.to_json(),
             "shared": len(self.shared),
             "only_a": len(self.only_a),
             "only_b": len(self.only_b),
@@ -238,10 +240,9 @@ def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, laye
         embedding, note = _distance(conn, params["a"], params["b"], embedding_id)
     concepts = with_count_tests(concepts, runs[0]["unit_count"], runs[1]["unit_count"])
     compared = [
-        ComparedRun(run_id=run["run_id"], model=run["model"], layer=run["layer"], probe=run["probe"],
-                    variant=run["variant"], source=run["source"], units=run["unit_count"],
-                    interpretable=sum(getattr(row, f"units_{side}") for row in categories),
-                    concepts=sum(getattr(row, f"concepts_{side}") for row in categories))
+        ComparedRun.of(run, units=run["unit_count"],
+                       interpretable=sum(getattr(row, f"units_{side}") for row in categories),
+                       concepts=sum(getattr(row, f"concepts_{side}") for row in categories))
         for run, side in zip(runs, "ab")
     ]
     return Comparison(a=compared[0], b=compared[1], min_iou=min_iou, concepts=concepts, categories=categories,

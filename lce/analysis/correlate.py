@@ -31,9 +31,9 @@ import numpy as np
 from sqlalchemy import text
 
 from lce.db.connection import connect_reader
-from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
 from lce.importers.task_families import family_order
+from lce.records import MetricInfo
 from lce.resources import read_sql
 from lce.vocabulary import CATEGORIES
 

@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from lce.db.connection import connect_reader
 from lce.errors import LceError
+from lce.records import RunIdentity
 from lce.resources import read_sql
 
 NORMALIZATIONS = ("population", "selection", "none")
@@ -36,20 +37,10 @@ UNIT_FILTERS = ("interpretable", "trusted", "beats-random")
 
 
 @dataclass(frozen=True)
-class RunChoice:
-    run_id: int
-    model: str
-    layer: str
-    probe: str
-    variant: str
-    source: str
-
-
-@dataclass(frozen=True)
 class Selection:
     """The runs embedded (one per model, sorted by model) and the population they are normalised against."""
 
-    runs: tuple[RunChoice, ...]
+    runs: tuple[RunIdentity, ...]
     population: tuple[int, ...]
 
     @property
@@ -89,7 +80,9 @@ def select_runs(
     variant: str | None = None,
 ) -> Selection:
     """One run per model, all on the same probe, layer and variant; a clear error where that is ambiguous."""
-    candidates = [RunChoice(*row[:6]) for row in con.execute(read_sql("queries/embedding_runs")).fetchall()]
+    found = con.execute(read_sql("queries/embedding_runs"))
+    columns = [column[0] for column in found.description]
+    candidates = [RunIdentity.of(dict(zip(columns, row))) for row in found.fetchall()]
     if not candidates:
         raise LceError("The database holds no runs yet: import results (lce import ...) first.")
     known = {run.model for run in candidates}
@@ -117,7 +110,7 @@ def select_runs(
             f"The runs selected span {len(groups)} layer/probe/variant combinations ({shown}); an embedding compares "
             "models on one of them. Choose with --layer, --probe and --variant."
         )
-    per_model: dict[str, list[RunChoice]] = defaultdict(list)
+    per_model: dict[str, list[RunIdentity]] = defaultdict(list)
     for run in chosen:
         per_model[run.model].append(run)
     for model, runs in per_model.items():

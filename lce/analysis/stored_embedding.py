@@ -18,9 +18,10 @@ from sqlalchemy import text
 
 from lce.analysis.embed import EmbeddingResult, EmbedSettings
 from lce.analysis.projection import Projection
-from lce.analysis.matrix import ConceptMatrix, RunChoice, Selection, concept_matrix
+from lce.analysis.matrix import ConceptMatrix, Selection, concept_matrix
 from lce.db.connection import connect_reader
 from lce.errors import LceError
+from lce.records import RunIdentity
 from lce.resources import read_sql
 
 
@@ -52,8 +53,7 @@ def load_embedding(embedding_id: int | None = None) -> StoredEmbedding | None:
     settings = EmbedSettings(**{key: tuple(value) if isinstance(value, list) else value
                                 for key, value in row["settings"].items() if key in known})
     selection = Selection(
-        runs=tuple(RunChoice(p["run_id"], p["model"], p["layer"], p["probe"], p["variant"], p["source"])
-                   for p in points),
+        runs=tuple(RunIdentity.of(point) for point in points),
         population=tuple(population))
     coordinates = np.array([list(p["coordinates"]) for p in points], dtype=np.float64)
     matrix, loadings, note = _recompute(row, settings, selection, coordinates)

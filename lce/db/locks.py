@@ -1,7 +1,7 @@
 """One dissection of a run at a time per database: a session advisory lock on each run's identity.
 
-    with dissection_lock(engine, [run_identity("r18", "layer4", "synth", "dissect", 0.005, 7)], on_wait=print,
-                         retry_s=60):
+    with dissection_lock(engine, [RunIdentity("r18", "layer4", "synth", "dissect", 0.005, 7, "dissected")],
+                         on_wait=print, retry_s=60):
         ...  # check what is stored, dissect what is not, write it
 
 Two processes that ingest the same model, layer and settings at the same moment would both dissect it; the
@@ -23,17 +23,19 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from lce.db.outage import retrying
+from lce.records import RunIdentity
 
 _DISSECTION_LOCK = 7_425_003  # advisory lock space of run identities; runs.py uses 7_425_002, migrate.py 7_425_001
 
 
-def run_identity(model: str, layer: str, probe: str, variant: str, quantile: float, seg_size: int | None) -> str:
-    """The identity of a dissected run (the unique key of `run`, by names), as the lock's key."""
-    return json.dumps([model, layer, probe, variant, quantile, seg_size])
+def _key(identity: RunIdentity) -> str:
+    """The lock's key: the identity of a dissected run, by names (its source is always 'dissected')."""
+    return json.dumps([identity.model, identity.layer, identity.probe, identity.variant, identity.quantile,
+                       identity.seg_size])
 
 
 @contextmanager
-def dissection_lock(engine: Engine, identities: list[str], on_wait: Callable[[str], None] | None = None,
+def dissection_lock(engine: Engine, identities: list[RunIdentity], on_wait: Callable[[str], None] | None = None,
                     retry_s: float = 0.0) -> Iterator[None]:
     """Hold every identity's lock (sorted, so that two holders of overlapping sets never deadlock) for the
     block. When another session holds one, `on_wait` hears so once and the call waits for it. A connection lost
@@ -44,19 +46,20 @@ def dissection_lock(engine: Engine, identities: list[str], on_wait: Callable[[st
     if not identities:
         yield
         return
+    keys = {_key(identity): identity for identity in identities}
     waiting_said = []
 
     def take(engine: Engine, retried: bool):
         connection = engine.connect()
         try:
-            for key in sorted(set(identities)):
+            for key, identity in sorted(keys.items()):
                 taken = connection.execute(text("SELECT pg_try_advisory_lock(:space, hashtext(:key))"),
                                            {"space": _DISSECTION_LOCK, "key": key}).scalar()
                 if not taken:
                     if on_wait and not waiting_said:
-                        model, layer, probe = json.loads(key)[:3]
-                        on_wait(f"another process is dissecting {model} {layer} on probe {probe} in this database; "
-                                "waiting for it to finish (its run is then stored, and this one skipped).")
+                        on_wait(f"another process is dissecting {identity.model} {identity.layer} on probe "
+                                f"{identity.probe} in this database; waiting for it to finish (its run is then "
+                                "stored, and this one skipped).")
                         waiting_said.append(True)
                     connection.execute(text("SELECT pg_advisory_lock(:space, hashtext(:key))"),
                                        {"space": _DISSECTION_LOCK, "key": key})

@@ -30,10 +30,10 @@ from dataclasses import replace as with_fields  # `replace` is also the --replac
 from pathlib import Path
 
 from lce.config import PENDING_DIR_ENV, lce_home, pending_dir_override
-from lce.db.runs import RunRecord
 from lce.disk import mounted, no_space, write_atomically
 from lce.errors import LceError
 from lce.home import private_folder
+from lce.records import RunRecord
 
 FORMAT = "lce-pending-runs"
 VERSION = 1

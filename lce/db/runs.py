@@ -2,10 +2,10 @@
 
     outcomes = write_runs(engine, [RunRecord(...), ...], replace=False, retry_s=60)
 
-A run is identified by (model, layer, probe, variant, quantile, segmentation size, source). Writing a run that
-exists with the same content changes nothing ("unchanged"); with other content it is refused unless `replace`,
-which swaps the old run for the new one inside the same transaction. Either every run of the call is written,
-or none is.
+The records (RunRecord and its parts) are lce.records'. A run is identified by (model, layer, probe, variant,
+quantile, segmentation size, source): its RunIdentity. Writing a run that exists with the same content changes
+nothing ("unchanged"); with other content it is refused unless `replace`, which swaps the old run for the new one
+inside the same transaction. Either every run of the call is written, or none is.
 
 Stored embeddings are immutable: a replaced run that an embedding_point uses is kept, marked superseded
 (`superseded_at`, `superseded_by`), and every view and run-choosing query leaves it out; a replaced run no
@@ -19,12 +19,10 @@ stored with this content (the commit went through, its acknowledgement did not) 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from operator import attrgetter
 
 import numpy as np
 import psycopg
@@ -35,147 +33,9 @@ from lce.config import code_version
 from lce.db.controls import set_control
 from lce.db.outage import retrying
 from lce.errors import LceError
+from lce.records import Bootstrap, ConceptKey, ModelInfo, RunIdentity, RunRecord, TallyColumns
 
-ConceptKey = tuple[str, str]  # (category, name)
 _PROBE_LOCK = 7_425_002  # advisory lock space of run writers, keyed by hashtext(probe name); migrate.py uses 7_425_001
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    architecture: str | None = None
-    checkpoint_sha256: str | None = None
-    family: str | None = None
-    notes: str | None = None
-
-
-@dataclass(frozen=True)
-class UnitRow:
-    unit: int
-    concept: ConceptKey | None
-    iou: float | None
-    threshold: float | None = None
-    # How sure the label is (issue 16; lce.dissect.uncertainty): None where unknown (imports, no bootstrap).
-    iou_low: float | None = None  # the 95% interval of the label's IoU over the bootstrap's replicates
-    iou_high: float | None = None
-    stability: float | None = None  # share of replicates whose best concept is the label
-    runner_up: ConceptKey | None = None  # the concept with the second-best IoU, and that IoU
-    runner_up_iou: float | None = None
-    chance_iou: float | None = None  # the label's IoU expected by chance (the pairing of images permuted)
-    lift: float | None = None  # iou / chance_iou; None where chance_iou is 0
-
-
-@dataclass(eq=False)
-class ReplicateLabels:
-    """Each unit's label in the first replicates of the bootstrap: the best concept overall (the variant's label
-    rule) and its IoU. `lce embed --uncertainty` reads them (table unit_replicate)."""
-
-    concepts: list[ConceptKey]  # what `label` indexes
-    label: np.ndarray  # (units, replicates): row u is unit u; an index into concepts, -1: no concept overlaps it
-    iou: np.ndarray  # (units, replicates) float32 IoU of that label in that replicate (0 with no label)
-
-
-@dataclass(eq=False)
-class Bootstrap:
-    """How a dissected run's uncertainty was made, and what of it is stored beyond the unit rows."""
-
-    replicates: int  # behind the intervals and stability (run.replicates)
-    blocks: int  # blocks of images resampled (run.bootstrap_blocks)
-    seed: int  # from the probe's content hash (run.bootstrap_seed; lce.dissect.uncertainty.replicate_seed)
-    alternatives: list[tuple[int, ConceptKey, float]] = field(default_factory=list)  # (unit, concept, share)
-    labels: ReplicateLabels | None = None  # the first replicates' labels, for the embedding's uncertainty
-
-
-@dataclass(frozen=True)
-class TallyRow:
-    unit: int
-    concept: ConceptKey
-    intersection: int
-    activation: int
-    truth: int
-    iou: float
-
-
-@dataclass(eq=False)
-class TallyColumns:
-    """A run's tallies as numpy columns, one entry per (unit, concept) pair, as a dissection hands them over: the
-    content of a list of TallyRow (iterating gives them), without a Python object per pair (a Broden-sized
-    ResNet-50 layer has 2.46M pairs, ~8 s of objects)."""
-
-    concepts: list[ConceptKey]  # the concepts that `concept` indexes
-    unit: np.ndarray
-    concept: np.ndarray
-    intersection: np.ndarray
-    activation: np.ndarray
-    truth: np.ndarray
-    iou: np.ndarray
-
-    @classmethod
-    def of(cls, tallies: list[TallyRow] | TallyColumns) -> TallyColumns:
-        """The tallies as columns: a list of TallyRow (importers, pending files) turned into them once."""
-        if isinstance(tallies, TallyColumns):
-            return tallies
-        count = len(tallies)
-
-        def column(name: str, dtype) -> np.ndarray:
-            return np.fromiter(map(attrgetter(name), tallies), dtype, count)
-
-        concepts = sorted({tally.concept for tally in tallies})
-        index = {concept: number for number, concept in enumerate(concepts)}
-        return cls(concepts, unit=column("unit", np.int64),
-                   concept=np.fromiter((index[tally.concept] for tally in tallies), np.int64, count),
-                   intersection=column("intersection", np.int64), activation=column("activation", np.int64),
-                   truth=column("truth", np.int64), iou=column("iou", np.float64))
-
-    def __len__(self) -> int:
-        return len(self.unit)
-
-    def __iter__(self):
-        for unit, concept, intersection, activation, truth, iou in zip(
-                self.unit.tolist(), self.concept.tolist(), self.intersection.tolist(), self.activation.tolist(),
-                self.truth.tolist(), self.iou.tolist()):
-            yield TallyRow(unit, self.concepts[concept], intersection, activation, truth, iou)
-
-    def named(self) -> set[ConceptKey]:
-        """The concepts that some pair names."""
-        return {self.concepts[index] for index in np.unique(self.concept).tolist()}
-
-
-@dataclass
-class RunRecord:
-    model: ModelInfo
-    probe: str
-    layer: str
-    variant: str
-    quantile: float
-    iou_threshold: float
-    source: str
-    units: list[UnitRow]
-    tallies: list[TallyRow] | TallyColumns = field(default_factory=list)
-    seg_size: int | None = None
-    settings: dict = field(default_factory=dict)
-    top_images: list[tuple[int, int, int, float]] = field(default_factory=list)  # (unit, rank, image, activation)
-    bootstrap: Bootstrap | None = None  # dissected runs: the uncertainty's settings, alternatives, replicate labels
-    control: bool = False  # a random-weights run to serve as the control of its kind (table run_control)
-
-    def content_sha256(self) -> str:
-        """A hash of the method and every unit and tally, so that importing the same data again is recognised
-        (settings such as the file's name are left out: the same rows from a renamed file are the same run).
-        A dissected run is identified by its checkpoint and settings instead: the same inputs, the same run."""
-        digest = hashlib.sha256()
-        header = [self.layer, self.variant, self.quantile, self.iou_threshold, self.seg_size]
-        digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-        if self.source == "dissected":
-            digest.update(json.dumps([self.model.checkpoint_sha256, self.settings], sort_keys=True).encode())
-            return digest.hexdigest()
-        for row in self.units:
-            digest.update(repr((row.unit, row.concept, row.iou, row.threshold)).encode())
-        for tally in self.tallies:
-            digest.update(repr(tally).encode())
-        return digest.hexdigest()
-
-    def describe(self) -> str:
-        return f"model {self.model.name!r}, layer {self.layer!r} ({self.source}, probe {self.probe!r})"
 
 
 class Outcome(str, Enum):
@@ -455,8 +315,7 @@ def _retire(conn: Connection, run_id: int) -> None:
         conn.execute(text("DELETE FROM run WHERE id = :id"), {"id": run_id})
 
 
-def find_run(engine: Engine, model: str, layer: str, probe: str, variant: str, quantile: float,
-             seg_size: int | None, source: str):
+def find_run(engine: Engine, identity: RunIdentity):
     """The current run with this identity (id, checkpoint_sha256, source_sha256, settings), or None."""
     with engine.connect() as conn:
         return conn.execute(
@@ -466,8 +325,8 @@ def find_run(engine: Engine, model: str, layer: str, probe: str, variant: str, q
                 " AND r.variant = :variant AND r.quantile = :quantile AND r.seg_size IS NOT DISTINCT FROM :seg"
                 " AND r.source = :source AND r.superseded_at IS NULL"
             ),
-            dict(model=model, layer=layer, probe=probe, variant=variant, quantile=quantile, seg=seg_size,
-                 source=source),
+            dict(model=identity.model, layer=identity.layer, probe=identity.probe, variant=identity.variant,
+                 quantile=identity.quantile, seg=identity.seg_size, source=identity.source),
         ).first()
 
 

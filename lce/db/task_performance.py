@@ -19,51 +19,17 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 
 import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from lce.errors import LceError
+from lce.records import MetricInfo, TaskTable
 
 SHOWN = 5  # conflicts and names listed in a message before "and N more"
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    family: str
-    direction: str  # 'higher' or 'lower': which values are better
-    task: str | None = None
-    dataset: str | None = None
-
-
-@dataclass(frozen=True)
-class TaskValue:
-    model: str
-    metric: str
-    value: float
-
-
-@dataclass
-class TaskTable:
-    """A file's task results, parsed and checked (lce.importers.task_csv)."""
-
-    path: Path
-    layout: str  # 'wide' or 'long'
-    metrics: list[MetricInfo]  # in the order the file first names them
-    values: list[TaskValue]
-    models: list[str]  # in the order the file first names them
-    ignored: list[str] = field(default_factory=list)  # metrics an `ignore` rule left out
-
-    def families(self) -> dict[str, list[str]]:
-        grouped: dict[str, list[str]] = {}
-        for metric in self.metrics:
-            grouped.setdefault(metric.family, []).append(metric.name)
-        return grouped
 
 
 class Outcome(str, Enum):

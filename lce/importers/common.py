@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lce.db.runs import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.errors import LceError
 from lce.input_files import IMPORT_LIMITS, read_text
+from lce.records import ModelInfo, RunRecord, TallyRow, UnitRow
 from lce.vocabulary import CATEGORIES
 
 COUNT_LIMIT = 2**63  # counts are PostgreSQL bigints

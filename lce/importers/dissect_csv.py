@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from lce.db.runs import RunRecord, UnitRow
+from lce.records import RunRecord, UnitRow
 from lce.vocabulary import variant
 from lce.errors import LceError
 from lce.importers.common import UnitIndex, imported_run, parse_category, parse_int, parse_iou, read_csv

@@ -11,11 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from lce.db.runs import RunRecord, UnitRow
 from lce.errors import LceError
 from lce.importers.common import UnitIndex, Where, imported_run, parse_category, parse_int, parse_iou, read_json_text
 from lce.importers.dissect_csv import DISSECT, NO_LABEL
 from lce.names import MAX_LABEL, check_name, check_options
+from lce.records import RunRecord, UnitRow
 
 FORMAT = "dissect-report"
 

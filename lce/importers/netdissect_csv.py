@@ -14,7 +14,7 @@ from __future__ import annotations
 from itertools import chain
 from pathlib import Path
 
-from lce.db.runs import RunRecord, TallyRow, UnitRow
+from lce.records import RunRecord, TallyRow, UnitRow
 from lce.vocabulary import variant
 from lce.errors import LceError
 from lce.importers.common import (

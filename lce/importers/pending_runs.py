@@ -37,8 +37,8 @@ from lce.config import write_retry_s
 from lce.db.connection import connect
 from lce.db.outage import DatabaseFull, DatabaseLost
 from lce.db.pending import FORMAT, VERSION
-from lce.db.runs import (Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow,
-                         WrittenRun, write_runs)
+from lce.db.runs import WrittenRun, write_runs
+from lce.records import Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow
 from lce.vocabulary import NAMES as VARIANTS
 from lce.errors import LceError
 from lce.importers.common import COUNT_LIMIT, UnitIndex, parse_category, parse_count, parse_finite, parse_iou

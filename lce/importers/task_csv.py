@@ -19,11 +19,11 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from lce.db.task_performance import MetricInfo, TaskTable, TaskValue
 from lce.errors import LceError
 from lce.importers.common import Where, csv_header, read_csv
 from lce.importers.task_families import BUILT_IN_RULES, IGNORE, FamilyRule, classify
 from lce.names import MAX_LABEL, check_name
+from lce.records import MetricInfo, TaskTable, TaskValue
 
 LONG_COLUMNS = ("model", "task", "dataset", "metric", "value")
 MISSING = ("", "nan", "na", "n/a")

@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lce.db.task_performance import MetricInfo
 from lce.errors import LceError
 from lce.importers.common import read_csv
 from lce.names import MAX_LABEL, check_name
+from lce.records import MetricInfo
 
 DIRECTIONS = ("higher", "lower")
 IGNORE = "ignore"

@@ -38,10 +38,9 @@ from lce.config import (check_tf32, code_version, device_settings, external_data
 from lce.db import pending
 from lce.db.controls import set_control
 from lce.db.connection import connect
-from lce.db.locks import dissection_lock, run_identity
+from lce.db.locks import dissection_lock
 from lce.db.outage import DatabaseFull, DatabaseLost, retrying
-from lce.db.runs import (WAL_FACTOR, Bootstrap, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow,
-                         find_run, stored_bytes, write_runs)
+from lce.db.runs import WAL_FACTOR, find_run, stored_bytes, write_runs
 from lce.disk import existing, file_system, free_bytes, size
 from lce.dissect.engine import DissectSettings, LayerResult, Progress, dissect
 from lce.dissect.memory import plan_dissection
@@ -55,6 +54,7 @@ from lce.names import check_options
 from lce.probe.cache import DecodeCache
 from lce.probe.dataset import ProbeDataset, UnreadableImage
 from lce.probe.registry import open_registered_probe
+from lce.records import Bootstrap, ModelInfo, ReplicateLabels, RunIdentity, RunRecord, TallyColumns, UnitRow
 from lce.resources import read_sql
 from lce.vocabulary import TOP_IMAGES
 
@@ -167,8 +167,8 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
 
     # From the check of what is stored to the end of the write, no other process dissects these runs: a second
     # ingest of the same model waits here, then finds them stored (lce.db.locks).
-    identities = [] if dry_run else [run_identity(request.model, layer, request.probe, settings.variant,
-                                                  settings.quantile, settings.seg_size) for layer in layouts]
+    identities = [] if dry_run else [RunIdentity(request.model, layer, request.probe, settings.variant,
+                                                 settings.quantile, settings.seg_size, SOURCE) for layer in layouts]
     with dissection_lock(engine, identities, on_wait=warn, retry_s=window):
         outcomes, todo = retrying(lambda engine, retried: stored_runs(
             engine, request, settings, loaded.checkpoint_sha256, run_settings, layouts), engine, window)
@@ -326,8 +326,8 @@ def missing_controls(engine, request: IngestRequest, settings: DissectSettings, 
     dissect. `settings` carries the seg_size the probe gives (lce ingest --plan's check)."""
     control = control_request(request, layers)
     return [layer for layer in layers
-            if find_run(engine, control.model, layer, request.probe, settings.variant, settings.quantile,
-                        settings.seg_size, SOURCE) is None]
+            if find_run(engine, RunIdentity(control.model, layer, request.probe, settings.variant,
+                                            settings.quantile, settings.seg_size, SOURCE)) is None]
 
 
 def _same_weights(request: IngestRequest, control: IngestRequest) -> bool:
@@ -369,8 +369,8 @@ def stored_runs(engine, request: IngestRequest, settings: DissectSettings, check
     carries the seg_size the probe gives."""
     todo, outcomes = [], []
     for layer, layout in layouts.items():
-        stored = find_run(engine, request.model, layer, request.probe, settings.variant, settings.quantile,
-                          settings.seg_size, SOURCE)
+        stored = find_run(engine, RunIdentity(request.model, layer, request.probe, settings.variant,
+                                              settings.quantile, settings.seg_size, SOURCE))
         if stored is not None and not request.replace:
             differences = _differences(stored, checkpoint_sha256, {**run_settings, **_layout_settings(layout)})
             if not differences:

@@ -41,6 +41,7 @@ from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.home import make_private, private_folder
 from lce.probe.broden import Broden
+from lce.records import RunIdentity
 from lce.resources import read_sql
 from lce.vocabulary import TOP_IMAGES
 
@@ -64,16 +65,12 @@ class StripStyle:
     quality: int = 85  # JPEG
 
 
-@dataclass(frozen=True)
-class DissectedRun:
-    """What drawing a run's strips needs to know about it (the columns of sql/queries/report_runs.sql)."""
+@dataclass(frozen=True, kw_only=True)
+class DissectedRun(RunIdentity):
+    """A run, and what drawing its strips needs to know about it besides (the columns of
+    sql/queries/report_runs.sql)."""
 
-    run_id: int
-    model: str
     architecture: str | None
-    layer: str
-    variant: str
-    seg_size: int | None
     checkpoint_sha256: str | None
     settings: dict
     probe_path: str | None
@@ -81,10 +78,9 @@ class DissectedRun:
 
     @classmethod
     def of(cls, row) -> DissectedRun:
-        return cls(run_id=row["run_id"], model=row["model"], architecture=row["architecture"],
-                   layer=row["layer"], variant=row["variant"], seg_size=row["seg_size"],
-                   checkpoint_sha256=row["checkpoint_sha256"], settings=dict(row["settings"] or {}),
-                   probe_path=row["probe_path"], probe_sha256=row["probe_sha256"])
+        return super().of(row, architecture=row["architecture"], checkpoint_sha256=row["checkpoint_sha256"],
+                          settings=dict(row["settings"] or {}), probe_path=row["probe_path"],
+                          probe_sha256=row["probe_sha256"])
 
 
 @dataclass

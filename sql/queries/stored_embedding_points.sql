@@ -1,8 +1,8 @@
 -- The points of one stored embedding (:embedding is its id), one per model, by model name: the run embedded
--- (with its layer, probe, variant and source), its coordinates and cluster, and its covariance over the replicates
--- (components x components, row-major; NULL without --uncertainty).
-SELECT m.name AS model, p.run_id, r.layer, pr.name AS probe, r.variant, r.source, p.coordinates, p.cluster,
-       p.covariance
+-- (with its layer, probe, variant, source, quantile and segmentation size), its coordinates and cluster, and its
+-- covariance over the replicates (components x components, row-major; NULL without --uncertainty).
+SELECT m.name AS model, p.run_id, r.layer, pr.name AS probe, r.variant, r.source, r.quantile, r.seg_size,
+       p.coordinates, p.cluster, p.covariance
 FROM embedding_point p
 JOIN model m ON m.id = p.model_id
 JOIN run r ON r.id = p.run_id
