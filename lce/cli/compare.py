@@ -9,10 +9,12 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, user_errors
-from lce.vocabulary import IOU_CUTOFF, one_of
+from lce.cli.options import MinIou, run_choice
+from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
 
 COMPARE_FORMATS = ("table", "csv", "json")
+RunLayer, RunProbe, RunVariant = run_choice("a model")
 
 
 @app.command("compare", short_help="How two models relate: shared concepts, categories, distance.")
@@ -20,10 +22,10 @@ COMPARE_FORMATS = ("table", "csv", "json")
 def compare(
     model_a: str = typer.Argument(..., help="First model (lce models lists them)."),
     model_b: str = typer.Argument(..., help="Second model."),
-    min_iou: float = typer.Option(IOU_CUTOFF, "--min-iou", help="A unit counts when its IoU exceeds this."),
-    layer: str | None = typer.Option(None, "--layer", help="Layer, when a model has runs on several."),
-    probe: str | None = typer.Option(None, "--probe", help="Probe, when a model has runs on several."),
-    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when a model has runs of several."),
+    min_iou: MinIou = IOU_CUTOFF,
+    layer: RunLayer = None,
+    probe: RunProbe = None,
+    variant: RunVariant = None,
     embedding: int | None = typer.Option(None, "--embedding", help="Embedding id for the distance (default: the "
                                                                    "newest stored embedding that holds both)."),
     fmt: str = typer.Option("table", "--format", help="table (terminal), csv (one row per concept) or json "

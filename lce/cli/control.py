@@ -14,8 +14,8 @@ from __future__ import annotations
 import typer
 
 from lce.cli.app import app, console, errors, user_errors
+from lce.cli.options import ListingFormat, run_choice
 from lce.cli.tables import print_listing
-from lce.vocabulary import one_of
 from lce.errors import LceError
 
 CONTROL_FORMATS = ("table", "csv", "json")
@@ -27,6 +27,7 @@ control_app = typer.Typer(
 )
 app.add_typer(control_app, name="control", short_help="Name the random-weights runs that labels must beat.")
 
+RunLayer, RunProbe, RunVariant = run_choice("the model")
 RUN_HELP = ("A run id (lce models lists them), or a model name (with --layer/--probe/--variant when it has several "
             "runs).")
 
@@ -35,9 +36,9 @@ RUN_HELP = ("A run id (lce models lists them), or a model name (with --layer/--p
 @user_errors
 def set_control(
     run: str = typer.Argument(..., help=RUN_HELP),
-    layer: str | None = typer.Option(None, "--layer", help="Layer, when the model has runs on several."),
-    probe: str | None = typer.Option(None, "--probe", help="Probe, when the model has runs on several."),
-    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when the model has runs of several."),
+    layer: RunLayer = None,
+    probe: RunProbe = None,
+    variant: RunVariant = None,
 ) -> None:
     """Name a stored run a control, and compute its per-concept cut-offs in the same transaction: for a dissected
     run, the 99th percentile of each concept's IoU over all its units (from the tallies); for an imported one, the
@@ -69,9 +70,9 @@ def set_control(
 @user_errors
 def unset_control(
     run: str = typer.Argument(..., help=RUN_HELP),
-    layer: str | None = typer.Option(None, "--layer", help="Layer, when the model has runs on several."),
-    probe: str | None = typer.Option(None, "--probe", help="Probe, when the model has runs on several."),
-    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when the model has runs of several."),
+    layer: RunLayer = None,
+    probe: RunProbe = None,
+    variant: RunVariant = None,
 ) -> None:
     """Stop a run being a control: its cut-offs go, and the runs it served are served by another control of their
     kind if one is stored, else by none (beats_random NULL). The run itself stays.
@@ -96,7 +97,7 @@ def unset_control(
 @control_app.command("list", short_help="The controls, the runs each serves, its concepts with a cut-off.")
 @user_errors
 def list_controls(
-    fmt: str = typer.Option("table", "--format", help="table (terminal), csv or json (to standard output)."),
+    fmt: ListingFormat = "table",
 ) -> None:
     """The controls of current runs: run id, model, architecture, layer, probe, variant, source, the cut-off of
     concepts without one of their own (the run's iou_threshold), how many current runs each serves, and how many

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, user_errors
+from lce.cli.options import MinIou
 from lce.vocabulary import IOU_CUTOFF, one_of
 
 
@@ -18,7 +19,7 @@ def embed(
     layer: str | None = typer.Option(None, "--layer", help="Layer to compare (needed when runs span several)."),
     probe: str | None = typer.Option(None, "--probe", help="Probe to compare on (needed when runs span several)."),
     variant: str | None = typer.Option(None, "--variant", help=f"{one_of()} (never mixed)."),
-    min_iou: float = typer.Option(IOU_CUTOFF, "--min-iou", help="A unit counts when its IoU exceeds this."),
+    min_iou: MinIou = IOU_CUTOFF,
     normalize: str = typer.Option("population", "--normalize",
                                   help="population (all stored models, as the paper), selection, or none."),
     method: str = typer.Option("pca", "--method", help="pca, mds or tsne."),

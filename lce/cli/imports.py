@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, user_errors
+from lce.cli.options import ImportedArch, ImportReplace, UnitsLayer
 from lce.vocabulary import variant
 
 import_app = typer.Typer(
@@ -16,10 +17,6 @@ import_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(import_app, name="import", short_help="Import published per-unit dissection results.")
-
-REPLACE = typer.Option(False, "--replace", help="Swap runs already stored for this file's, atomically.")
-ARCH = typer.Option(None, "--arch", help="Architecture of the model(s), e.g. resnet50 (stored with the model).")
-
 
 def _write(records, replace: bool, started: float) -> None:
     from lce.db.connection import connect
@@ -49,11 +46,11 @@ def _write(records, replace: bool, started: float) -> None:
 def dissect_csv(
     file: Path = typer.Argument(..., help="CSV with columns name,unit,iou,label,category (a leading index column "
                                           "is allowed)."),
-    layer: str = typer.Option("layer4", "--layer", help="The layer the units belong to."),
+    layer: UnitsLayer = "layer4",
     probe: str = typer.Option("places365-upp", "--probe",
                               help="Name for the probe the labels came from (default: Dissect's Places365 + UPP)."),
-    arch: str | None = ARCH,
-    replace: bool = REPLACE,
+    arch: ImportedArch = None,
+    replace: ImportReplace = False,
 ) -> None:
     from lce.importers.dissect_csv import read_dissect_csv
 
@@ -66,10 +63,10 @@ def dissect_csv(
 def dissect_report(
     file: Path = typer.Argument(..., help="davidbau/dissect report.json ({\"units\": [{unit, iou, label, cat}]})."),
     model: str = typer.Option(..., "--model", help="Name of the model the report dissects."),
-    layer: str = typer.Option(..., "--layer", help="The layer the units belong to."),
+    layer: UnitsLayer = ...,
     probe: str = typer.Option("places365-upp", "--probe", help="Name for the probe the labels came from."),
-    arch: str | None = ARCH,
-    replace: bool = REPLACE,
+    arch: ImportedArch = None,
+    replace: ImportReplace = False,
 ) -> None:
     """davidbau/dissect report.json: one `dissect` run for the model and layer.
 
@@ -91,10 +88,10 @@ def dissect_report(
 def netdissect_csv(
     file: Path = typer.Argument(..., help="NetDissect / NetDissect-Lite tally.csv (unit numbers from 1)."),
     model: str = typer.Option(..., "--model", help="Name of the model the tally dissects."),
-    layer: str = typer.Option(..., "--layer", help="The layer the units belong to."),
+    layer: UnitsLayer = ...,
     probe: str = typer.Option("broden1_224", "--probe", help="Name of the probe dataset (default: Broden 1, 224 px)."),
-    arch: str | None = ARCH,
-    replace: bool = REPLACE,
+    arch: ImportedArch = None,
+    replace: ImportReplace = False,
 ) -> None:
     from lce.importers.netdissect_csv import read_netdissect_csv
 
