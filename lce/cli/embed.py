@@ -84,16 +84,10 @@ def embed(
         members = [m for m, c in zip(result.matrix.models, result.clusters) if c == cluster]
         console.print(f"cluster {cluster}: {', '.join(members)}", highlight=False)
     if result.covariance is not None:
-        import numpy as np
-
         sd = ", ".join(f"{column} {value:.3f}" for column, value in zip(result.columns, result.sd.mean(axis=0)))
-        same = result.clusters[:, None] == result.clusters[None, :]
-        off = ~np.eye(len(result.clusters), dtype=bool)
-        within = result.coassignment[same & off]
-        across = result.coassignment[~same]
+        within, across = result.coassignment_means()
         console.print(f"uncertainty over {settings.replicates} replicates: mean sd {sd}; co-assignment within the "
-                      f"clusters {within.mean() if within.size else float('nan'):.2f}, across "
-                      f"{across.mean() if across.size else float('nan'):.2f}")
+                      f"clusters {within:.2f}, across {across:.2f}")
     console.print(f"wrote {out}")
     if plot is not None:
         console.print(f"wrote {plot}")

@@ -325,3 +325,24 @@ def store_pending() -> list[tuple[Path, str]]:
         except LceError as error:
             done.append((path, f"not stored: {error}"))
     return done
+
+
+def refuse_invalid(path: Path, rows: list[PlanRow], skip_invalid: bool) -> None:
+    """An LceError when rows are invalid and --skip-invalid was not given: nothing is dissected then."""
+    invalid = [row for row in rows if row.status == "invalid"]
+    if invalid and not skip_invalid:
+        lines = ", ".join(str(row.line) for row in invalid)
+        raise LceError(f"Plan {path}: {len(invalid)} invalid row(s) (line {lines}); nothing was dissected. Fix "
+                       "them, or pass --skip-invalid to run the others.")
+
+
+def exit_code(rows: list[PlanRow], skip_invalid: bool, results: list[RowResult] | None = None) -> int:
+    """lce ingest --plan's exit status. Checked only (--dry-run, `results` None): 0 when every row is valid, else 2
+    with --skip-invalid (the valid ones would run) and 1 without. Run: 1 when a row failed, 2 when invalid rows
+    were skipped, else 0."""
+    invalid = any(row.status == "invalid" for row in rows)
+    if results is None:
+        return (2 if skip_invalid else 1) if invalid else 0
+    if any(result.outcome == "failed" for result in results):
+        return 1
+    return 2 if invalid else 0
