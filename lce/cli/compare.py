@@ -8,6 +8,8 @@ import sys
 import typer
 from rich.table import Table
 
+from lce.analysis.compare import COUNT_TEST, FALSE_DISCOVERY_RATE, write_csv
+from lce.analysis.compare import compare as run_compare
 from lce.cli.app import app, console, user_errors
 from lce.cli.options import MinIou, run_choice
 from lce.vocabulary import IOU_CUTOFF
@@ -38,9 +40,6 @@ def compare(
 
     Example: lce compare 'MoCoV1(R)' 'InfoMin(R)' --format json > pair.json
     """
-    from lce.analysis.compare import compare as run_compare
-    from lce.analysis.compare import write_csv
-
     if fmt not in COMPARE_FORMATS:
         raise LceError(f"--format must be one of {', '.join(COMPARE_FORMATS)}, not {fmt!r}.")
     comparison = run_compare(model_a, model_b, min_iou=min_iou, layer=layer, probe=probe, variant=variant,
@@ -54,8 +53,6 @@ def compare(
 
 
 def _print_comparison(comparison) -> None:
-    from lce.analysis.compare import COUNT_TEST, FALSE_DISCOVERY_RATE
-
     a, b = comparison.a, comparison.b
     for side, run in (("A", a), ("B", b)):
         console.print(f"{side}: {run.model} (run {run.run_id}: {run.layer}, probe {run.probe}, {run.variant}, "

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
+from lce.analysis.correlate import correlate as run_correlate
+from lce.analysis.correlate import summary, write_csv
 from lce.cli.app import app, console, user_errors
+from lce.errors import LceError
+from lce.output_paths import check_output
+from lce.report.plots import plot_correlation
 
 
 @app.command("correlate", short_help="Correlate an embedding with the stored task results.")
@@ -24,11 +29,6 @@ def correlate(
 
     Example: lce correlate --out correlation.csv --plot correlation.png
     """
-    from lce.analysis.correlate import correlate as run_correlate
-    from lce.analysis.correlate import summary, write_csv
-    from lce.errors import LceError
-    from lce.output_paths import check_output
-
     outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
     if len(set(outputs)) < len(outputs):
         raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
@@ -39,7 +39,5 @@ def correlate(
         write_csv(result, out)
         console.print(f"wrote {out}")
     if plot is not None:
-        from lce.report.plots import plot_correlation
-
         plot_correlation(result, plot)
         console.print(f"wrote {plot}")

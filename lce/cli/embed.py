@@ -6,8 +6,14 @@ from pathlib import Path
 
 import typer
 
+from lce.analysis.embed import EmbedSettings, store_embedding, write_csv
+from lce.analysis.embed import embed as run_embed
+from lce.analysis.embed_uncertainty import DEFAULT_REPLICATES
 from lce.cli.app import app, console, user_errors
 from lce.cli.options import MinIou
+from lce.errors import LceError
+from lce.output_paths import check_output
+from lce.report.plots import plot_embedding
 from lce.vocabulary import IOU_CUTOFF, one_of
 
 
@@ -45,12 +51,6 @@ def embed(
 
     Example: lce embed --exclude 'Random(R)' --exclude 'SimCLRV1(R)' --out lce.csv --plot lce.png
     """
-    from lce.analysis.embed import EmbedSettings, store_embedding, write_csv
-    from lce.analysis.embed import embed as run_embed
-    from lce.analysis.embed_uncertainty import DEFAULT_REPLICATES
-    from lce.errors import LceError
-    from lce.output_paths import check_output
-
     if replicates is not None and not uncertainty:
         raise LceError("--replicates sets how many replicates --uncertainty draws: add --uncertainty.")
     settings = EmbedSettings(
@@ -65,8 +65,6 @@ def embed(
     result = run_embed(settings, store=False)
     write_csv(result, out)
     if plot is not None:
-        from lce.report.plots import plot_embedding
-
         plot_embedding(result, plot)
     result.embedding_id = store_embedding(result)
     selection = result.selection

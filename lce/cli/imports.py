@@ -9,6 +9,11 @@ import typer
 
 from lce.cli.app import app, console, user_errors
 from lce.cli.options import ImportedArch, ImportReplace, UnitsLayer
+from lce.db.connection import connect
+from lce.db.runs import Outcome, write_runs
+from lce.importers.dissect_csv import read_dissect_csv
+from lce.importers.dissect_report import read_dissect_report
+from lce.importers.netdissect_csv import read_netdissect_csv
 from lce.vocabulary import variant
 
 import_app = typer.Typer(
@@ -19,9 +24,6 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import", short_help="Import published per-unit dissection results.")
 
 def _write(records, replace: bool, started: float) -> None:
-    from lce.db.connection import connect
-    from lce.db.runs import Outcome, write_runs
-
     written = write_runs(connect(), records, replace=replace)
     changed = [w for w in written if w.outcome is not Outcome.UNCHANGED]
     for item in written:
@@ -52,8 +54,6 @@ def dissect_csv(
     arch: ImportedArch = None,
     replace: ImportReplace = False,
 ) -> None:
-    from lce.importers.dissect_csv import read_dissect_csv
-
     started = time.perf_counter()
     _write(read_dissect_csv(file, layer=layer, probe=probe, architecture=arch), replace, started)
 
@@ -72,8 +72,6 @@ def dissect_report(
 
     Example: lce import dissect-report report.json --model resnet50-places --layer layer4
     """
-    from lce.importers.dissect_report import read_dissect_report
-
     started = time.perf_counter()
     _write(read_dissect_report(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)
 
@@ -93,7 +91,5 @@ def netdissect_csv(
     arch: ImportedArch = None,
     replace: ImportReplace = False,
 ) -> None:
-    from lce.importers.netdissect_csv import read_netdissect_csv
-
     started = time.perf_counter()
     _write(read_netdissect_csv(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)

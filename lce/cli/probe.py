@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from sqlalchemy import text
+
+from lce.analysis.query import run_query
 from lce.cli.app import app, console, errors, progress_bars, user_errors
+from lce.cli.tables import print_relation
+from lce.db.connection import connect_reader
+from lce.errors import LceError
+from lce.probe.check import check_probe
+from lce.probe.registry import add_probe, problems_summary
+from lce.probe.synth import synthesize
+from lce.resources import read_sql
 
 probe_app = typer.Typer(
     help="Probe datasets with pixel-level concept labels (Broden format): check, register, inspect, synthesise.\n\n"
@@ -32,9 +42,6 @@ def check(
 
     Example: lce probe check /data/broden1_224 --deep
     """
-    from lce.probe.check import check_probe
-    from lce.probe.registry import problems_summary
-
     started = time.perf_counter()
     with progress_bars() as update:
         problems = check_probe(directory, deep=deep, progress=lambda done, total: update("checking", done, total))
@@ -60,8 +67,6 @@ def add(
 
     Example: lce probe add broden1_224 /data/broden1_224 --workers 4
     """
-    from lce.probe.registry import add_probe
-
     started = time.perf_counter()
     with progress_bars() as update:
         added = add_probe(name, directory, replace=replace, workers=workers, progress=update, fast=fast)
@@ -81,10 +86,6 @@ def list_probes() -> None:
 
     Example: lce probe list
     """
-    from lce.analysis.query import run_query
-    from lce.cli.tables import print_relation
-    from lce.resources import read_sql
-
     print_relation(run_query(read_sql("queries/probes"), engine="postgres"), max_rows=1000)
 
 
@@ -95,12 +96,6 @@ def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
 
     Example: lce probe show broden1_224
     """
-    from sqlalchemy import text
-
-    from lce.db.connection import connect_reader
-    from lce.errors import LceError
-    from lce.resources import read_sql
-
     with connect_reader(required=False).connect() as conn:
         probe = conn.execute(text(read_sql("queries/probe")), {"name": name}).mappings().first()
         if probe is None:
@@ -129,9 +124,6 @@ def synth(
 
     Example: lce probe synth synth-probe --images 500 --size 224 && lce probe add synth synth-probe
     """
-    from lce.errors import LceError
-    from lce.probe.synth import synthesize
-
     if images < 1 or size < 16:
         raise LceError(f"--images must be at least 1 and --size at least 16 (got {images} and {size}).")
     started = time.perf_counter()
