@@ -8,15 +8,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from sqlalchemy import text
-
 from lce.analysis.query import run_query
 from lce.cli.app import app, console, errors, progress_bars, user_errors
 from lce.cli.tables import print_relation
-from lce.db.connection import connect_reader
 from lce.errors import LceError
 from lce.probe.check import check_probe
-from lce.probe.registry import add_probe, problems_summary
+from lce.probe.registry import add_probe, probe_categories, problems_summary
 from lce.probe.synth import synthesize
 from lce.resources import read_sql
 
@@ -96,12 +93,7 @@ def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
 
     Example: lce probe show broden1_224
     """
-    with connect_reader(required=False).connect() as conn:
-        probe = conn.execute(text(read_sql("queries/probe")), {"name": name}).mappings().first()
-        if probe is None:
-            known = conn.execute(text(read_sql("queries/probe_names")), {"source": None}).scalar()
-            raise LceError(f"No probe named {name!r}; stored probes: {known or 'none'}.")
-        rows = conn.execute(text(read_sql("queries/probe_categories")), {"probe": probe["id"]}).all()
+    probe, rows = probe_categories(name)
     console.print(f"probe {name!r}: {probe['source']}, {probe['image_count'] or 0:,} images "
                   f"({probe['image_size']} px, segmentation {probe['seg_size']}), path {probe['path']}", highlight=False)
     table = Table("category", "concepts", "images", header_style="bold")
