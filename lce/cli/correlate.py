@@ -9,8 +9,7 @@ import typer
 from lce.analysis.correlate import correlate as run_correlate
 from lce.analysis.correlate import summary, write_csv
 from lce.cli.app import app, console, user_errors
-from lce.errors import LceError
-from lce.output_paths import check_output
+from lce.output_paths import check_table_and_plot
 from lce.report.plots import plot_correlation
 
 
@@ -29,9 +28,7 @@ def correlate(
 
     Example: lce correlate --out correlation.csv --plot correlation.png
     """
-    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
-    if len(set(outputs)) < len(outputs):
-        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
+    check_table_and_plot(out, plot)
     result = run_correlate(embedding, method)
     for line in summary(result):
         console.print(line, highlight=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from lce.analysis.embed_uncertainty import DEFAULT_REPLICATES
 from lce.cli.app import app, console, user_errors
 from lce.cli.options import MinIou
 from lce.errors import LceError
-from lce.output_paths import check_output
+from lce.output_paths import check_table_and_plot
 from lce.report.plots import plot_embedding
 from lce.vocabulary import IOU_CUTOFF, one_of
 
@@ -58,9 +58,7 @@ def embed(
         normalize=normalize, method=method, components=components, clusters=clusters, seed=seed, units=units,
         replicates=(DEFAULT_REPLICATES if replicates is None else replicates) if uncertainty else None,
     )
-    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
-    if len(set(outputs)) < len(outputs):
-        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
+    check_table_and_plot(out, plot)
     # Files first, then the store: a failure while writing them leaves no embedding behind.
     result = run_embed(settings, store=False)
     write_csv(result, out)
