@@ -1,6 +1,7 @@
 """Where a command may write: checked before anything is computed or stored, so that a bad --out fails first.
 
     out = check_output(Path("lce.csv"), "--out")           # a file to create or overwrite
+    check_table_and_plot(Path("lce.csv"), Path("lce.png"))  # both, and not the same file
     report = check_output_dir(Path("report"), "--out")     # a directory to create or write into
 
 A file path may name a regular file (overwritten) or nothing yet; a directory path a directory or nothing yet.
@@ -28,6 +29,14 @@ def check_output(path: Path, option: str) -> Path:
     if path.exists() and not path.is_file():
         raise LceError(f"{option} {path} exists and is not a regular file; give the path of a file to write.")
     return _checked_parent(path, option)
+
+
+def check_table_and_plot(out: Path | None, plot: Path | None) -> None:
+    """--out and --plot of one command (lce embed, lce correlate): each checked as check_output() does, and not the
+    same file."""
+    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
+    if len(set(outputs)) < len(outputs):
+        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
 
 
 def check_output_dir(path: Path, option: str) -> Path:

@@ -234,12 +234,12 @@ def test_embed_refuses_one_file_for_both_outputs(cli, engine, tmp_path):
 
 
 def test_a_plot_that_fails_leaves_no_embedding(cli, engine, tmp_path, monkeypatch):
-    import lce.report.plots
+    import lce.cli.embed
 
     def fail(result, path):
         raise LceError(f"cannot draw {path}")
 
-    monkeypatch.setattr(lce.report.plots, "plot_embedding", fail)
+    monkeypatch.setattr(lce.cli.embed, "plot_embedding", fail)  # lce.report.plots's, as the command imported it
     assert cli("import", "dissect-csv", four_models(tmp_path, "a")).exit_code == 0
     assert_refused(cli(*EMBED, "--out", tmp_path / "lce.csv", "--plot", tmp_path / "lce.png"), "cannot draw")
     assert stored(engine)["embedding"] == 0

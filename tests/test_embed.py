@@ -156,3 +156,18 @@ def test_each_matrix_column_carries_its_category_and_label(engine, paper_data):
         stored = set(conn.execute(text("SELECT DISTINCT concept, category, label FROM model_concept_matrix"
                                        " WHERE layer = 'layer4'")).all())
     assert set(zip(matrix.concepts, matrix.categories, matrix.labels)) <= stored
+
+
+def test_coassignment_means_within_and_across_the_clusters():
+    """lce embed --uncertainty's summary: pairs of models in one cluster, then pairs across two; a model with
+    itself is no pair, and a kind of pair that does not occur is NaN."""
+    from types import SimpleNamespace
+
+    from lce.analysis.embed import EmbeddingResult
+
+    shares = np.array([[1.0, 0.9, 0.2], [0.9, 1.0, 0.4], [0.2, 0.4, 1.0]])
+    means = EmbeddingResult.coassignment_means(SimpleNamespace(clusters=np.array([0, 0, 1]), coassignment=shares))
+    assert means == pytest.approx((0.9, 0.3))
+    within, across = EmbeddingResult.coassignment_means(SimpleNamespace(clusters=np.array([0, 1]),
+                                                                        coassignment=np.eye(2)))
+    assert np.isnan(within) and across == 0.0

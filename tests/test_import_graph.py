@@ -1,5 +1,5 @@
 """lce's import graph: no import climbs a floor, no modules import each other (however long the loop), and an
-`lce.*` import inside a function says why on its own line or the line above (outside lce/cli, for now).
+`lce.*` import inside a function says why on its own line or the line above.
 
 The floors, bottom to top; a module imports only from its own package or from a lower floor (a package on a floor
 of its own never imports sideways):
@@ -191,13 +191,11 @@ def test_the_loop_finder_names_the_modules_of_a_loop():
 
 
 def test_function_level_lce_imports_say_why():
-    """Outside lce/cli (which is being rewritten), an lce import inside a function keeps a heavy package (torch,
-    alembic, ...) out of a path that does not need it, and says so: a comment on its line, on another line of its
-    block of imports, or on the line above the block."""
+    """An lce import inside a function keeps a heavy package (torch, alembic, ...) out of a path that does not
+    need it, and says so: a comment on its line, on another line of its block of imports, or on the line above the
+    block."""
     silent = []
     for module, path in MODULES.items():
-        if package(module) == "lce.cli":
-            continue
         lines = path.read_text().splitlines()
         for edge in imports(module, path):
             if edge.in_function and not edge.type_only and not _commented(lines, edge.line - 1):

@@ -22,7 +22,6 @@ and the labels' own uncertainty are not in it.
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -31,6 +30,7 @@ from typing import TextIO
 from sqlalchemy import text
 
 from lce.db.connection import connect_reader
+from lce.db.run_choice import choose_run
 from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
 from lce.records import RunIdentity
@@ -247,30 +247,6 @@ def compare(model_a: str, model_b: str, min_iou: float | None = IOU_CUTOFF, laye
     ]
     return Comparison(a=compared[0], b=compared[1], min_iou=min_iou, concepts=concepts, categories=categories,
                       embedding=embedding, embedding_note=note)
-
-
-def choose_run(conn, model: str, known: list[str], layer: str | None, probe: str | None,
-               variant: str | None) -> dict:
-    """The current run of `model` (one of `known`, the stored model names) that --layer/--probe/--variant narrow to
-    one (lce compare, lce control); an LceError naming the candidates otherwise."""
-    if model not in known:
-        close = difflib.get_close_matches(model, known, n=5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known models: {', '.join(sorted(known)) or 'none'}."
-        raise LceError(f"No model named {model!r} is stored; {hint} (lce models lists them).")
-    runs = [dict(row) for row in conn.execute(text(read_sql("queries/model_runs")), {"model": model}).mappings()]
-    if not runs:
-        raise LceError(f"Model {model!r} has no runs stored.")
-    chosen = [run for run in runs
-              if (layer is None or run["layer"] == layer) and (probe is None or run["probe"] == probe)
-              and (variant is None or run["variant"] == variant)]
-    if len(chosen) == 1:
-        return chosen[0]
-    listed = "; ".join(f"run {run['run_id']}: layer {run['layer']}, probe {run['probe']}, {run['variant']}, "
-                       f"{run['source']}" for run in (chosen or runs))
-    if not chosen:
-        raise LceError(f"No run of {model!r} matches --layer/--probe/--variant; its runs are {listed}.")
-    raise LceError(f"Model {model!r} has {len(chosen)} runs that match ({listed}); choose one with --layer, --probe "
-                   "or --variant.")
 
 
 def _distance(conn, run_a: int, run_b: int, embedding_id: int | None) -> tuple[EmbeddingDistance | None, str | None]:

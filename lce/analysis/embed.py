@@ -4,6 +4,7 @@
     result.coordinates, result.clusters, result.explained_variance
     write_csv(result, Path("lce.csv"))
     embed(EmbedSettings(units="beats-random", replicates=200)).covariance   # per model, over 200 replicates
+    within, across = result.coassignment_means()   # with replicates: how often pairs share a cluster
 
 Defaults reproduce Mustapha, Khreich and Masri (docs/method.md section 3): population normalisation, PCA with 3
 components (each oriented so that its largest-magnitude loading is positive), KMeans with k = 3. The clusters are
@@ -82,6 +83,15 @@ class EmbeddingResult:
         if self.covariance is None:
             return None
         return np.sqrt(np.clip(np.diagonal(self.covariance, axis1=1, axis2=2), 0.0, None))
+
+    def coassignment_means(self) -> tuple[float, float]:
+        """How often, over the replicates, two models share a cluster: the mean over the pairs in one cluster of the
+        embedding and over the pairs across two (NaN when there is no such pair). Only with replicates."""
+        same = self.clusters[:, None] == self.clusters[None, :]
+        other = ~np.eye(len(self.clusters), dtype=bool)  # a model with itself is no pair
+        within, across = self.coassignment[same & other], self.coassignment[~same]
+        return (float(within.mean()) if within.size else float("nan"),
+                float(across.mean()) if across.size else float("nan"))
 
 
 def check_settings(settings: EmbedSettings) -> None:

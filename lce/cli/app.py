@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -11,6 +12,11 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lce.config import code_version
+from lce.db import outage
+from lce.disk import full_message, no_space
+from lce.errors import LceError
 
 app = typer.Typer(
     name="lce",
@@ -56,8 +62,6 @@ errors = Console(stderr=True)
 
 def _print_version(given: bool) -> None:
     if given:
-        from lce.config import code_version
-
         typer.echo(code_version())
         raise typer.Exit()
 
@@ -75,8 +79,6 @@ def user_errors(function: Callable) -> Callable:
     goes away mid-command (a stopped or crashed server) is one too, for every command: its transaction was
     rolled back, and the message says to run the command again. So is a full disk: the database's (PostgreSQL's
     disk_full) or any file system's (ENOSPC), named with what to free."""
-    from lce.errors import LceError
-
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
@@ -85,11 +87,9 @@ def user_errors(function: Callable) -> Callable:
             except Exception as error:
                 if isinstance(error, LceError):
                     raise
-                from lce.disk import full_message, no_space
 
                 if no_space(error):
                     raise LceError(full_message(error, "A file")) from error
-                from lce.db import outage  # here: commands that need no database do not import its driver
 
                 if outage.disk_full(error):
                     raise outage.DatabaseFull(outage.reason(error)) from error
@@ -114,8 +114,6 @@ def progress_bars():
     update(name, done, total) that the library's long functions report to. The "models" bar's rate is the images
     dissected per second over all its workers (their "... pass 1" bars), its ETA from the models done. Only on a
     terminal: elsewhere (a log) rich would draw no bars but leave an empty line behind."""
-    import time
-
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=not errors.is_interactive) as bar:

@@ -8,11 +8,15 @@ import sys
 import typer
 from rich.table import Table
 
+from lce.analysis.compare import COUNT_TEST, FALSE_DISCOVERY_RATE, write_csv
+from lce.analysis.compare import compare as run_compare
 from lce.cli.app import app, console, user_errors
-from lce.vocabulary import IOU_CUTOFF, one_of
+from lce.cli.options import MinIou, run_choice
+from lce.vocabulary import IOU_CUTOFF
 from lce.errors import LceError
 
 COMPARE_FORMATS = ("table", "csv", "json")
+RunLayer, RunProbe, RunVariant = run_choice("a model")
 
 
 @app.command("compare", short_help="How two models relate: shared concepts, categories, distance.")
@@ -20,10 +24,10 @@ COMPARE_FORMATS = ("table", "csv", "json")
 def compare(
     model_a: str = typer.Argument(..., help="First model (lce models lists them)."),
     model_b: str = typer.Argument(..., help="Second model."),
-    min_iou: float = typer.Option(IOU_CUTOFF, "--min-iou", help="A unit counts when its IoU exceeds this."),
-    layer: str | None = typer.Option(None, "--layer", help="Layer, when a model has runs on several."),
-    probe: str | None = typer.Option(None, "--probe", help="Probe, when a model has runs on several."),
-    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when a model has runs of several."),
+    min_iou: MinIou = IOU_CUTOFF,
+    layer: RunLayer = None,
+    probe: RunProbe = None,
+    variant: RunVariant = None,
     embedding: int | None = typer.Option(None, "--embedding", help="Embedding id for the distance (default: the "
                                                                    "newest stored embedding that holds both)."),
     fmt: str = typer.Option("table", "--format", help="table (terminal), csv (one row per concept) or json "
@@ -36,9 +40,6 @@ def compare(
 
     Example: lce compare 'MoCoV1(R)' 'InfoMin(R)' --format json > pair.json
     """
-    from lce.analysis.compare import compare as run_compare
-    from lce.analysis.compare import write_csv
-
     if fmt not in COMPARE_FORMATS:
         raise LceError(f"--format must be one of {', '.join(COMPARE_FORMATS)}, not {fmt!r}.")
     comparison = run_compare(model_a, model_b, min_iou=min_iou, layer=layer, probe=probe, variant=variant,
@@ -52,8 +53,6 @@ def compare(
 
 
 def _print_comparison(comparison) -> None:
-    from lce.analysis.compare import COUNT_TEST, FALSE_DISCOVERY_RATE
-
     a, b = comparison.a, comparison.b
     for side, run in (("A", a), ("B", b)):
         console.print(f"{side}: {run.model} (run {run.run_id}: {run.layer}, probe {run.probe}, {run.variant}, "

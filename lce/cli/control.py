@@ -14,9 +14,9 @@ from __future__ import annotations
 import typer
 
 from lce.cli.app import app, console, errors, user_errors
+from lce.cli.options import ListingFormat, run_choice
 from lce.cli.tables import print_listing
-from lce.vocabulary import one_of
-from lce.errors import LceError
+from lce.db.controls import described, name_control, unname_control
 
 CONTROL_FORMATS = ("table", "csv", "json")
 
@@ -27,6 +27,7 @@ control_app = typer.Typer(
 )
 app.add_typer(control_app, name="control", short_help="Name the random-weights runs that labels must beat.")
 
+RunLayer, RunProbe, RunVariant = run_choice("the model")
 RUN_HELP = ("A run id (lce models lists them), or a model name (with --layer/--probe/--variant when it has several "
             "runs).")
 
@@ -35,9 +36,9 @@ RUN_HELP = ("A run id (lce models lists them), or a model name (with --layer/--p
 @user_errors
 def set_control(
     run: str = typer.Argument(..., help=RUN_HELP),
-    layer: str | None = typer.Option(None, "--layer", help="Layer, when the model has runs on several."),
-    probe: str | None = typer.Option(None, "--probe", help="Probe, when the model has runs on several."),
-    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when the model has runs of several."),
+    layer: RunLayer = None,
+    probe: RunProbe = None,
+    variant: RunVariant = None,
 ) -> None:
     """Name a stored run a control, and compute its per-concept cut-offs in the same transaction: for a dissected
     run, the 99th percentile of each concept's IoU over all its units (from the tallies); for an imported one, the
@@ -47,20 +48,14 @@ def set_control(
 
     Example: lce control set 'Random(R)'; lce control set random:resnet18:s0 --layer layer4
     """
-    from lce.db.connection import connect
-    from lce.db.controls import set_control as name_control
-
-    engine = connect()  # the owner: this writes (run_control, control_cutoff)
-    with engine.begin() as conn:
-        chosen = _chosen_run(conn, run, layer, probe, variant)
-        name_control(conn, chosen["run_id"])  # a control already: its cut-offs computed afresh
-        listed = _listed(conn, chosen["run_id"])
+    change = name_control(run, layer, probe, variant)  # the owner's connection: this writes
+    chosen, listed = change.run, change.listed
     if not chosen["random_weights"]:
         errors.print(f"[yellow]warning:[/] run {chosen['run_id']} ({chosen['model']}) records no random weights "
                      "(no --random-init, zoo family or name saying so); it is a control anyway: its units set the "
                      "cut-offs that the runs it serves must beat.", highlight=False, soft_wrap=True)
     again = " again" if chosen["control"] else ""
-    console.print(f"Run {chosen['run_id']} ({_described(chosen)}) is a control{again}: cut-offs for "
+    console.print(f"Run {chosen['run_id']} ({described(chosen)}) is a control{again}: cut-offs for "
                   f"{listed['concepts']} concept(s) (the others: IoU > {listed['iou_threshold']:g}); it serves "
                   f"{listed['serves']} run(s).", highlight=False, soft_wrap=True)
 
@@ -69,34 +64,25 @@ def set_control(
 @user_errors
 def unset_control(
     run: str = typer.Argument(..., help=RUN_HELP),
-    layer: str | None = typer.Option(None, "--layer", help="Layer, when the model has runs on several."),
-    probe: str | None = typer.Option(None, "--probe", help="Probe, when the model has runs on several."),
-    variant: str | None = typer.Option(None, "--variant", help=f"{one_of()}, when the model has runs of several."),
+    layer: RunLayer = None,
+    probe: RunProbe = None,
+    variant: RunVariant = None,
 ) -> None:
     """Stop a run being a control: its cut-offs go, and the runs it served are served by another control of their
     kind if one is stored, else by none (beats_random NULL). The run itself stays.
 
     Example: lce control unset 'Random(R)'
     """
-    from lce.db.connection import connect
-    from lce.db.controls import unset_control as unname_control
-
-    engine = connect()  # the owner: this writes
-    with engine.begin() as conn:
-        chosen = _chosen_run(conn, run, layer, probe, variant, current=False)
-        if not chosen["control"]:
-            raise LceError(f"Run {chosen['run_id']} ({_described(chosen)}) is not a control; lce control list "
-                           "shows the controls.")
-        served = _listed(conn, chosen["run_id"])["serves"]
-        unname_control(conn, chosen["run_id"])
-    console.print(f"Run {chosen['run_id']} ({_described(chosen)}) is no longer a control; it served {served} run(s).",
+    change = unname_control(run, layer, probe, variant)
+    chosen, served = change.run, change.listed["serves"]
+    console.print(f"Run {chosen['run_id']} ({described(chosen)}) is no longer a control; it served {served} run(s).",
                   highlight=False, soft_wrap=True)
 
 
 @control_app.command("list", short_help="The controls, the runs each serves, its concepts with a cut-off.")
 @user_errors
 def list_controls(
-    fmt: str = typer.Option("table", "--format", help="table (terminal), csv or json (to standard output)."),
+    fmt: ListingFormat = "table",
 ) -> None:
     """The controls of current runs: run id, model, architecture, layer, probe, variant, source, the cut-off of
     concepts without one of their own (the run's iou_threshold), how many current runs each serves, and how many
@@ -106,45 +92,3 @@ def list_controls(
     """
     print_listing("queries/controls", fmt, CONTROL_FORMATS,
                   "No controls yet: lce control set RUN, or lce ingest MODEL --random-control.")
-
-
-def _chosen_run(conn, run: str, layer: str | None, probe: str | None, variant: str | None,
-                current: bool = True) -> dict:
-    """The run that RUN names (lce.analysis.compare chooses among a model's runs, as lce compare does), with what
-    control_candidate.sql says of it; an LceError for an unknown run, and for a superseded one when `current`."""
-    from sqlalchemy import text
-
-    from lce.analysis.compare import choose_run
-    from lce.resources import read_sql
-
-    if run.strip().isdigit():
-        if layer or probe or variant:
-            raise LceError(f"Run {run} is a run id: --layer, --probe and --variant choose among a model's runs, so "
-                           "drop them (or give the model's name).")
-        run_id = int(run)
-    else:
-        known = conn.execute(text(read_sql("queries/model_names"))).scalars().all()
-        run_id = choose_run(conn, run, known, layer, probe, variant)["run_id"]
-    chosen = conn.execute(text(read_sql("queries/control_candidate")), {"run": run_id}).mappings().first()
-    if chosen is None:
-        raise LceError(f"No run {run_id} is stored; lce models lists the runs (column run), lce control list the "
-                       "controls.")
-    if current and chosen["superseded_at"] is not None:
-        raise LceError(f"Run {run_id} ({_described(chosen)}) was replaced by run {chosen['superseded_by']} and is kept "
-                       f"only for a stored embedding: it serves no run. Name the current one: lce control set "
-                       f"{chosen['superseded_by']}.")
-    return dict(chosen)
-
-
-def _listed(conn, run_id: int) -> dict:
-    """The control's row of controls.sql (the runs it serves, its concepts with a cut-off)."""
-    from sqlalchemy import text
-
-    from lce.resources import read_sql
-
-    rows = conn.execute(text(read_sql("queries/controls"))).mappings()
-    return next((dict(row) for row in rows if row["run"] == run_id), {"serves": 0, "concepts": 0})
-
-
-def _described(run: dict) -> str:
-    return f"{run['model']} {run['layer']}, probe {run['probe']}, {run['variant']}, {run['source']}"

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
+from lce.analysis.correlate import correlate as run_correlate
+from lce.analysis.correlate import summary, write_csv
 from lce.cli.app import app, console, user_errors
+from lce.output_paths import check_table_and_plot
+from lce.report.plots import plot_correlation
 
 
 @app.command("correlate", short_help="Correlate an embedding with the stored task results.")
@@ -24,14 +28,7 @@ def correlate(
 
     Example: lce correlate --out correlation.csv --plot correlation.png
     """
-    from lce.analysis.correlate import correlate as run_correlate
-    from lce.analysis.correlate import summary, write_csv
-    from lce.errors import LceError
-    from lce.output_paths import check_output
-
-    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
-    if len(set(outputs)) < len(outputs):
-        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
+    check_table_and_plot(out, plot)
     result = run_correlate(embedding, method)
     for line in summary(result):
         console.print(line, highlight=False, soft_wrap=True)
@@ -39,7 +36,5 @@ def correlate(
         write_csv(result, out)
         console.print(f"wrote {out}")
     if plot is not None:
-        from lce.report.plots import plot_correlation
-
         plot_correlation(result, plot)
         console.print(f"wrote {plot}")

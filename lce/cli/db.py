@@ -5,6 +5,10 @@ from __future__ import annotations
 import typer
 
 from lce.cli.app import app, console, printable, user_errors
+from lce.config import external_database_url
+from lce.db.connection import connect, connect_reader, masked, stop_embedded
+from lce.db.status import database_status
+from lce.db.upgrade import upgrade_database
 
 db_app = typer.Typer(
     help="The PostgreSQL database lce uses: the embedded server (default) or $LCE_DATABASE_URL.\n\n"
@@ -21,8 +25,6 @@ def status() -> None:
 
     Example: lce db status
     """
-    from lce.db.status import database_status
-
     found = database_status()
     kind = "embedded server" if found.embedded else "external server (LCE_DATABASE_URL)"
     console.print(f"database:  {kind}")
@@ -58,30 +60,8 @@ def upgrade() -> None:
 
     Example: LCE_DATABASE_URL=postgresql://me@dbhost/lce lce db upgrade
     """
-    from lce.db import migrate
-    from lce.config import external_database_url
-    from lce.db.connection import connect, reader_role
-    from lce.db.roles import READER, create_reader, role_exists, secure_external
-
-    engine = connect(upgrade=False)
-    before = migrate.current(engine)
-    migrate.upgrade(engine)
-    after = migrate.current(engine)
-    console.print(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
-    reader = reader_role() or READER
-    with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        if external_database_url():
-            console.print(create_reader(raw, reader))
-        exists = role_exists(raw, reader)
-        if external_database_url() and exists:
-            for said in secure_external(raw, reader):
-                console.print(said)
-        raw.commit()  # on the driver's connection: SQLAlchemy's own commit knows of no transaction here
-    if exists:
-        granted = migrate.grant_reader(engine, reader)
-        console.print(f"read-only role {reader}: " + ("SELECT granted on every table and view" if granted
-                                                      else "has SELECT on every table and view"))
+    for said in upgrade_database():
+        console.print(said)
 
 
 @db_app.command("url", short_help="Print the connection URL (the read-only login unless --write).")
@@ -97,8 +77,6 @@ def url(
 
     Example: psql "$(lce db url)" -c 'SELECT * FROM unit_label LIMIT 5'
     """
-    from lce.db.connection import connect, connect_reader, masked
-
     found = (connect() if write else connect_reader(required=True)).url
     if not sqlalchemy:
         found = found.set(drivername="postgresql")
@@ -113,13 +91,7 @@ def stop() -> None:
 
     Example: lce db stop
     """
-    from lce.config import external_database_url, lce_home
-    from lce.db.connection import dispose_all
-    from lce.db.server import EmbeddedServer
-
     if external_database_url():
         console.print("LCE_DATABASE_URL points at an external server; lce does not stop it.")
         return
-    dispose_all()
-    server = EmbeddedServer(lce_home())
-    console.print("embedded server stopped" if server.stop() else "embedded server was not running")
+    console.print("embedded server stopped" if stop_embedded() else "embedded server was not running")

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
+from lce.analysis.embed import EmbedSettings, store_embedding, write_csv
+from lce.analysis.embed import embed as run_embed
+from lce.analysis.embed_uncertainty import DEFAULT_REPLICATES
 from lce.cli.app import app, console, user_errors
+from lce.cli.options import MinIou
+from lce.errors import LceError
+from lce.output_paths import check_table_and_plot
+from lce.report.plots import plot_embedding
 from lce.vocabulary import IOU_CUTOFF, one_of
 
 
@@ -18,7 +25,7 @@ def embed(
     layer: str | None = typer.Option(None, "--layer", help="Layer to compare (needed when runs span several)."),
     probe: str | None = typer.Option(None, "--probe", help="Probe to compare on (needed when runs span several)."),
     variant: str | None = typer.Option(None, "--variant", help=f"{one_of()} (never mixed)."),
-    min_iou: float = typer.Option(IOU_CUTOFF, "--min-iou", help="A unit counts when its IoU exceeds this."),
+    min_iou: MinIou = IOU_CUTOFF,
     normalize: str = typer.Option("population", "--normalize",
                                   help="population (all stored models, as the paper), selection, or none."),
     method: str = typer.Option("pca", "--method", help="pca, mds or tsne."),
@@ -44,12 +51,6 @@ def embed(
 
     Example: lce embed --exclude 'Random(R)' --exclude 'SimCLRV1(R)' --out lce.csv --plot lce.png
     """
-    from lce.analysis.embed import EmbedSettings, store_embedding, write_csv
-    from lce.analysis.embed import embed as run_embed
-    from lce.analysis.embed_uncertainty import DEFAULT_REPLICATES
-    from lce.errors import LceError
-    from lce.output_paths import check_output
-
     if replicates is not None and not uncertainty:
         raise LceError("--replicates sets how many replicates --uncertainty draws: add --uncertainty.")
     settings = EmbedSettings(
@@ -57,15 +58,11 @@ def embed(
         normalize=normalize, method=method, components=components, clusters=clusters, seed=seed, units=units,
         replicates=(DEFAULT_REPLICATES if replicates is None else replicates) if uncertainty else None,
     )
-    outputs = [check_output(path, option) for path, option in ((out, "--out"), (plot, "--plot")) if path is not None]
-    if len(set(outputs)) < len(outputs):
-        raise LceError(f"--out and --plot name the same file ({out}); give each its own.")
+    check_table_and_plot(out, plot)
     # Files first, then the store: a failure while writing them leaves no embedding behind.
     result = run_embed(settings, store=False)
     write_csv(result, out)
     if plot is not None:
-        from lce.report.plots import plot_embedding
-
         plot_embedding(result, plot)
     result.embedding_id = store_embedding(result)
     selection = result.selection
@@ -83,16 +80,10 @@ def embed(
         members = [m for m, c in zip(result.matrix.models, result.clusters) if c == cluster]
         console.print(f"cluster {cluster}: {', '.join(members)}", highlight=False)
     if result.covariance is not None:
-        import numpy as np
-
         sd = ", ".join(f"{column} {value:.3f}" for column, value in zip(result.columns, result.sd.mean(axis=0)))
-        same = result.clusters[:, None] == result.clusters[None, :]
-        off = ~np.eye(len(result.clusters), dtype=bool)
-        within = result.coassignment[same & off]
-        across = result.coassignment[~same]
+        within, across = result.coassignment_means()
         console.print(f"uncertainty over {settings.replicates} replicates: mean sd {sd}; co-assignment within the "
-                      f"clusters {within.mean() if within.size else float('nan'):.2f}, across "
-                      f"{across.mean() if across.size else float('nan'):.2f}")
+                      f"clusters {within:.2f}, across {across:.2f}")
     console.print(f"wrote {out}")
     if plot is not None:
         console.print(f"wrote {plot}")

@@ -8,6 +8,12 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, user_errors
+from lce.cli.options import ImportedArch, ImportReplace, UnitsLayer
+from lce.db.connection import connect
+from lce.db.runs import Outcome, write_runs
+from lce.importers.dissect_csv import read_dissect_csv
+from lce.importers.dissect_report import read_dissect_report
+from lce.importers.netdissect_csv import read_netdissect_csv
 from lce.vocabulary import variant
 
 import_app = typer.Typer(
@@ -17,14 +23,7 @@ import_app = typer.Typer(
 )
 app.add_typer(import_app, name="import", short_help="Import published per-unit dissection results.")
 
-REPLACE = typer.Option(False, "--replace", help="Swap runs already stored for this file's, atomically.")
-ARCH = typer.Option(None, "--arch", help="Architecture of the model(s), e.g. resnet50 (stored with the model).")
-
-
 def _write(records, replace: bool, started: float) -> None:
-    from lce.db.connection import connect
-    from lce.db.runs import Outcome, write_runs
-
     written = write_runs(connect(), records, replace=replace)
     changed = [w for w in written if w.outcome is not Outcome.UNCHANGED]
     for item in written:
@@ -49,14 +48,12 @@ def _write(records, replace: bool, started: float) -> None:
 def dissect_csv(
     file: Path = typer.Argument(..., help="CSV with columns name,unit,iou,label,category (a leading index column "
                                           "is allowed)."),
-    layer: str = typer.Option("layer4", "--layer", help="The layer the units belong to."),
+    layer: UnitsLayer = "layer4",
     probe: str = typer.Option("places365-upp", "--probe",
                               help="Name for the probe the labels came from (default: Dissect's Places365 + UPP)."),
-    arch: str | None = ARCH,
-    replace: bool = REPLACE,
+    arch: ImportedArch = None,
+    replace: ImportReplace = False,
 ) -> None:
-    from lce.importers.dissect_csv import read_dissect_csv
-
     started = time.perf_counter()
     _write(read_dissect_csv(file, layer=layer, probe=probe, architecture=arch), replace, started)
 
@@ -66,17 +63,15 @@ def dissect_csv(
 def dissect_report(
     file: Path = typer.Argument(..., help="davidbau/dissect report.json ({\"units\": [{unit, iou, label, cat}]})."),
     model: str = typer.Option(..., "--model", help="Name of the model the report dissects."),
-    layer: str = typer.Option(..., "--layer", help="The layer the units belong to."),
+    layer: UnitsLayer = ...,
     probe: str = typer.Option("places365-upp", "--probe", help="Name for the probe the labels came from."),
-    arch: str | None = ARCH,
-    replace: bool = REPLACE,
+    arch: ImportedArch = None,
+    replace: ImportReplace = False,
 ) -> None:
     """davidbau/dissect report.json: one `dissect` run for the model and layer.
 
     Example: lce import dissect-report report.json --model resnet50-places --layer layer4
     """
-    from lce.importers.dissect_report import read_dissect_report
-
     started = time.perf_counter()
     _write(read_dissect_report(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)
 
@@ -91,12 +86,10 @@ def dissect_report(
 def netdissect_csv(
     file: Path = typer.Argument(..., help="NetDissect / NetDissect-Lite tally.csv (unit numbers from 1)."),
     model: str = typer.Option(..., "--model", help="Name of the model the tally dissects."),
-    layer: str = typer.Option(..., "--layer", help="The layer the units belong to."),
+    layer: UnitsLayer = ...,
     probe: str = typer.Option("broden1_224", "--probe", help="Name of the probe dataset (default: Broden 1, 224 px)."),
-    arch: str | None = ARCH,
-    replace: bool = REPLACE,
+    arch: ImportedArch = None,
+    replace: ImportReplace = False,
 ) -> None:
-    from lce.importers.netdissect_csv import read_netdissect_csv
-
     started = time.perf_counter()
     _write(read_netdissect_csv(file, model=model, layer=layer, probe=probe, architecture=arch), replace, started)

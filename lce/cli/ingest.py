@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
+from lce.ingest.request import IngestOptions, prepare_plan
 from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
-from lce.errors import LceError
 
 # --help from lce.vocabulary: every registered variant, its default quantile and segmentation size.
 VARIANT_HELP = one_of(tuple(f"{spec.name} ({spec.description})" for spec in VARIANTS)) + "."
@@ -118,59 +118,25 @@ def ingest(
     lce ingest vit-s-random --probe synth --arch timm:vit_small_patch16_224 --random-init --layer blocks.11;
     lce ingest dino-vits16 --probe synth --checkpoint dino_deitsmall16_pretrain.pth (a zoo model)
     """
-    from lce.ingest.plan import parse_bytes, parse_rgb
-    from lce.dissect.engine import DissectSettings
-    from lce.ingest.run import IngestRequest
+    asked = IngestOptions(**locals())  # every option as given, by its name: the first statement, so nothing else
+    mode = asked.mode()  # the options' cross-checks (lce.ingest.request)
+    if mode == "plan":
+        _plan(asked)
+    elif mode == "resume":
+        _resume(asked.resume, asked.replace)
+    else:
+        _model(asked)
+
+
+def _model(asked: IngestOptions) -> None:
+    """One model's layers: dissected and stored, or (--dry-run) what would be done and the memory plan."""
+    # here: the ingest imports torch, which lce models or lce sql never load
     from lce.ingest.run import ingest as run_ingest
 
-    if plan is not None:
-        if model is not None or resume is not None:
-            raise LceError(f"Give --plan alone: its rows name the models, so drop "
-                           f"{repr(model) if model is not None else '--resume'}.")
-        defaults = dict(probe=probe, layer=list(layer), variant=variant, quantile=quantile,
-                        iou_threshold=iou_threshold, seg_size=seg_size, checkpoint=checkpoint, arch=arch,
-                        random_init=random_init, seed=seed, device=device, tf32=tf32, batch_size=batch_size,
-                        workers=workers, cache_budget=cache_budget, replicates=replicates, blocks=blocks,
-                        split=split, layout=layout, prefix_tokens=prefix_tokens, mean=mean, std=std, replace=replace,
-                        random_control=random_control, control_seed=control_seed)
-        _plan(plan, defaults, skip_invalid, shard, dry_run, executor, devices, ray_address)
-        return
-    if skip_invalid or shard is not None or executor != "sequential" or devices or ray_address:
-        raise LceError("--skip-invalid, --shard, --executor, --devices and --ray-address go with --plan FILE (lce "
-                       "ingest MODEL dissects on --device).")
-    if resume is not None:
-        dissecting = [name for name, given in [(repr(model), model is not None), ("--probe", probe is not None),
-                                               ("--layer", bool(layer)), ("--arch", arch is not None),
-                                               ("--checkpoint", checkpoint is not None),
-                                               ("--random-init", random_init),
-                                               ("--random-control", random_control or control_seed is not None)]
-                     if given]
-        if dissecting:
-            raise LceError(f"Give MODEL or --resume, not both: --resume {resume} stores runs already dissected, "
-                           f"so {', '.join(dissecting)} would be ignored; drop them.")
-        _resume(resume, replace)
-        return
-    if model is None:
-        raise LceError("Missing MODEL: name the model to dissect (lce zoo lists the known ones), or pass --resume "
-                       "FILE to store a dissection saved when the database went away.")
-    if probe is None:
-        raise LceError("Missing --probe NAME: the registered probe dataset to dissect over (lce probe list).")
-    if control_seed is not None and not random_control:
-        raise LceError(f"--control-seed {control_seed} seeds the control of --random-control: add --random-control, "
-                       "or drop --control-seed.")
-    # The settings and the request check their own values (DissectSettings, IngestRequest.validate).
-    settings = DissectSettings.for_variant(variant, quantile=quantile, iou_threshold=iou_threshold,
-                                           seg_size=seg_size, batch_size=batch_size, workers=workers,
-                                           cache_budget=parse_bytes(cache_budget), replicates=replicates,
-                                           blocks=blocks)
-    request = IngestRequest(model=model, probe=probe, layers=list(layer), settings=settings, arch=arch,
-                            checkpoint=checkpoint, random_init=random_init, seed=seed, device=device, split=split,
-                            replace=replace, layout=layout, prefix_tokens=prefix_tokens,
-                            mean=parse_rgb("--mean", mean), std=parse_rgb("--std", std), tf32=tf32,
-                            random_control=random_control, control_seed=control_seed or 0)
+    model = asked.model
+    request = asked.request()
     with progress_bars() as progress:
-        outcomes = run_ingest(request, progress, warn=lambda message: errors.print(
-            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), dry_run=dry_run)
+        outcomes = run_ingest(request, progress, warn=_warn, dry_run=asked.dry_run)
     plans = [outcome.plan for outcome in outcomes if outcome.plan]
     if plans:  # the same plan for every layer (of a model): printed once, after what each layer would do
         for outcome in outcomes:
@@ -192,8 +158,12 @@ def ingest(
         top = ", ".join(f"{name} ({count})" for name, count in outcome.top_concepts) or "none"
         console.print(f"{outcome.model or model} {outcome.layer}: {outcome.status} run {outcome.run_id}"
                       f"{_as_control(outcome, model)}: {outcome.units} units, "
-                      f"{outcome.interpretable} interpretable (IoU > {iou_threshold}); top concepts: {top}; "
+                      f"{outcome.interpretable} interpretable (IoU > {asked.iou_threshold}); top concepts: {top}; "
                       f"layout {outcome.layout}; {outcome.seconds:.1f} s", highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    errors.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def _as_control(outcome, model: str) -> str:
@@ -202,46 +172,37 @@ def _as_control(outcome, model: str) -> str:
 
 
 def _resume(path: Path, replace: bool) -> None:
-    from lce.importers.pending_runs import resume
+    from lce.ingest.resume import resume  # here: it counts as the ingest does (lce.ingest.run), which imports torch
 
-    for item in resume(path, replace=replace or None):
-        record = item.record
-        interpretable = sum(1 for row in record.units if row.concept and row.iou is not None
-                            and row.iou > record.iou_threshold)
-        console.print(f"{record.model.name} {record.layer}: {item.outcome.value} run {item.run_id}: "
-                      f"{len(record.units)} units, {interpretable} interpretable (IoU > {record.iou_threshold}); "
-                      f"from {path}", highlight=False)
+    for stored in resume(path, replace):
+        record = stored.written.record
+        console.print(f"{record.model.name} {record.layer}: {stored.written.outcome.value} run "
+                      f"{stored.written.run_id}: {len(record.units)} units, {stored.interpretable} interpretable "
+                      f"(IoU > {record.iou_threshold}); from {path}", highlight=False)
     console.print(f"Stored; {path} is deleted.", highlight=False)
 
 
-def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry_run: bool, executor: str,
-          devices: str | None, ray_address: str | None) -> None:
-    from lce.ingest.plan import check_plan, parse_shard, read_plan, run_plan, store_pending
-    from lce.ingest.executors import check_executor, parse_devices
+def _plan(asked: IngestOptions) -> None:
+    """The plan checked and printed, then run (unless --dry-run) and summed up; its exit status (lce.ingest.plan)."""
+    # here: the plan's rows run the ingest, which imports torch
+    from lce.ingest.plan import exit_code, refuse_invalid, run_plan
 
-    device_list = parse_devices(devices)
-    check_executor(executor, device_list, ray_address)  # before any model is built: Ray's reach, absent GPUs
-    rows = read_plan(path, defaults, shard=parse_shard(shard) if shard is not None else None)
-    for pending_file, said in store_pending():  # runs kept when the database went away come first
-        console.print(f"{pending_file}: {said}", highlight=False, soft_wrap=True)
-    rows = check_plan(rows)
+    path, shard, skip_invalid = asked.plan, asked.shard, asked.skip_invalid
+    plan = prepare_plan(asked, said=lambda pending_file, what: console.print(
+        f"{pending_file}: {what}", highlight=False, soft_wrap=True))  # runs kept when the database went away
+    rows = plan.rows
     console.print(f"Plan {path}: {len(rows)} row(s){f' (shard {shard})' if shard else ''}", highlight=False,
                   soft_wrap=True)
     table = Table("line", "model", "layers", "status")
     for row in rows:
         table.add_row(str(row.line), row.model, ";".join(row.layers) or "-", row.status)
     console.print(table, highlight=False)
-    invalid = [row for row in rows if row.status == "invalid"]
-    for row in invalid:  # below the table, where a long reason is not cut into a narrow column
+    for row in plan.invalid:  # below the table, where a long reason is not cut into a narrow column
         console.print(f"line {row.line} ({row.model or 'no model'}) is invalid: {row.reason}", highlight=False,
                       soft_wrap=True)
-    invalid_exit = 2 if skip_invalid else 1
-    if dry_run:
-        raise typer.Exit(invalid_exit if invalid else 0)
-    if invalid and not skip_invalid:
-        lines = ", ".join(str(row.line) for row in invalid)
-        raise LceError(f"Plan {path}: {len(invalid)} invalid row(s) (line {lines}); nothing was dissected. Fix "
-                       "them, or pass --skip-invalid to run the others.")
+    if asked.dry_run:
+        raise typer.Exit(exit_code(rows, skip_invalid))
+    refuse_invalid(path, rows, skip_invalid)
 
     def report(result) -> None:
         row = result.row
@@ -254,9 +215,8 @@ def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry
                           f"{outcome.units} units, {outcome.interpretable} interpretable", highlight=False)
 
     with progress_bars() as progress:
-        results = run_plan(rows, progress, warn=lambda message: errors.print(
-            f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True), report=report,
-            executor=executor, devices=device_list, ray_address=ray_address)
+        results = run_plan(rows, progress, warn=_warn, report=report, executor=asked.executor, devices=plan.devices,
+                           ray_address=asked.ray_address)
     summary = Table("line", "model", "outcome", "seconds", "where", title="Summary", title_justify="left")
     for result in results:
         seconds = f"{result.seconds:.1f}" if result.outcome in ("stored", "failed") else "-"
@@ -266,7 +226,6 @@ def _plan(path: Path, defaults: dict, skip_invalid: bool, shard: str | None, dry
         if result.reason:
             console.print(f"line {result.row.line} ({result.row.model or 'no model'}) {result.outcome}: "
                           f"{result.reason}", highlight=False, soft_wrap=True)
-    if any(result.outcome == "failed" for result in results):
-        raise typer.Exit(1)
-    if invalid:
-        raise typer.Exit(2)
+    code = exit_code(rows, skip_invalid, results)
+    if code:
+        raise typer.Exit(code)

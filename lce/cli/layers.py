@@ -10,6 +10,8 @@ from rich.table import Table
 
 from lce.cli.app import app, console, user_errors
 from lce.errors import LceError
+from lce.names import check_options
+from lce.probe.registry import registered_image_size
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 8  # a smaller side leaves a stride-8 stage without a pixel: a typo, not a probe's size
@@ -39,8 +41,7 @@ def layers(
 
     Example: lce layers resnet50 --probe broden1_224 --depth 0; lce layers timm:vit_small_patch16_224 --size 224
     """
-    from lce.names import check_options
-    from lce.models.catalog import layer_table, listed_model
+    from lce.models.catalog import layer_table, listed_model  # here: building a model imports torch
 
     check_options(architecture=arch, probe=probe)
     if size is not None and probe is not None:
@@ -50,8 +51,6 @@ def layers(
     if depth is not None and depth < 0:
         raise LceError(f"--depth {depth}: a number of dots, 0 or more.")
     if probe is not None:
-        from lce.probe.registry import registered_image_size
-
         size = registered_image_size(probe)
     image_size = size or DEFAULT_SIZE
     loaded, entry = listed_model(arch, checkpoint, image_size)

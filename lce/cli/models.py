@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import typer
-
 from lce.cli.app import app, user_errors
+from lce.cli.options import ListingFormat
 from lce.cli.tables import print_listing
 
 MODELS_FORMATS = ("table", "csv", "json")
@@ -13,7 +12,7 @@ MODELS_FORMATS = ("table", "csv", "json")
 @app.command("models", short_help="List the stored models and their runs.")
 @user_errors
 def models(
-    fmt: str = typer.Option("table", "--format", help="table (terminal), csv or json (to standard output)."),
+    fmt: ListingFormat = "table",
 ) -> None:
     """List the models with their runs: layer, probe, variant, source, units, interpretable units, and beside
     them the trusted units (interpretable, stable, interval above chance, beating random when a control serves

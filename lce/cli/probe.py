@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from lce.analysis.query import run_query
 from lce.cli.app import app, console, errors, progress_bars, user_errors
+from lce.cli.tables import print_relation
+from lce.errors import LceError
+from lce.probe.check import check_probe
+from lce.probe.registry import add_probe, probe_categories, problems_summary
+from lce.probe.synth import synthesize
+from lce.resources import read_sql
 
 probe_app = typer.Typer(
     help="Probe datasets with pixel-level concept labels (Broden format): check, register, inspect, synthesise.\n\n"
@@ -32,9 +39,6 @@ def check(
 
     Example: lce probe check /data/broden1_224 --deep
     """
-    from lce.probe.check import check_probe
-    from lce.probe.registry import problems_summary
-
     started = time.perf_counter()
     with progress_bars() as update:
         problems = check_probe(directory, deep=deep, progress=lambda done, total: update("checking", done, total))
@@ -60,8 +64,6 @@ def add(
 
     Example: lce probe add broden1_224 /data/broden1_224 --workers 4
     """
-    from lce.probe.registry import add_probe
-
     started = time.perf_counter()
     with progress_bars() as update:
         added = add_probe(name, directory, replace=replace, workers=workers, progress=update, fast=fast)
@@ -81,10 +83,6 @@ def list_probes() -> None:
 
     Example: lce probe list
     """
-    from lce.analysis.query import run_query
-    from lce.cli.tables import print_relation
-    from lce.resources import read_sql
-
     print_relation(run_query(read_sql("queries/probes"), engine="postgres"), max_rows=1000)
 
 
@@ -95,18 +93,7 @@ def show(name: str = typer.Argument(..., help="The probe's name.")) -> None:
 
     Example: lce probe show broden1_224
     """
-    from sqlalchemy import text
-
-    from lce.db.connection import connect_reader
-    from lce.errors import LceError
-    from lce.resources import read_sql
-
-    with connect_reader(required=False).connect() as conn:
-        probe = conn.execute(text(read_sql("queries/probe")), {"name": name}).mappings().first()
-        if probe is None:
-            known = conn.execute(text(read_sql("queries/probe_names")), {"source": None}).scalar()
-            raise LceError(f"No probe named {name!r}; stored probes: {known or 'none'}.")
-        rows = conn.execute(text(read_sql("queries/probe_categories")), {"probe": probe["id"]}).all()
+    probe, rows = probe_categories(name)
     console.print(f"probe {name!r}: {probe['source']}, {probe['image_count'] or 0:,} images "
                   f"({probe['image_size']} px, segmentation {probe['seg_size']}), path {probe['path']}", highlight=False)
     table = Table("category", "concepts", "images", header_style="bold")
@@ -129,9 +116,6 @@ def synth(
 
     Example: lce probe synth synth-probe --images 500 --size 224 && lce probe add synth synth-probe
     """
-    from lce.errors import LceError
-    from lce.probe.synth import synthesize
-
     if images < 1 or size < 16:
         raise LceError(f"--images must be at least 1 and --size at least 16 (got {images} and {size}).")
     started = time.perf_counter()

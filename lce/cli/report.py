@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
+from lce.report.html import ReportSettings, write_report
 
 @app.command("report", short_help="Write a static HTML report of the store.")
 @user_errors
@@ -33,8 +34,6 @@ def report(
     A run whose architecture is a package.module:function (code) is drawn only with --allow-arch naming it: stored
     settings are written by whoever could write runs, and the report never imports code they name on its own.
     """
-    from lce.report.html import ReportSettings, write_report
-
     settings = ReportSettings(out=out, embedding_id=embedding, min_iou=min_iou, strips=images, strip_units=units,
                               device=device, batch_size=batch_size, allowed_archs=tuple(allow_arch))
     with progress_bars() as progress:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
+from lce.analysis.query import FORMATS, export, export_stream, run_query
 from lce.cli.app import app, console, user_errors
 from lce.cli.tables import print_relation
 from lce.errors import LceError
+from lce.output_paths import check_output
 
 
 @app.command("sql", short_help="Run SQL over the unit store (DuckDB or PostgreSQL).")
@@ -36,9 +38,6 @@ def sql(
 
     Example: lce sql "SELECT model, count(*) FILTER (WHERE interpretable) AS units FROM unit_label GROUP BY model"
     """
-    from lce.analysis.query import FORMATS, export, export_stream, run_query
-    from lce.output_paths import check_output
-
     if fmt not in FORMATS:
         raise LceError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
     if fmt == "parquet" and out is None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+import sys
 
+from rich.table import Table
+from sqlalchemy import text
+
+from lce.analysis.query import export_stream, rows_relation
 from lce.cli.app import console, printable
+from lce.db.connection import connect_reader
+from lce.errors import LceError
+from lce.resources import read_sql
 
 
 def print_relation(relation, max_rows: int) -> None:
@@ -21,15 +28,6 @@ def print_relation(relation, max_rows: int) -> None:
 def print_listing(query: str, fmt: str, formats: tuple[str, ...], empty: str) -> None:
     """The rows of sql/`query` read as the read-only login: a table on the terminal (`empty` when there are none),
     or csv / json to standard output; `fmt` must be one of `formats` (lce models, lce control list)."""
-    import sys
-
-    from sqlalchemy import text
-
-    from lce.analysis.query import export_stream, rows_relation
-    from lce.db.connection import connect_reader
-    from lce.errors import LceError
-    from lce.resources import read_sql
-
     if fmt not in formats:
         raise LceError(f"--format must be one of {', '.join(formats)}, not {fmt!r}.")
     with connect_reader(required=False).connect() as conn:  # the reader: a listing only reads

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
+from lce.analysis.query import run_query
 from lce.cli.app import app, console, errors, user_errors
+from lce.cli.tables import print_relation
+from lce.db.connection import connect
+from lce.db.task_performance import Outcome, write_task_table
+from lce.importers.task_csv import read_task_csv
+from lce.importers.task_families import family_order, read_families
+from lce.resources import read_sql
 
 tasks_app = typer.Typer(
     help="Transfer-task results per model (accuracy, AP, angular error, ...), for lce correlate.\n\n"
@@ -33,11 +40,6 @@ def import_tasks(
 
     Example: lce tasks import models_performance_on_tasks.csv --families my_families.csv
     """
-    from lce.db.connection import connect
-    from lce.db.task_performance import Outcome, write_task_table
-    from lce.importers.task_csv import read_task_csv
-    from lce.importers.task_families import family_order, read_families
-
     rules = read_families(families) if families is not None else None
     table = read_task_csv(file, rules)
     result = write_task_table(connect(), table, replace=replace)
@@ -70,8 +72,4 @@ def list_tasks() -> None:
 
     Example: lce tasks list
     """
-    from lce.analysis.query import run_query
-    from lce.cli.tables import print_relation
-    from lce.resources import read_sql
-
     print_relation(run_query(read_sql("queries/task_metrics"), engine="postgres"), max_rows=10_000)

@@ -15,7 +15,7 @@ def zoo() -> None:
 
     Example: lce zoo; lce ingest moco-v2 --probe broden1_224 --checkpoint moco_v2_800ep.pth.tar
     """
-    from lce.models.zoo import normalization_name, zoo_entries
+    from lce.models.zoo import normalization_name, zoo_entries  # here: lce.models imports torch (torchvision)
 
     table = Table("name", "architecture", "layer", "checkpoint layout", "normalisation", "family", "source",
                   header_style="bold")

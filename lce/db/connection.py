@@ -201,3 +201,9 @@ def dispose_all() -> None:
     _engines.clear()
     _migrated.clear()
 
+
+def stop_embedded() -> bool:
+    """Stop the embedded server of LCE_HOME, its pooled connections closed first (lce db stop); False when it was
+    not running."""
+    dispose_all()
+    return EmbeddedServer(lce_home()).stop()

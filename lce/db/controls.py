@@ -3,6 +3,7 @@
     with engine.begin() as conn:
         concepts = set_control(conn, run_id)   # marks the run, computes its per-concept cut-offs
         control_of(conn, other_run_id)         # the control that serves a run (view run_control_of), or None
+    change = name_control("Random(R)")         # lce control set RUN [--layer ...]: its own transaction (unname_control)
 
 A control serves every current run of the same layer, probe, variant, quantile and segmentation size (and of the
 same architecture when both models record one). A unit of a served run beats random when its label's IoU exceeds
@@ -20,10 +21,15 @@ authors' Random(R) has hundreds of unlabelled units of high IoU, and its 99th pe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sqlalchemy import Connection, text
 
+from lce.db.connection import connect
+from lce.db.run_choice import run_named
 from lce.errors import LceError
+from lce.resources import read_sql
 
 PERCENTILE = 99.0
 
@@ -85,3 +91,61 @@ def _imported_cutoffs(conn: Connection, run_id: int) -> dict[int, float]:
     rows = conn.execute(text("SELECT concept_id, max(iou) AS cutoff FROM unit WHERE run_id = :id AND concept_id IS NOT"
                              " NULL AND iou IS NOT NULL GROUP BY concept_id"), {"id": run_id})
     return {row.concept_id: float(row.cutoff) for row in rows}
+
+
+@dataclass(frozen=True)
+class ControlChange:
+    """What `lce control set|unset` did: the run (control_candidate.sql's row: model, layer, probe, variant,
+    source, random_weights, whether it was a control before) and its row of controls.sql before unset, after set
+    (the runs it serves, its concepts with a cut-off, its own iou_threshold)."""
+
+    run: dict
+    listed: dict
+
+
+def name_control(run: str, layer: str | None = None, probe: str | None = None,
+                 variant: str | None = None) -> ControlChange:
+    """Name the run that RUN names (a run id, or a model's name with --layer/--probe/--variant) a control, its
+    cut-offs computed (afresh when it is one already), in one transaction as the owner."""
+    with connect().begin() as conn:
+        chosen = _control_candidate(conn, run_named(conn, run, layer, probe, variant), current=True)
+        set_control(conn, chosen["run_id"])
+        return ControlChange(chosen, _listed(conn, chosen["run_id"]))
+
+
+def unname_control(run: str, layer: str | None = None, probe: str | None = None,
+                   variant: str | None = None) -> ControlChange:
+    """Stop the run that RUN names being a control (an LceError when it is not one), in one transaction."""
+    with connect().begin() as conn:
+        chosen = _control_candidate(conn, run_named(conn, run, layer, probe, variant), current=False)
+        if not chosen["control"]:
+            raise LceError(f"Run {chosen['run_id']} ({described(chosen)}) is not a control; lce control list "
+                           "shows the controls.")
+        listed = _listed(conn, chosen["run_id"])
+        unset_control(conn, chosen["run_id"])
+        return ControlChange(chosen, listed)
+
+
+def described(run: dict) -> str:
+    """'MODEL LAYER, probe PROBE, VARIANT, SOURCE': a run in the messages of lce control."""
+    return f"{run['model']} {run['layer']}, probe {run['probe']}, {run['variant']}, {run['source']}"
+
+
+def _control_candidate(conn: Connection, run_id: int, current: bool) -> dict:
+    """What control_candidate.sql says of the run; an LceError for an unknown run, and for a superseded one when
+    `current`."""
+    chosen = conn.execute(text(read_sql("queries/control_candidate")), {"run": run_id}).mappings().first()
+    if chosen is None:
+        raise LceError(f"No run {run_id} is stored; lce models lists the runs (column run), lce control list the "
+                       "controls.")
+    if current and chosen["superseded_at"] is not None:
+        raise LceError(f"Run {run_id} ({described(chosen)}) was replaced by run {chosen['superseded_by']} and is kept "
+                       f"only for a stored embedding: it serves no run. Name the current one: lce control set "
+                       f"{chosen['superseded_by']}.")
+    return dict(chosen)
+
+
+def _listed(conn: Connection, run_id: int) -> dict:
+    """The control's row of controls.sql (the runs it serves, its concepts with a cut-off)."""
+    rows = conn.execute(text(read_sql("queries/controls"))).mappings()
+    return next((dict(row) for row in rows if row["run"] == run_id), {"serves": 0, "concepts": 0})

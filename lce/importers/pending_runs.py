@@ -1,7 +1,6 @@
-"""The runs of a pending file (lce.db.pending) read back with the importers' checks, then stored: `lce ingest
---resume` stores only what an import of the same data would.
+"""The runs of a pending file (lce.db.pending) read back with the importers' checks, so that `lce ingest --resume`
+(lce.ingest.resume, which stores them) stores only what an import of the same data would.
 
-    written = resume(path)                        # `lce ingest --resume PATH`: one transaction, then the file goes
     records, replace = load(path)                 # RunRecords; else one LceError naming the file, run and field
     check_probes(path, records, conn)             # each run's probe registered, its top images within it
 
@@ -33,11 +32,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Connection, text
 
-from lce.config import write_retry_s
-from lce.db.connection import connect
-from lce.db.outage import DatabaseFull, DatabaseLost
 from lce.db.pending import FORMAT, VERSION
-from lce.db.runs import WrittenRun, write_runs
 from lce.records import Bootstrap, ConceptKey, ModelInfo, ReplicateLabels, RunRecord, TallyColumns, UnitRow
 from lce.vocabulary import NAMES as VARIANTS
 from lce.errors import LceError
@@ -109,27 +104,6 @@ def _decompressed(path: Path) -> bytearray:
                     f"{MAX_JSON_BYTES // 2**30} GiB); lce's own files compress about 5 to 1, so it is not one that "
                     "lce saved. Nothing was written.")
     return text
-
-
-def resume(path: Path, replace: bool | None = None, retry_s: float | None = None) -> list[WrittenRun]:
-    """Write the file's runs in one transaction (the same replace / unchanged rules as the command that saved
-    them, or `replace` when given), then delete the file. When the database is still away the file stays."""
-    records, saved_replace = load(path)
-    replace = saved_replace if replace is None else replace
-    engine = connect()
-    with engine.connect() as conn:
-        check_probes(Path(path), records, conn)
-    try:
-        written = write_runs(engine, records, replace=replace,
-                             retry_s=write_retry_s() if retry_s is None else retry_s)
-    except DatabaseLost as error:
-        raise LceError(f"{error.gone()} Nothing was written; the runs stay in {path} for `lce ingest --resume {path}` "
-                       "once the database is back.") from None
-    except DatabaseFull as error:
-        raise LceError(f"{error.full()} Nothing was written; the runs stay in {path} for `lce ingest --resume "
-                       f"{path}`: {error.remedy()}, then run it again.") from None
-    Path(path).unlink()
-    return written
 
 
 def read_runs(path: Path, runs: object) -> list[RunRecord]:

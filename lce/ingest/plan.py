@@ -26,8 +26,8 @@ from lce.db.connection import connect
 from lce.db.pending import pending_files
 from lce.dissect.engine import DissectSettings, Progress
 from lce.errors import LceError
-from lce.importers.pending_runs import resume
 from lce.ingest.executors import run_rows
+from lce.ingest.resume import store_file
 from lce.ingest.rows import PlanRow, RowResult
 from lce.ingest.run import IngestRequest, check_rgb, layer_layouts, missing_controls, model_spec, stored_runs
 from lce.input_files import PLAN_LIMITS, read_text
@@ -291,9 +291,30 @@ def store_pending() -> list[tuple[Path, str]]:
     done = []
     for path in pending_files():
         try:
-            written = resume(path)
+            written = store_file(path)
             done.append((path, "stored " + ", ".join(f"{item.record.model.name} {item.record.layer} "
                                                       f"({item.outcome.value} run {item.run_id})" for item in written)))
         except LceError as error:
             done.append((path, f"not stored: {error}"))
     return done
+
+
+def refuse_invalid(path: Path, rows: list[PlanRow], skip_invalid: bool) -> None:
+    """An LceError when rows are invalid and --skip-invalid was not given: nothing is dissected then."""
+    invalid = [row for row in rows if row.status == "invalid"]
+    if invalid and not skip_invalid:
+        lines = ", ".join(str(row.line) for row in invalid)
+        raise LceError(f"Plan {path}: {len(invalid)} invalid row(s) (line {lines}); nothing was dissected. Fix "
+                       "them, or pass --skip-invalid to run the others.")
+
+
+def exit_code(rows: list[PlanRow], skip_invalid: bool, results: list[RowResult] | None = None) -> int:
+    """lce ingest --plan's exit status. Checked only (--dry-run, `results` None): 0 when every row is valid, else 2
+    with --skip-invalid (the valid ones would run) and 1 without. Run: 1 when a row failed, 2 when invalid rows
+    were skipped, else 0."""
+    invalid = any(row.status == "invalid" for row in rows)
+    if results is None:
+        return (2 if skip_invalid else 1) if invalid else 0
+    if any(result.outcome == "failed" for result in results):
+        return 1
+    return 2 if invalid else 0

@@ -1,6 +1,7 @@
 """Registering probe datasets in Postgres: `lce probe add|list|show`.
 
     outcome = add_probe("broden1_224", Path("/data/broden1_224"))    # check, build the decode cache, store
+    probe, categories = probe_categories("broden1_224")             # lce probe show: the probe, concepts per category
 
 A probe row records where the dataset is, its size and a hash of its CSV files; its concepts are one row per
 (label, category) with the label's global number, primary category, frequency and coverage. Adding the same
@@ -126,6 +127,19 @@ def registered_image_size(name: str) -> int:
     """The image size of the registered probe dataset `name`, the size lce ingest feeds models at (read through
     the read-only login)."""
     return registered_probe(connect_reader(required=False), name).image_size
+
+
+def probe_categories(name: str) -> tuple[dict, list]:
+    """`lce probe show NAME`: the stored probe (probe.sql: source, image count and size, segmentation size, path,
+    images per category) and its (category, concepts) rows, read through the read-only login; an LceError naming
+    the stored probes when none is called `name`."""
+    with connect_reader(required=False).connect() as conn:
+        probe = conn.execute(text(read_sql("queries/probe")), {"name": name}).mappings().first()
+        if probe is None:
+            known = conn.execute(text(read_sql("queries/probe_names")), {"source": None}).scalar()
+            raise LceError(f"No probe named {name!r}; stored probes: {known or 'none'}.")
+        rows = conn.execute(text(read_sql("queries/probe_categories")), {"probe": probe["id"]}).all()
+    return dict(probe), [tuple(row) for row in rows]
 
 
 def _refusal(stored, name: str, content: str, replace: bool) -> None:
