@@ -17,14 +17,15 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from lce.config import published_data
 from lce.db import connection, migrate, roles
 from lce.db.server import SUPERUSER, EmbeddedServer
+from lce.published import AUTHORS_UNITS, PublishedDataMissing, PublishedFile, locate
 
 # Wide terminal for rich, so that messages the tests look for are not wrapped mid-phrase.
 os.environ["COLUMNS"] = "200"
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 TEMPLATE = "lce_test_template"
 
 
@@ -41,13 +42,17 @@ def device(request):
     return torch.device(request.config.getoption("--lce-device"))
 
 
-def shared_file(relative: str) -> Path:
-    """A reference file from ../shared/data; the test skips (with the reason) only when the folder is absent."""
-    path = SHARED_DATA / relative
-    if not SHARED_DATA.exists():
-        pytest.skip(f"{SHARED_DATA} is absent (reference data for this test)")
-    assert path.exists(), f"{path} is missing from the shared data folder"
-    return path
+def published_file(file: PublishedFile) -> Path:
+    """A published reference file (lce.published) under LCE_PUBLISHED_DATA. The test skips, with the message that
+    says where to download it, only when the setting points nowhere (unset, or no such folder); a folder that
+    lacks the file fails the test."""
+    try:
+        return locate(file)
+    except PublishedDataMissing as missing:
+        root = published_data()
+        if root is None or not root.is_dir():
+            pytest.skip(str(missing))
+        pytest.fail(str(missing))
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +168,7 @@ PAPER_EXCLUDED = ["SimCLRV1(R)", "SimCLRV2(R)", "Random(R)", "SwAV200(R)", "SwAV
 @pytest.fixture
 def paper_data(cli) -> Path:
     """The authors' per-unit CSV, imported into this test's database."""
-    path = shared_file("mustapha2022/models_dissect_profiles_raw.csv")
+    path = published_file(AUTHORS_UNITS)
     result = cli("import", "dissect-csv", path, "--layer", "layer4")
     assert result.exit_code == 0, result.output
     return path

@@ -16,9 +16,10 @@ from sqlalchemy import text
 
 from lce.analysis.embed import EmbedSettings, embed
 from lce.errors import LceError
+from lce.published import AUTHORS_TASKS
 from lce.report.html import ReportSettings, write_report
 from lce.report.strips import DissectedRun, unit_masks
-from tests.conftest import PAPER_EXCLUDED, shared_file
+from tests.conftest import PAPER_EXCLUDED, published_file
 from tests.headless import Browser
 from tests.test_compare import csv_concepts
 
@@ -146,7 +147,7 @@ def test_the_report_shows_the_task_correlations_once_results_are_stored(cli, pap
     embed_paper(cli, tmp_path)
     assert cli("report", "--out", tmp_path / "before", "--no-images").exit_code == 0
     assert "Task correlations" not in (tmp_path / "before" / "index.html").read_text()
-    assert cli("tasks", "import", shared_file("mustapha2022/models_performance_on_tasks.csv")).exit_code == 0
+    assert cli("tasks", "import", published_file(AUTHORS_TASKS)).exit_code == 0
     out = tmp_path / "report"
     result = cli("report", "--out", out, "--no-images")
     assert result.exit_code == 0, result.output
