@@ -20,11 +20,10 @@ from lce.models.checkpoints import file_sha256
 
 
 @pytest.fixture
-def synth(cli, tmp_path, monkeypatch):
+def synth(cli, tmp_path, monkeypatch, synthetic_probe):
     """A 30-image, 64-px synthetic probe registered as 'synth' (LCE_HOME in tmp_path for its cache)."""
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "probe"
-    assert cli("probe", "synth", out, "--images", "30", "--size", "64", "--seed", "2").exit_code == 0
+    out = synthetic_probe(tmp_path / "probe", images=30, size=64, seed=2)
     assert cli("probe", "add", "synth", out).exit_code == 0
     return out
 

@@ -192,21 +192,20 @@ def test_bad_options_are_refused_by_the_library_with_the_commands_message(cli, t
 # ---- a tiny dissected setup -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def probe(cli, tmp_path, monkeypatch):
+def probe(cli, tmp_path, monkeypatch, synthetic_probe):
     """A 10-image, 64-px synthetic probe registered as 'synth' (every image is a top image of every unit, since
     dissection keeps 10). LCE_HOME, and so the strip cache, is in tmp_path."""
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    path = tmp_path / "probe"
-    assert cli("probe", "synth", path, "--images", "10", "--size", "64", "--seed", "2").exit_code == 0
+    path = synthetic_probe(tmp_path / "probe", images=10, size=64, seed=2)
     assert cli("probe", "add", "synth", path).exit_code == 0
     return path
 
 
 @pytest.fixture
-def dissected(cli, engine, probe):
-    """The probe and a random-init resnet18 dissected on it."""
-    ingest(cli, "r18", "--random-init", "--seed", "1")
-    return probe
+def dissected(dissected_r18):
+    """The probe and a random-init resnet18 dissected on it as 'r18' (`ingest(cli, "r18", "--random-init", "--seed",
+    "1")` on the probe above; done once a session: conftest's dissected_r18)."""
+    return dissected_r18
 
 
 def ingest(cli, model, *args, arch="resnet18"):
@@ -251,7 +250,7 @@ def test_dissected_units_get_strips_drawn_once_and_reused(cli, engine, dissected
 
 
 @pytest.mark.parametrize("variant", ["dissect", "netdissect"])
-def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant):
+def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant, tmp_path):
     """With 10 probe images every image is a top image, so a unit's mask pixels at the segmentation size, summed
     over its top images, are the activation count A that dissection stored: for every concept under the dissect
     variant, and for the concepts of categories that every image annotates (color, scene, texture in this probe)
@@ -269,7 +268,7 @@ def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant):
         masks = unit_masks(run, unit, device="cpu")
         assert masks.shape == (10, run.seg_size, run.seg_size)
         assert abs(int(masks.sum()) - activation) <= activation // 200, (unit, int(masks.sum()), activation)
-    strips = write_report(ReportSettings(out=dissected.parent / "report", strip_units=4)).strips[run.run_id]
+    strips = write_report(ReportSettings(out=tmp_path / "report", strip_units=4)).strips[run.run_id]
     assert (strips.rendered, strips.note) == (4, "Strips of the 4 units with the highest IoU (--units 4).")
 
 

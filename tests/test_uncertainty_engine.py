@@ -203,10 +203,9 @@ def test_the_command_lines_defaults_are_the_methods():
     assert (OPTION_DEFAULTS["replicates"], OPTION_DEFAULTS["blocks"]) == (DEFAULT_REPLICATES, DEFAULT_BLOCKS)
 
 
-def test_ingest_stores_each_units_uncertainty(cli, engine, tmp_path, monkeypatch):
+def test_ingest_stores_each_units_uncertainty(cli, engine, tmp_path, monkeypatch, synthetic_probe):
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "probe"
-    assert cli("probe", "synth", out, "--images", "30", "--size", "64", "--seed", "2").exit_code == 0
+    out = synthetic_probe(tmp_path / "probe", images=30, size=64, seed=2)
     assert cli("probe", "add", "synth", out).exit_code == 0
     result = cli("ingest", "r18", "--probe", "synth", "--batch-size", "8", "--arch", "resnet18", "--random-init",
                  "--seed", "1", "--replicates", "300", "--blocks", "20")
