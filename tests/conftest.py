@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from lce.config import published_data
 from lce.db import connection, migrate, roles
 from lce.db.server import SUPERUSER, EmbeddedServer
-from lce.published import AUTHORS_UNITS, PublishedDataMissing, PublishedFile, locate
+from lce.published import AUTHORS_TASKS, AUTHORS_UNITS, PublishedDataMissing, PublishedFile, locate
 
 # Wide terminal for rich, so that messages the tests look for are not wrapped mid-phrase.
 os.environ["COLUMNS"] = "200"
@@ -29,6 +29,7 @@ os.environ["COLUMNS"] = "200"
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "lce_test_template"
 PAPER_TEMPLATE = "lce_test_paper_template"
+PAPER_EMBEDDING_TEMPLATE = "lce_test_paper_embedding_template"
 DISSECTED_TEMPLATE = "lce_test_dissected_template"
 
 
@@ -169,6 +170,26 @@ def paper_template(admin_url, template) -> str:
 
 
 @pytest.fixture(scope="session")
+def paper_embedding_folder(tmp_path_factory) -> Path:
+    """Where paper_embedding_template writes the embedding's CSV (lce.csv)."""
+    return tmp_path_factory.mktemp("paper-embedding")
+
+
+@pytest.fixture(scope="session")
+def paper_embedding_template(admin_url, paper_template, paper_embedding_folder) -> str:
+    """paper_template with the paper's embedding of its 13 models (`lce embed --exclude ... --out lce.csv`) and
+    the authors' task results (`lce tasks import`), once a session: the database of a test that asks for
+    paper_embedding is copied from it."""
+    excluded = [arg for name in PAPER_EXCLUDED for arg in ("--exclude", name)]
+    with template_database(admin_url, paper_template, PAPER_EMBEDDING_TEMPLATE) as cli:
+        result = cli("embed", *excluded, "--out", paper_embedding_folder / "lce.csv")
+        assert result.exit_code == 0, result.output
+        result = cli("tasks", "import", published_file(AUTHORS_TASKS))
+        assert result.exit_code == 0, result.output
+    return PAPER_EMBEDDING_TEMPLATE
+
+
+@pytest.fixture(scope="session")
 def dissected_folder(tmp_path_factory) -> Path:
     """Where dissected_template keeps its probe (probe/) and the LCE_HOME of its decode cache (home/)."""
     return tmp_path_factory.mktemp("dissected")
@@ -190,18 +211,19 @@ def dissected_template(admin_url, template, synthetic_probe, dissected_folder) -
     return DISSECTED_TEMPLATE
 
 
-# Fixtures whose rows the test's database is copied with, instead of adding them to it: the template of each.
-TEMPLATES_WITH_ROWS = {"paper_data": "paper_template", "dissected_r18": "dissected_template"}
+# Fixtures whose rows the test's database is copied with, instead of adding them to it: the template of each,
+# the one with the most rows first (paper_embedding holds paper_data's rows and more).
+TEMPLATES_WITH_ROWS = {"paper_embedding": "paper_embedding_template", "paper_data": "paper_template",
+                       "dissected_r18": "dissected_template"}
 
 
 @pytest.fixture
 def database(request, admin_url, template, monkeypatch) -> str:
     """A fresh, migrated database for this test; LCE_DATABASE_URL points at it. Returns its SQLAlchemy URL.
-    A test that asks for paper_data or dissected_r18 gets their rows already in it (copied from their template)."""
-    source = template
-    for fixture, rows in TEMPLATES_WITH_ROWS.items():
-        if fixture in request.fixturenames:
-            source = request.getfixturevalue(rows)
+    A test that asks for paper_data, paper_embedding or dissected_r18 gets their rows already in it (copied from
+    their template)."""
+    source = next((request.getfixturevalue(rows) for fixture, rows in TEMPLATES_WITH_ROWS.items()
+                   if fixture in request.fixturenames), template)
     with scratch_database(admin_url, monkeypatch, source) as url:
         yield url
 
@@ -265,3 +287,10 @@ def paper_data(database) -> Path:
     """The authors' per-unit CSV, imported into this test's database (`lce import dissect-csv PATH --layer
     layer4`, done once a session in paper_template, which the database fixture copies for this test)."""
     return published_file(AUTHORS_UNITS)
+
+
+@pytest.fixture
+def paper_embedding(paper_data, paper_embedding_folder, tmp_path) -> Path:
+    """The paper's embedding (13 models) and the task results of the 14 models in the authors' table, in this
+    test's database (copied from paper_embedding_template); returns the embedding's CSV, tmp_path / 'lce.csv'."""
+    return Path(shutil.copy2(paper_embedding_folder / "lce.csv", tmp_path / "lce.csv"))

@@ -18,14 +18,7 @@ PROFILE = ["all_object", "all_part", "all_material", "all_color",
            "unique_object", "unique_part", "unique_material", "unique_color"]
 
 
-@pytest.fixture
-def paper_embedding(cli, paper_data, tmp_path):
-    """The paper's embedding (13 models) and the task results of the 14 models in the authors' table."""
-    result = cli("embed", *exclude_args(), "--out", tmp_path / "lce.csv")
-    assert result.exit_code == 0, result.output
-    result = cli("tasks", "import", published_file(AUTHORS_TASKS))
-    assert result.exit_code == 0, result.output
-    return tmp_path / "lce.csv"
+# paper_embedding (conftest): the paper's embedding of 13 models and the authors' task results, stored.
 
 
 def read_rows(path):

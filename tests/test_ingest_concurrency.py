@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import text
 
 from lce.published import netdissect_result
 from tests import test_ingest
 from tests.conftest import published_file
 from tests.test_ingest_plan import THREE, plan, units
+
+pytestmark = pytest.mark.slow  # concurrent lce processes, each importing torch
 
 synth = test_ingest.synth  # the fixture of the registered 30-image 64-px probe
 

@@ -373,6 +373,7 @@ def assert_drawn(strips, units=4):
         assert strip.size == (10 * 64 + 9 * 2, 64)
 
 
+@pytest.mark.slow  # a timm or Hugging Face model dissected
 def test_a_timm_vit_run_draws_its_strips_from_its_patch_tokens(cli, engine, probe, tmp_path):
     ingest(cli, "vit", "--random-init", "--seed", "3", "--layer", "blocks.1", arch="timm:vit_tiny_patch16_224")
     run = dissected_run(engine, "vit")
@@ -422,6 +423,7 @@ def test_a_channels_last_layer_draws_its_strips(cli, engine, probe, tmp_path):
                                                 "read as it was dissected: it has 8 units, fewer than the run stores.")
 
 
+@pytest.mark.slow  # a timm or Hugging Face model dissected
 def test_a_hugging_face_run_draws_from_its_directory_and_says_when_it_is_gone(cli, engine, probe, tmp_path):
     transformers = pytest.importorskip("transformers")
     directory = tmp_path / "hf-vit"
@@ -448,6 +450,7 @@ def colours_near(pixels: np.ndarray, colour: tuple[int, int, int], tolerance: in
     return int((np.abs(pixels.astype(int) - colour).max(axis=-1) <= tolerance).sum())
 
 
+@pytest.mark.slow  # a headless browser
 def test_the_report_opens_in_headless_chromium_and_shows_the_plot(cli, engine, paper_data, tmp_path):
     embed_paper(cli, tmp_path)
     out = tmp_path / "report"
@@ -485,6 +488,7 @@ def test_the_report_opens_in_headless_chromium_and_shows_the_plot(cli, engine, p
         assert browser.evaluate("document.querySelectorAll('#units tbody tr').length") == 2048
 
 
+@pytest.mark.slow  # a headless browser
 def test_a_dissected_report_with_strips_opens_without_errors(engine, dissected, tmp_path):
     out = tmp_path / "report"
     write_report(ReportSettings(out=out, strip_units=20))

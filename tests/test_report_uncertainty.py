@@ -188,6 +188,7 @@ def test_a_dissected_runs_units_show_their_interval_stability_and_counts(engine,
     assert "bootstrap</th><td>" + escape("1000 replicates of the probe's images in 10") in control
 
 
+@pytest.mark.slow  # a headless browser
 def test_the_unit_table_sorts_by_stability_in_a_browser(engine, dissected, tmp_path):
     out = tmp_path / "report"
     write_report(ReportSettings(out=out, strips=False))
