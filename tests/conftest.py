@@ -146,6 +146,9 @@ def template_database(admin_url: str, template: str, name: str, home: Path | Non
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {roles.OWNER}')
+    with psycopg.connect(make_url(admin_url).set(database=name).render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        roles.secure_database(conn, name)  # as for a test's database: the reader may only read
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("LCE_DATABASE_URL", _sqlalchemy_url(admin_url, name, roles.OWNER))
         monkeypatch.setenv("LCE_DATABASE_READONLY_URL", _sqlalchemy_url(admin_url, name, roles.READER))
