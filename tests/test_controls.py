@@ -204,6 +204,7 @@ def synth(cli, tmp_path, monkeypatch, synthetic_probe):
     return out
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_random_control_is_dissected_once_and_its_cut_offs_are_the_99th_percentile(cli, engine, synth):
     """A random-init resnet18 (seed 1) and its control random:resnet18:s0, layer4, on a 120-image 64-px
     synthetic probe (dissect variant). Measured: 185 of 512 units interpretable, 110 of them beat random, 20
@@ -265,6 +266,7 @@ def test_random_control_is_dissected_once_and_its_cut_offs_are_the_99th_percenti
     assert rows(engine, "SELECT count(*) FROM run")[0][0] == 2
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_a_stored_random_run_found_by_random_control_becomes_a_control(cli, engine, synth):
     args = ("--arch", "resnet18", "--random-init", "--probe", "synth", "--batch-size", "40")
     assert cli("ingest", "random:resnet18:s3", *args, "--seed", "3").exit_code == 0

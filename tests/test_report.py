@@ -85,6 +85,7 @@ def run_ids(engine) -> dict[str, int]:
 
 # ---- the authors' data ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_report_on_the_authors_data(cli, engine, paper_data, tmp_path):
     embed_paper(cli, tmp_path)
     out = tmp_path / "report"
@@ -139,6 +140,7 @@ def test_report_on_the_authors_data(cli, engine, paper_data, tmp_path):
     assert unit[:4] == ["0", first["label"], first["category"], f"{float(first['iou']):.3f}"]
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_the_report_shows_the_task_correlations_once_results_are_stored(cli, paper_data, tmp_path):
     from html import escape
 
@@ -225,6 +227,7 @@ def cached_strips(tmp_path):
     return sorted((tmp_path / "home" / "cache" / "report").glob("*/unit-*.jpg"))
 
 
+@pytest.mark.slow  # a dissection and reports drawing every unit's strips: seconds on two cores
 def test_dissected_units_get_strips_drawn_once_and_reused(cli, engine, dissected, tmp_path):
     first = write_report(ReportSettings(out=tmp_path / "report", batch_size=8))
     run = dissected_run(engine)
@@ -249,6 +252,7 @@ def test_dissected_units_get_strips_drawn_once_and_reused(cli, engine, dissected
     assert len(list((tmp_path / "again" / "strips" / f"run-{run.run_id}").glob("unit-*.jpg"))) == 512
 
 
+@pytest.mark.slow  # a dissection and reports drawing every unit's strips: seconds on two cores
 @pytest.mark.parametrize("variant", ["dissect", "netdissect"])
 def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant, tmp_path):
     """With 10 probe images every image is a top image, so a unit's mask pixels at the segmentation size, summed
@@ -297,6 +301,7 @@ def test_units_option_draws_the_best_units_only(cli, engine, dissected, tmp_path
     assert clash.exit_code == 1 and "is a file, not a directory" in clash.stderr
 
 
+@pytest.mark.slow  # a dissection and reports drawing every unit's strips: seconds on two cores
 def test_a_missing_checkpoint_is_said_in_the_report(cli, engine, dissected, tmp_path):
     checkpoint = tmp_path / "weights.pth"
     torch.manual_seed(5)
@@ -392,6 +397,7 @@ def test_a_timm_vit_run_draws_its_strips_from_its_patch_tokens(cli, engine, prob
     assert sum(1 for images in tables(out / "runs" / f"run-{run.run_id}.html").images["units"] if images) == 4
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_the_recorded_normalisation_is_the_one_the_strips_use(cli, engine, probe, tmp_path):
     ingest(cli, "r18-half", "--random-init", "--seed", "1", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5")
     strips, settings = strips_of(engine, "r18-half", tmp_path)

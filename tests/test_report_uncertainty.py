@@ -215,6 +215,7 @@ def test_the_unit_table_sorts_by_stability_in_a_browser(engine, dissected, tmp_p
 
 # ---- the embedding's uncertainty --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_an_embedding_with_uncertainty_shows_its_spread_and_co_assignment(cli, engine, paper_data, tmp_path):
     import numpy as np
 

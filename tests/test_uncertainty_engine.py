@@ -168,6 +168,7 @@ def test_planted_detectors_are_stable_and_well_above_chance(planted, monkeypatch
     assert found.found.replicate_label.shape == (len(PLANTED) + len(DISTRACTORS), STORED_REPLICATES)
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_the_same_dissection_twice_gives_identical_intervals(planted, monkeypatch, device):
     first, second = (_planted_result(planted, monkeypatch, device)[1].uncertainty for _ in range(2))
     for name in ("label", "iou", "iou_low", "iou_high", "stability", "runner_up", "runner_up_iou",
