@@ -3,10 +3,10 @@
     .venv/bin/python bench/authors_uncertainty.py                   # 200 replicates, seed 0: ~35 s on 2 cores
     .venv/bin/python bench/authors_uncertainty.py --replicates 500 --seed 1
 
-Imports ../shared/data/mustapha2022/models_dissect_profiles_raw.csv (imported runs: no stored replicate labels, so
-a replicate resamples each model's units with their labels fixed), embeds the paper's 13 models (docs/method.md
-section 3) with 200 replicates (lce.analysis.embed_uncertainty), and prints, as docs/trust.md's "Uncertainty on
-the authors' data" records:
+Imports the authors' per-unit CSV (--data; default: the one under LCE_PUBLISHED_DATA, see lce/published.py;
+imported runs: no stored replicate labels, so a replicate resamples each model's units with their labels fixed),
+embeds the paper's 13 models (docs/method.md section 3) with 200 replicates (lce.analysis.embed_uncertainty), and
+prints, as docs/trust.md's "Uncertainty on the authors' data" records:
 
 1. each model's 95% ellipse (PC1 x PC2) and sds against the distances between the three families;
 2. the co-assignment share within and across the families;
@@ -28,8 +28,6 @@ import numpy as np
 
 from scratch_home import scratch_home  # bench/, beside this script
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "mustapha2022" / "models_dissect_profiles_raw.csv"
 EXCLUDED = ("SimCLRV1(R)", "SimCLRV2(R)", "Random(R)", "SwAV200(R)", "SwAV400(R)", "SwAV200bs256(R)",
             "SwAV400_2x244(R)")
 # docs/method.md section 3: the paper's three categories of the 13 models.
@@ -44,8 +42,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=DATA)
-    return parser.parse_args()
+    parser.add_argument("--data", type=Path, help="the authors' per-unit CSV (default: under LCE_PUBLISHED_DATA)")
+    args = parser.parse_args()
+    if args.data is None:
+        from lce.published import AUTHORS_UNITS, PublishedDataMissing, locate
+
+        try:
+            args.data = locate(AUTHORS_UNITS)
+        except PublishedDataMissing as missing:
+            raise SystemExit(f"error: {missing} Or give the CSV with --data.") from None
+    return args
 
 
 def family_of(model: str) -> str:

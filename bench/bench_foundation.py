@@ -25,7 +25,6 @@ from pathlib import Path
 
 import psycopg
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared/data/mustapha2022/models_dissect_profiles_raw.csv"
 LCE = str(Path(sys.executable).with_name("lce"))
 MATRIX = "SELECT model, concept, value FROM model_concept_matrix"
 
@@ -130,11 +129,24 @@ def print_table(rows: list[tuple]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def published_units() -> Path:
+    """The LCE paper's per-unit CSV under LCE_PUBLISHED_DATA, or a stop with the message saying where to get it."""
+    from lce.published import AUTHORS_UNITS, PublishedDataMissing, locate
+
+    try:
+        return locate(AUTHORS_UNITS)
+    except PublishedDataMissing as missing:
+        raise SystemExit(f"error: {missing} Or give a Dissect CSV with --data.") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="the Dissect CSV (default: %(default)s)")
+    parser.add_argument("--data", type=Path,
+                        help="the Dissect CSV (default: the LCE paper's, under LCE_PUBLISHED_DATA: lce/published.py)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of every figure (default: 5)")
     options = parser.parse_args()
+    if options.data is None:
+        options.data = published_units()
     if not options.data.is_file():
         raise SystemExit(f"no data file at {options.data} (give it with --data)")
     bench = Bench(options.data.resolve(), options.repeat)

@@ -5,6 +5,7 @@
     LCE_DATABASE_READONLY_URL   the same server's read-only login, for `lce sql` (the embedded server has its own)
     LCE_WRITE_RETRY_S           seconds an ingest keeps retrying its write when the database goes away (default 60)
     LCE_PENDING_DIR             where an ingest keeps its runs when neither the database nor LCE_HOME can take them
+    LCE_PUBLISHED_DATA          the published results lce is checked against (lce.published): not in this repository
 
     device = pick_device("auto")                # CUDA when present, else the CPU
     budget = DeviceBudget.for_device(device)    # the block sizes it prefers (lce.dissect.memory fits them)
@@ -30,6 +31,7 @@ DATABASE_URL_ENV = "LCE_DATABASE_URL"
 READONLY_URL_ENV = "LCE_DATABASE_READONLY_URL"
 WRITE_RETRY_ENV = "LCE_WRITE_RETRY_S"
 PENDING_DIR_ENV = "LCE_PENDING_DIR"
+PUBLISHED_DATA_ENV = "LCE_PUBLISHED_DATA"
 DEFAULT_WRITE_RETRY_S = 60.0  # long enough for `lce db stop` + restart, or a server's crash recovery
 
 
@@ -71,6 +73,13 @@ def pending_dir_override() -> Path | None:
     """$LCE_PENDING_DIR when set: the second place for pending runs (lce.db.pending), on another file system than
     LCE_HOME's so that a full one does not lose a dissection; None when unset."""
     configured = os.environ.get(PENDING_DIR_ENV)
+    return Path(configured).expanduser() if configured else None
+
+
+def published_data() -> Path | None:
+    """$LCE_PUBLISHED_DATA when set: the folder holding the published results (lce.published says what lies
+    where); None when unset."""
+    configured = os.environ.get(PUBLISHED_DATA_ENV)
     return Path(configured).expanduser() if configured else None
 
 

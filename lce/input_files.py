@@ -38,9 +38,10 @@ class TextLimits:
     why: str  # what the limits are sized against, for the message
 
 
-# The largest real inputs (../shared/data): the LCE paper's Dissect CSV, 2.2 MB in 40,961 lines (20 models x 2,048
-# units), and a NetDissect tally.csv of 2,048 units, 575 kB with lines up to 1,671 bytes. The limits leave 100x
-# that (1,000 models of 2,048 units), and fit in memory once parsed; a cell stays capped at csv's 128 KiB.
+# The largest real inputs (the published results, lce/published.py): the LCE paper's Dissect CSV, 2.2 MB in
+# 40,961 lines (20 models x 2,048 units), and a NetDissect tally.csv of 2,048 units, 575 kB with lines up to 1,671
+# bytes. The limits leave 100x that (1,000 models of 2,048 units), and fit in memory once parsed; a cell stays
+# capped at csv's 128 KiB.
 IMPORT_LIMITS = TextLimits(size=256 * MiB, line=1 * MiB, lines=2_000_000,
                            why="100 times the LCE paper's 20 models x 2,048 units")
 # A plan's row is a model's dissection (minutes to hours each); its longest cell is a checkpoint path (PATH_MAX is

@@ -26,6 +26,8 @@ from lce.probe.dataset import ProbeDataset
 from tests.test_dissect_planted import Detectors, planted_model
 from tests.test_ingest import ingest, one
 
+pytestmark = pytest.mark.slow  # timm and Hugging Face models through lce ingest
+
 SIZE = 64  # the probe's images: 64 x 64
 REGISTERS = 4
 

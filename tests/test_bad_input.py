@@ -330,6 +330,7 @@ def test_a_probe_name_is_checked_when_it_is_added(cli, engine, tmp_path, monkeyp
         assert conn.execute(text("SELECT count(*) FROM probe")).scalar() == 0
 
 
+@pytest.mark.slow  # a Hugging Face model
 def test_a_hugging_face_directory_with_a_pickled_bin_is_one_message(cli, engine, tmp_path, monkeypatch):
     """Issue 23, item 8: its only weights, pytorch_model.bin, pickle a call (open(marker, 'w')): refused as before,
     without the UnpicklingError's traceback, and the call never runs."""

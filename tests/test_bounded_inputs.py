@@ -22,11 +22,11 @@ from sqlalchemy import text
 from lce.errors import LceError
 from lce.input_files import IMPORT_LIMITS, TextLimits, check_input, read_text
 from tests import test_ingest
-from tests.conftest import REPO
+from lce.published import AUTHORS_TASKS, AUTHORS_UNITS, netdissect_result
+from tests.conftest import REPO, published_file
 
 synth = test_ingest.synth  # the registered 30-image 64-px probe 'synth'
 
-TASKS = REPO.parent / "shared" / "data" / "mustapha2022" / "models_performance_on_tasks.csv"
 DISSECT_HEADER = "name,unit,iou,label,category\n"
 # Every command that reads a file the user names; {path} is the file under test.
 COMMANDS = {
@@ -34,7 +34,7 @@ COMMANDS = {
     "dissect-report": ["import", "dissect-report", "{path}", "--model", "m", "--layer", "l"],
     "netdissect-csv": ["import", "netdissect-csv", "{path}", "--model", "m", "--layer", "l"],
     "tasks": ["tasks", "import", "{path}"],
-    "families": ["tasks", "import", str(TASKS), "--families", "{path}"],
+    "families": ["tasks", "import", "{tasks}", "--families", "{path}"],  # the authors' task table
     "plan": ["ingest", "--plan", "{path}", "--probe", "synth", "--dry-run"],
     "resume": ["ingest", "--resume", "{path}"],
 }
@@ -85,7 +85,8 @@ def special_file(kind: str, folder: Path) -> Path:
 
 
 def command(name: str, path: Path) -> list[str]:
-    return [part.replace("{path}", str(path)) for part in COMMANDS[name]]
+    parts = [part.replace("{path}", str(path)) for part in COMMANDS[name]]
+    return [str(published_file(AUTHORS_TASKS)) if part == "{tasks}" else part for part in parts]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -170,10 +171,8 @@ def test_an_import_over_a_limit_is_one_message_naming_file_and_line(cli, engine,
 
 def test_the_paper_data_is_within_the_import_limits():
     """The real files the limits were sized against read as they are (with room to spare)."""
-    from tests.conftest import shared_file
-
-    for relative in ("mustapha2022/models_dissect_profiles_raw.csv", "netdissect/resnet50_imagenet_layer4.csv"):
-        path = shared_file(relative)
+    for file in (AUTHORS_UNITS, netdissect_result("resnet50_imagenet_layer4.csv")):
+        path = published_file(file)
         assert len(read_text(path, IMPORT_LIMITS)) > 100_000
         assert path.stat().st_size * 100 < IMPORT_LIMITS.size
 

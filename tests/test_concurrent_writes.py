@@ -2,10 +2,13 @@
 
 import threading
 
+import pytest
 from sqlalchemy import text
 
 from lce.db import connection, runs
 from lce.importers.dissect_csv import read_dissect_csv
+
+pytestmark = pytest.mark.slow  # concurrent imports
 
 
 def test_two_identical_imports_at_once_give_created_and_unchanged(engine, tmp_path, monkeypatch):

@@ -197,15 +197,15 @@ def test_an_imported_control_s_cut_offs_are_its_best_iou_per_concept_and_beats_r
 
 
 @pytest.fixture
-def synth(cli, tmp_path, monkeypatch):
+def synth(cli, tmp_path, monkeypatch, synthetic_probe):
     """A 120-image, 64-px synthetic probe registered as 'synth' (LCE_HOME in tmp_path for its cache)."""
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "probe"
-    assert cli("probe", "synth", out, "--images", "120", "--size", "64", "--seed", "2").exit_code == 0
+    out = synthetic_probe(tmp_path / "probe", images=120, size=64, seed=2)
     assert cli("probe", "add", "synth", out).exit_code == 0
     return out
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_random_control_is_dissected_once_and_its_cut_offs_are_the_99th_percentile(cli, engine, synth):
     """A random-init resnet18 (seed 1) and its control random:resnet18:s0, layer4, on a 120-image 64-px
     synthetic probe (dissect variant). Measured: 185 of 512 units interpretable, 110 of them beat random, 20
@@ -267,6 +267,7 @@ def test_random_control_is_dissected_once_and_its_cut_offs_are_the_99th_percenti
     assert rows(engine, "SELECT count(*) FROM run")[0][0] == 2
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_a_stored_random_run_found_by_random_control_becomes_a_control(cli, engine, synth):
     args = ("--arch", "resnet18", "--random-init", "--probe", "synth", "--batch-size", "40")
     assert cli("ingest", "random:resnet18:s3", *args, "--seed", "3").exit_code == 0

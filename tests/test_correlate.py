@@ -8,24 +8,17 @@ import numpy as np
 import pytest
 
 from lce.analysis.correlate import _ranks, correlate, write_csv
-from tests.conftest import PAPER_EXCLUDED, shared_file
+from lce.published import AUTHORS_TASKS
+from tests.conftest import PAPER_EXCLUDED, published_file
 from tests.test_embed import exclude_args
 
-PAPER_TASKS = "mustapha2022/models_performance_on_tasks.csv"
 # docs/method.md section 3.9: mean r per family over the 12 embedded models with task results.
 PAPER_FAMILY_MEANS = {("many-shot", "pc1"): -0.71, ("few-shot", "pc2"): -0.56, ("detection", "pc1"): -0.51}
 PROFILE = ["all_object", "all_part", "all_material", "all_color",
            "unique_object", "unique_part", "unique_material", "unique_color"]
 
 
-@pytest.fixture
-def paper_embedding(cli, paper_data, tmp_path):
-    """The paper's embedding (13 models) and the task results of the 14 models in the authors' table."""
-    result = cli("embed", *exclude_args(), "--out", tmp_path / "lce.csv")
-    assert result.exit_code == 0, result.output
-    result = cli("tasks", "import", shared_file(PAPER_TASKS))
-    assert result.exit_code == 0, result.output
-    return tmp_path / "lce.csv"
+# paper_embedding (conftest): the paper's embedding of 13 models and the authors' task results, stored.
 
 
 def read_rows(path):
@@ -66,7 +59,7 @@ def test_r_is_pearson_with_the_raw_value(paper_embedding):
     """Recomputed here from the two CSV files: no sign flip for lower-is-better metrics such as sne_Mean."""
     correlation = correlate()
     coordinates = {row["model"]: row for row in read_rows(paper_embedding)}
-    tasks = {row["model"]: row for row in read_rows(shared_file(PAPER_TASKS))}
+    tasks = {row["model"]: row for row in read_rows(published_file(AUTHORS_TASKS))}
     models = sorted(set(coordinates) & set(tasks))
     assert models == correlation.models
     for metric, component in [("sne_Mean", "pc3"), ("dt_ImageNet", "pc1"), ("ISIC_5_shot", "pc2")]:

@@ -18,6 +18,8 @@ import yaml
 
 from lce.db import roles
 
+pytestmark = pytest.mark.slow  # the docker files, parsed (docker/smoke runs them)
+
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")  # ${NAME}, ${NAME:-default}, ${NAME:?message}
 

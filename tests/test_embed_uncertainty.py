@@ -141,6 +141,7 @@ def test_uncertainty_adds_sd_columns_and_keeps_the_point_estimate(cli, paper_dat
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_same_seed_gives_the_same_uncertainty_csv(cli, paper_data, tmp_path):
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     for path in (first, second):
@@ -152,6 +153,7 @@ def test_same_seed_gives_the_same_uncertainty_csv(cli, paper_data, tmp_path):
     assert other.read_bytes() != first.read_bytes()
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_covariance_and_coassignment_round_trip_through_the_store(engine, paper_data, tmp_path):
     from lce.report.plots import plot_coassignment
 
@@ -177,6 +179,7 @@ def test_covariance_and_coassignment_round_trip_through_the_store(engine, paper_
     assert plain.covariance is None and plain.coassignment is None
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_stored_replicate_labels_are_used_and_bound_the_replicates(cli, engine, paper_data, tmp_path):
     """A run with unit_replicate rows takes each unit's label in replicate r; --replicates beyond what is stored
     is refused with the stored count."""

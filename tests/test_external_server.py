@@ -19,6 +19,8 @@ from lce.db import connection
 from tests.conftest import Cli
 from tests.external_server import TcpServer, free_port
 
+pytestmark = pytest.mark.slow  # an external PostgreSQL server of its own
+
 OWNER, OWNER_PASSWORD = "lce", "owner pw:@/"  # characters a URL must escape, on purpose
 READER, READER_PASSWORD = "lce_reader", "reader-pw"
 DATABASE = "lce"

@@ -5,7 +5,7 @@ The floors, bottom to top; a module imports only from its own package or from a 
 of its own never imports sideways):
 
   0  ground     lce itself, errors, vocabulary, names, config, home, disk, input_files, output_paths, resources,
-                records: the vocabulary and the plumbing, no torch and no database
+                records, published: the vocabulary and the plumbing, no torch and no database
   1  db         storage: the schema, connections, runs and pending files written
      models     architectures, checkpoints, layers and their layouts
      instrument counting allocations and host syncs (tests and benches)
@@ -26,7 +26,7 @@ from pathlib import Path
 
 LCE = Path(__file__).resolve().parents[1] / "lce"
 GROUND = ("lce", "lce.errors", "lce.vocabulary", "lce.names", "lce.config", "lce.home", "lce.disk",
-          "lce.input_files", "lce.output_paths", "lce.resources", "lce.records", "lce.__main__")
+          "lce.input_files", "lce.output_paths", "lce.resources", "lce.records", "lce.published", "lce.__main__")
 FLOORS = {**{name: 0 for name in GROUND}, "lce.db": 1, "lce.models": 1, "lce.instrument": 1, "lce.probe": 2,
           "lce.dissect": 3, "lce.importers": 4, "lce.ingest": 5, "lce.analysis": 6, "lce.report": 7, "lce.cli": 8}
 # lce/__main__.py runs the command line: it sits on the ground only so that `python -m lce` needs no floor of its own.

@@ -6,7 +6,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import shared_file
+from lce.published import netdissect_result
+from tests.conftest import published_file
 
 FILES = {
     "resnet18_places365_layer4.csv": 512,
@@ -18,7 +19,7 @@ CATEGORIES = ("color", "object", "part", "material", "scene", "texture")
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_real_tally_imports_units_and_per_category_tallies(cli, engine, name):
-    path = shared_file(f"netdissect/{name}")
+    path = published_file(netdissect_result(name))
     result = cli("import", "netdissect-csv", path, "--model", name.removesuffix(".csv"), "--layer", "layerX")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(path.open()))
@@ -43,7 +44,7 @@ def test_real_tally_imports_units_and_per_category_tallies(cli, engine, name):
 
 
 def test_resnet18_places_first_unit_is_the_published_one(cli, engine):
-    path = shared_file("netdissect/resnet18_places365_layer4.csv")
+    path = published_file(netdissect_result("resnet18_places365_layer4.csv"))
     cli("import", "netdissect-csv", path, "--model", "r18", "--layer", "layer4")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT label, category, iou > 0.04 FROM unit_label WHERE unit = 0")).one() == \

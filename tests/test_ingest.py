@@ -20,11 +20,10 @@ from lce.models.checkpoints import file_sha256
 
 
 @pytest.fixture
-def synth(cli, tmp_path, monkeypatch):
+def synth(cli, tmp_path, monkeypatch, synthetic_probe):
     """A 30-image, 64-px synthetic probe registered as 'synth' (LCE_HOME in tmp_path for its cache)."""
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "probe"
-    assert cli("probe", "synth", out, "--images", "30", "--size", "64", "--seed", "2").exit_code == 0
+    out = synthetic_probe(tmp_path / "probe", images=30, size=64, seed=2)
     assert cli("probe", "add", "synth", out).exit_code == 0
     return out
 
@@ -38,6 +37,7 @@ def one(engine, query, **params):
         return conn.execute(text(query), params).one()
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_ingest_stores_units_tallies_top_images_and_provenance(cli, engine, synth):
     result = ingest(cli, "r18", "--arch", "resnet18", "--random-init", "--seed", "1")
     assert result.exit_code == 0, result.output
@@ -65,6 +65,7 @@ def test_ingest_stores_units_tallies_top_images_and_provenance(cli, engine, synt
     assert one(engine, "SELECT count(*) FROM unit_category_label")[0] > 512
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_same_model_and_settings_are_skipped_and_replace_swaps(cli, engine, synth):
     args = ("r18", "--arch", "resnet18", "--random-init", "--seed", "1")
     assert ingest(cli, *args).exit_code == 0
@@ -80,6 +81,7 @@ def test_same_model_and_settings_are_skipped_and_replace_swaps(cli, engine, synt
     assert one(engine, "SELECT seg_size, quantile FROM run WHERE variant = 'netdissect'") == (32, 0.005)
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_checkpoints_are_hashed_and_another_checkpoint_needs_replace(cli, engine, synth, tmp_path):
     paths = []
     for seed in (3, 4):
@@ -161,6 +163,7 @@ def test_the_library_refuses_what_the_command_refuses_with_its_message(cli, engi
     assert one(engine, "SELECT count(*) FROM run")[0] == 0
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_a_run_records_its_device_torch_cudnn_and_tf32(cli, engine, synth):
     from lce.config import device_settings
 
@@ -182,6 +185,7 @@ def channels_last_resnet18() -> torch.nn.Module:
     return torchvision.models.resnet18().to(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_a_channels_last_resnet_ingests_like_the_contiguous_one(cli, engine, synth):
     """The same draw of weights (seed 0), once in channels_last memory: its convolutions sum in another order on
     the CPU, so thresholds agree to rounding (tests/test_device_settings.py pins the engine's part bit for bit)."""
@@ -201,6 +205,7 @@ def test_unknown_probe_is_named(cli, engine, synth):
         result.stderr
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_embed_works_on_dissected_runs(cli, engine, synth, tmp_path):
     for seed in (1, 2, 3):
         assert ingest(cli, f"r18-{seed}", "--arch", "resnet18", "--random-init", "--seed", str(seed)).exit_code == 0
@@ -224,6 +229,7 @@ def test_embed_works_on_dissected_runs(cli, engine, synth, tmp_path):
     assert sum(v * v for v in pc1) >= sum(v * v for v in pc2) > 0
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_a_process_killed_during_ingest_leaves_no_rows(cli, engine, synth, database):
     """SIGKILL at several moments of an ingest: the database holds either nothing or the whole run."""
     env = {**os.environ, "LCE_DATABASE_URL": database, "COLUMNS": "200"}
@@ -246,6 +252,7 @@ def test_a_process_killed_during_ingest_leaves_no_rows(cli, engine, synth, datab
         assert (runs, units, tops) in ((0, 0, 0), (1, 512, 5120)), (fraction, runs, units, tops)
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_a_block_whose_output_is_a_permuted_view_is_dissected(cli, engine, synth):
     """ConvNeXt's blocks return their NHWC computation permuted back to NCHW, a view that is not contiguous
     (lce 0.1.0 failed on it in the upsampling); the units are its 768 channels."""

@@ -7,11 +7,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import text
 
+from lce.published import netdissect_result
 from tests import test_ingest
-from tests.conftest import shared_file
+from tests.conftest import published_file
 from tests.test_ingest_plan import THREE, plan, units
+
+pytestmark = pytest.mark.slow  # concurrent lce processes, each importing torch
 
 synth = test_ingest.synth  # the fixture of the registered 30-image 64-px probe
 
@@ -35,7 +39,7 @@ def test_four_ingests_and_an_import_at_once_store_one_run_each(engine, synth, da
     common = ["--probe", "synth", "--arch", "resnet18", "--random-init", "--batch-size", "8", "--layer", "layer3"]
     commands = [lce("ingest", "r18-a", *common, "--seed", "1"), lce("ingest", "r18-b", *common, "--seed", "2"),
                 lce("ingest", "r18-c", *common, "--seed", "3"), lce("ingest", "r18-c", *common, "--seed", "3"),
-                lce("import", "netdissect-csv", str(shared_file("netdissect/resnet18_places365_layer4.csv")),
+                lce("import", "netdissect-csv", str(published_file(netdissect_result("resnet18_places365_layer4.csv"))),
                     "--model", "nd-r18", "--layer", "layer4")]
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for command in commands]

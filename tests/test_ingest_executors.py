@@ -13,6 +13,8 @@ from sqlalchemy import text
 from tests import test_ingest
 from tests.test_ingest_plan import plan, runs
 
+pytestmark = pytest.mark.slow  # worker processes and a Ray cluster
+
 synth = test_ingest.synth  # the fixture of the registered 30-image 64-px probe
 
 # Three small models (layer3 and below: 256 units at most); one has two layers.

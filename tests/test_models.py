@@ -416,6 +416,7 @@ def test_a_missing_optional_package_is_one_message(arch, package, extra, monkeyp
         build_model(arch, random_init=True)
 
 
+@pytest.mark.slow  # imports timm and transformers
 def test_timm_and_hf_prefixes_come_before_the_function_form(tmp_path):
     with pytest.raises(LceError, match="timm .* has no architecture 'no_such_net'"):
         build_model("timm:no_such_net", random_init=True)

@@ -21,11 +21,9 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def synth(cli, tmp_path, home):
+def synth(cli, tmp_path, home, synthetic_probe):
     """A 24-image, 64-px synthetic probe (not yet added)."""
-    out = tmp_path / "probe"
-    assert cli("probe", "synth", out, "--images", "24", "--size", "64", "--seed", "3").exit_code == 0
-    return out
+    return synthetic_probe(tmp_path / "probe", images=24, size=64, seed=3)
 
 
 def counts(engine, *tables):

@@ -16,6 +16,8 @@ import pytest
 from lce.ingest.executors import RAY_OBJECT_STORE_BYTES, worker_environment
 from lce.ingest.ray_cluster import AUTH_MODE_ENV, AUTH_TOKEN_ENV, import_ray, local_cluster, token_authentication_on
 
+pytestmark = pytest.mark.slow  # a local Ray cluster
+
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 # A client of the cluster's GCS: with no token, a wrong one, then the cluster's (argv[2]); what each got.
 CLIENT = """

@@ -16,9 +16,10 @@ from sqlalchemy import text
 
 from lce.analysis.embed import EmbedSettings, embed
 from lce.errors import LceError
+from lce.published import AUTHORS_TASKS
 from lce.report.html import ReportSettings, write_report
 from lce.report.strips import DissectedRun, unit_masks
-from tests.conftest import PAPER_EXCLUDED, shared_file
+from tests.conftest import PAPER_EXCLUDED, published_file
 from tests.headless import Browser
 from tests.test_compare import csv_concepts
 
@@ -84,6 +85,7 @@ def run_ids(engine) -> dict[str, int]:
 
 # ---- the authors' data ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_report_on_the_authors_data(cli, engine, paper_data, tmp_path):
     embed_paper(cli, tmp_path)
     out = tmp_path / "report"
@@ -138,6 +140,7 @@ def test_report_on_the_authors_data(cli, engine, paper_data, tmp_path):
     assert unit[:4] == ["0", first["label"], first["category"], f"{float(first['iou']):.3f}"]
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_the_report_shows_the_task_correlations_once_results_are_stored(cli, paper_data, tmp_path):
     from html import escape
 
@@ -146,7 +149,7 @@ def test_the_report_shows_the_task_correlations_once_results_are_stored(cli, pap
     embed_paper(cli, tmp_path)
     assert cli("report", "--out", tmp_path / "before", "--no-images").exit_code == 0
     assert "Task correlations" not in (tmp_path / "before" / "index.html").read_text()
-    assert cli("tasks", "import", shared_file("mustapha2022/models_performance_on_tasks.csv")).exit_code == 0
+    assert cli("tasks", "import", published_file(AUTHORS_TASKS)).exit_code == 0
     out = tmp_path / "report"
     result = cli("report", "--out", out, "--no-images")
     assert result.exit_code == 0, result.output
@@ -191,21 +194,20 @@ def test_bad_options_are_refused_by_the_library_with_the_commands_message(cli, t
 # ---- a tiny dissected setup -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def probe(cli, tmp_path, monkeypatch):
+def probe(cli, tmp_path, monkeypatch, synthetic_probe):
     """A 10-image, 64-px synthetic probe registered as 'synth' (every image is a top image of every unit, since
     dissection keeps 10). LCE_HOME, and so the strip cache, is in tmp_path."""
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    path = tmp_path / "probe"
-    assert cli("probe", "synth", path, "--images", "10", "--size", "64", "--seed", "2").exit_code == 0
+    path = synthetic_probe(tmp_path / "probe", images=10, size=64, seed=2)
     assert cli("probe", "add", "synth", path).exit_code == 0
     return path
 
 
 @pytest.fixture
-def dissected(cli, engine, probe):
-    """The probe and a random-init resnet18 dissected on it."""
-    ingest(cli, "r18", "--random-init", "--seed", "1")
-    return probe
+def dissected(dissected_r18):
+    """The probe and a random-init resnet18 dissected on it as 'r18' (`ingest(cli, "r18", "--random-init", "--seed",
+    "1")` on the probe above; done once a session: conftest's dissected_r18)."""
+    return dissected_r18
 
 
 def ingest(cli, model, *args, arch="resnet18"):
@@ -225,6 +227,7 @@ def cached_strips(tmp_path):
     return sorted((tmp_path / "home" / "cache" / "report").glob("*/unit-*.jpg"))
 
 
+@pytest.mark.slow  # a dissection and reports drawing every unit's strips: seconds on two cores
 def test_dissected_units_get_strips_drawn_once_and_reused(cli, engine, dissected, tmp_path):
     first = write_report(ReportSettings(out=tmp_path / "report", batch_size=8))
     run = dissected_run(engine)
@@ -249,8 +252,9 @@ def test_dissected_units_get_strips_drawn_once_and_reused(cli, engine, dissected
     assert len(list((tmp_path / "again" / "strips" / f"run-{run.run_id}").glob("unit-*.jpg"))) == 512
 
 
+@pytest.mark.slow  # a dissection and reports drawing every unit's strips: seconds on two cores
 @pytest.mark.parametrize("variant", ["dissect", "netdissect"])
-def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant):
+def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant, tmp_path):
     """With 10 probe images every image is a top image, so a unit's mask pixels at the segmentation size, summed
     over its top images, are the activation count A that dissection stored: for every concept under the dissect
     variant, and for the concepts of categories that every image annotates (color, scene, texture in this probe)
@@ -268,7 +272,7 @@ def test_masks_are_the_ones_dissection_tallied(cli, engine, dissected, variant):
         masks = unit_masks(run, unit, device="cpu")
         assert masks.shape == (10, run.seg_size, run.seg_size)
         assert abs(int(masks.sum()) - activation) <= activation // 200, (unit, int(masks.sum()), activation)
-    strips = write_report(ReportSettings(out=dissected.parent / "report", strip_units=4)).strips[run.run_id]
+    strips = write_report(ReportSettings(out=tmp_path / "report", strip_units=4)).strips[run.run_id]
     assert (strips.rendered, strips.note) == (4, "Strips of the 4 units with the highest IoU (--units 4).")
 
 
@@ -297,6 +301,7 @@ def test_units_option_draws_the_best_units_only(cli, engine, dissected, tmp_path
     assert clash.exit_code == 1 and "is a file, not a directory" in clash.stderr
 
 
+@pytest.mark.slow  # a dissection and reports drawing every unit's strips: seconds on two cores
 def test_a_missing_checkpoint_is_said_in_the_report(cli, engine, dissected, tmp_path):
     checkpoint = tmp_path / "weights.pth"
     torch.manual_seed(5)
@@ -373,6 +378,7 @@ def assert_drawn(strips, units=4):
         assert strip.size == (10 * 64 + 9 * 2, 64)
 
 
+@pytest.mark.slow  # a timm or Hugging Face model dissected
 def test_a_timm_vit_run_draws_its_strips_from_its_patch_tokens(cli, engine, probe, tmp_path):
     ingest(cli, "vit", "--random-init", "--seed", "3", "--layer", "blocks.1", arch="timm:vit_tiny_patch16_224")
     run = dissected_run(engine, "vit")
@@ -391,6 +397,7 @@ def test_a_timm_vit_run_draws_its_strips_from_its_patch_tokens(cli, engine, prob
     assert sum(1 for images in tables(out / "runs" / f"run-{run.run_id}.html").images["units"] if images) == 4
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_the_recorded_normalisation_is_the_one_the_strips_use(cli, engine, probe, tmp_path):
     ingest(cli, "r18-half", "--random-init", "--seed", "1", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5")
     strips, settings = strips_of(engine, "r18-half", tmp_path)
@@ -422,6 +429,7 @@ def test_a_channels_last_layer_draws_its_strips(cli, engine, probe, tmp_path):
                                                 "read as it was dissected: it has 8 units, fewer than the run stores.")
 
 
+@pytest.mark.slow  # a timm or Hugging Face model dissected
 def test_a_hugging_face_run_draws_from_its_directory_and_says_when_it_is_gone(cli, engine, probe, tmp_path):
     transformers = pytest.importorskip("transformers")
     directory = tmp_path / "hf-vit"
@@ -448,6 +456,7 @@ def colours_near(pixels: np.ndarray, colour: tuple[int, int, int], tolerance: in
     return int((np.abs(pixels.astype(int) - colour).max(axis=-1) <= tolerance).sum())
 
 
+@pytest.mark.slow  # a headless browser
 def test_the_report_opens_in_headless_chromium_and_shows_the_plot(cli, engine, paper_data, tmp_path):
     embed_paper(cli, tmp_path)
     out = tmp_path / "report"
@@ -485,6 +494,7 @@ def test_the_report_opens_in_headless_chromium_and_shows_the_plot(cli, engine, p
         assert browser.evaluate("document.querySelectorAll('#units tbody tr').length") == 2048
 
 
+@pytest.mark.slow  # a headless browser
 def test_a_dissected_report_with_strips_opens_without_errors(engine, dissected, tmp_path):
     out = tmp_path / "report"
     write_report(ReportSettings(out=out, strip_units=20))

@@ -103,17 +103,13 @@ def test_imported_runs_show_dashes_and_beat_random_once_random_r_is_their_contro
 # ---- a dissected run --------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def dissected(cli, engine, tmp_path, monkeypatch):
-    """Two random-init resnet18s dissected on a 10-image synthetic probe; run 'r18' gets known uncertainty values
-    written over whatever the ingest stored, so that the test knows what the report must show."""
-    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    path = tmp_path / "probe"
-    assert cli("probe", "synth", path, "--images", "10", "--size", "64", "--seed", "2").exit_code == 0
-    assert cli("probe", "add", "synth", path).exit_code == 0
-    for model, seed in (("r18", "1"), ("r18-control", "2")):
-        result = cli("ingest", model, "--probe", "synth", "--arch", "resnet18", "--batch-size", "8", "--random-init",
-                     "--seed", seed)
-        assert result.exit_code == 0, result.output
+def dissected(cli, engine, dissected_r18):
+    """Two random-init resnet18s dissected on a 10-image synthetic probe (r18 with seed 1 is conftest's
+    dissected_r18, r18-control with seed 2 is ingested here); run 'r18' gets known uncertainty values written over
+    whatever the ingest stored, so that the test knows what the report must show."""
+    result = cli("ingest", "r18-control", "--probe", "synth", "--arch", "resnet18", "--batch-size", "8", "--random-init",
+                 "--seed", "2")
+    assert result.exit_code == 0, result.output
     ids = run_ids(engine)
     with engine.begin() as conn:
         # Stability cycles through 0, 0.25 .. 1 with the unit; the interval is +-20% of the IoU; chance IoU is a
@@ -192,6 +188,7 @@ def test_a_dissected_runs_units_show_their_interval_stability_and_counts(engine,
     assert "bootstrap</th><td>" + escape("1000 replicates of the probe's images in 10") in control
 
 
+@pytest.mark.slow  # a headless browser
 def test_the_unit_table_sorts_by_stability_in_a_browser(engine, dissected, tmp_path):
     out = tmp_path / "report"
     write_report(ReportSettings(out=out, strips=False))
@@ -218,6 +215,7 @@ def test_the_unit_table_sorts_by_stability_in_a_browser(engine, dissected, tmp_p
 
 # ---- the embedding's uncertainty --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_an_embedding_with_uncertainty_shows_its_spread_and_co_assignment(cli, engine, paper_data, tmp_path):
     import numpy as np
 

@@ -68,10 +68,9 @@ def test_recorded_settings_name_no_function_unless_it_is_allowed(markermod, monk
 
 
 @pytest.fixture
-def probe(cli, tmp_path, monkeypatch):
+def probe(cli, tmp_path, monkeypatch, synthetic_probe):
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    path = tmp_path / "probe"
-    assert cli("probe", "synth", path, "--images", "10", "--size", "64", "--seed", "2").exit_code == 0
+    path = synthetic_probe(tmp_path / "probe", images=10, size=64, seed=2)
     assert cli("probe", "add", "synth", path).exit_code == 0
     return path
 

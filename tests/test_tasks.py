@@ -6,9 +6,9 @@ import csv
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import Cli, shared_file
+from lce.published import AUTHORS_TASKS
+from tests.conftest import Cli, published_file
 
-PAPER_TASKS = "mustapha2022/models_performance_on_tasks.csv"
 PAPER_FAMILIES = {"many-shot": 12, "few-shot": 12, "detection": 6, "surface-normals": 5}
 
 
@@ -36,7 +36,7 @@ def long_form(path, out):
 
 
 def test_wide_csv_gets_families_directions_and_values(cli, engine, paper_data):
-    result = cli("tasks", "import", shared_file(PAPER_TASKS))
+    result = cli("tasks", "import", published_file(AUTHORS_TASKS))
     assert result.exit_code == 0, result.output
     assert "Imported 35 metric(s) (35 created) for 14 model(s): 490 value(s) written." in result.stdout
     assert "ignored: dt_Avg." in result.stdout
@@ -60,7 +60,7 @@ def test_wide_csv_gets_families_directions_and_values(cli, engine, paper_data):
     assert values["InsDis(R)", "dt_ImageNet"] == 59.5
     assert values["MoCoV1(R)", "sne_Mean"] == 33.69
     assert values["Supervised(R)", "EuroSAT_50_shot"] == pytest.approx(float(
-        next(r for r in csv.DictReader(shared_file(PAPER_TASKS).open()) if r["model"] == "Supervised(R)")
+        next(r for r in csv.DictReader(published_file(AUTHORS_TASKS).open()) if r["model"] == "Supervised(R)")
         ["EuroSAT_50_shot"]))
 
     listing = cli("tasks", "list")
@@ -69,12 +69,12 @@ def test_wide_csv_gets_families_directions_and_values(cli, engine, paper_data):
 
 
 def test_long_csv_stores_the_same_as_the_wide_one(cli, engine, paper_data, tmp_path):
-    long_csv = long_form(shared_file(PAPER_TASKS), tmp_path / "long.csv")
+    long_csv = long_form(published_file(AUTHORS_TASKS), tmp_path / "long.csv")
     result = cli("tasks", "import", long_csv)
     assert result.exit_code == 0, result.output
     assert "Imported 35 metric(s) (35 created) for 14 model(s): 490 value(s) written." in result.stdout
     assert "ignored: dt_Avg." in result.stdout
-    again = cli("tasks", "import", shared_file(PAPER_TASKS))
+    again = cli("tasks", "import", published_file(AUTHORS_TASKS))
     assert again.exit_code == 0, again.output
     assert "Nothing changed: all 35 metric(s) are already stored" in again.stdout
 
@@ -105,7 +105,7 @@ def test_long_csv_families_from_the_task_and_a_families_file(cli, engine, paper_
 def test_a_families_file_overrides_and_ignores(cli, engine, paper_data, tmp_path):
     families = write_rows(tmp_path / "families.csv", ["pattern", "family", "direction"],
                           [["dt_Avg.", "many-shot-mean", "higher"], ["voc_*", "ignore", ""]])
-    result = cli("tasks", "import", shared_file(PAPER_TASKS), "--families", families)
+    result = cli("tasks", "import", published_file(AUTHORS_TASKS), "--families", families)
     assert result.exit_code == 0, result.output
     assert "ignored: voc_forzen_ap, voc_forzen_ap_50" in result.stdout
     counts = dict(stored(engine, "SELECT family, count(*) FROM task_metric GROUP BY family"))
@@ -129,7 +129,7 @@ def test_names_that_match_no_model_are_listed(cli, engine, paper_data, tmp_path)
 
 
 def test_no_stored_model_is_an_error(cli, engine):
-    result = cli("tasks", "import", shared_file(PAPER_TASKS))
+    result = cli("tasks", "import", published_file(AUTHORS_TASKS))
     assert result.exit_code == 1
     assert "None of the 14 model name(s) in " in result.stderr
     assert "InsDis(R), MoCoV1(R), PCLV1(R), PIRL(R), PCLV2(R) and 9 more" in result.stderr
@@ -137,7 +137,7 @@ def test_no_stored_model_is_an_error(cli, engine):
 
 
 def test_same_file_is_a_no_op_and_other_values_need_replace(cli, engine, paper_data, tmp_path):
-    source = shared_file(PAPER_TASKS)
+    source = published_file(AUTHORS_TASKS)
     assert cli("tasks", "import", source).exit_code == 0
     again = cli("tasks", "import", source)
     assert again.exit_code == 0
@@ -160,7 +160,7 @@ def test_same_file_is_a_no_op_and_other_values_need_replace(cli, engine, paper_d
 
 
 def test_a_changed_direction_needs_replace(cli, engine, paper_data, tmp_path):
-    source = shared_file(PAPER_TASKS)
+    source = published_file(AUTHORS_TASKS)
     assert cli("tasks", "import", source).exit_code == 0
     families = write_rows(tmp_path / "families.csv", ["pattern", "family", "direction"],
                           [["sne_Mean", "surface-normals", "higher"]])
@@ -172,7 +172,7 @@ def test_a_changed_direction_needs_replace(cli, engine, paper_data, tmp_path):
 
 
 def test_values_for_more_models_are_added(cli, engine, paper_data, tmp_path):
-    source = shared_file(PAPER_TASKS)
+    source = published_file(AUTHORS_TASKS)
     lines = source.read_text().splitlines(keepends=True)
     first = tmp_path / "first.csv"
     first.write_text("".join(lines[:6]))
@@ -217,14 +217,14 @@ def test_bad_input_is_one_message_and_nothing_written(cli, engine, paper_data, t
 ])
 def test_bad_families_file_is_an_error(cli, engine, paper_data, tmp_path, rows, message):
     families = write_rows(tmp_path / "families.csv", ["pattern", "family", "direction"], rows)
-    result = cli("tasks", "import", shared_file(PAPER_TASKS), "--families", families)
+    result = cli("tasks", "import", published_file(AUTHORS_TASKS), "--families", families)
     assert result.exit_code == 1
     assert "families.csv, " + message in result.stderr
     assert stored(engine, "SELECT count(*) FROM task_metric") == [(0,)]
 
 
 def test_deleting_a_model_deletes_its_results(cli, engine, paper_data):
-    assert cli("tasks", "import", shared_file(PAPER_TASKS)).exit_code == 0
+    assert cli("tasks", "import", published_file(AUTHORS_TASKS)).exit_code == 0
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM model WHERE name = 'InsDis(R)'"))
     assert stored(engine, "SELECT count(*) FROM task_performance") == [(13 * 35,)]

@@ -168,6 +168,7 @@ def test_planted_detectors_are_stable_and_well_above_chance(planted, monkeypatch
     assert found.found.replicate_label.shape == (len(PLANTED) + len(DISTRACTORS), STORED_REPLICATES)
 
 
+@pytest.mark.slow  # seconds on two cores (dissections or embeddings with replicates)
 def test_the_same_dissection_twice_gives_identical_intervals(planted, monkeypatch, device):
     first, second = (_planted_result(planted, monkeypatch, device)[1].uncertainty for _ in range(2))
     for name in ("label", "iou", "iou_low", "iou_high", "stability", "runner_up", "runner_up_iou",
@@ -203,10 +204,9 @@ def test_the_command_lines_defaults_are_the_methods():
     assert (OPTION_DEFAULTS["replicates"], OPTION_DEFAULTS["blocks"]) == (DEFAULT_REPLICATES, DEFAULT_BLOCKS)
 
 
-def test_ingest_stores_each_units_uncertainty(cli, engine, tmp_path, monkeypatch):
+def test_ingest_stores_each_units_uncertainty(cli, engine, tmp_path, monkeypatch, synthetic_probe):
     monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "probe"
-    assert cli("probe", "synth", out, "--images", "30", "--size", "64", "--seed", "2").exit_code == 0
+    out = synthetic_probe(tmp_path / "probe", images=30, size=64, seed=2)
     assert cli("probe", "add", "synth", out).exit_code == 0
     result = cli("ingest", "r18", "--probe", "synth", "--batch-size", "8", "--arch", "resnet18", "--random-init",
                  "--seed", "1", "--replicates", "300", "--blocks", "20")

@@ -23,6 +23,8 @@ from lce.models import LAYOUTS, LayerCapture, MapLayout, build_zoo_model, load_c
 from lce.models.zoo import Normalization, zoo_entries
 from tests.conftest import Cli
 
+pytestmark = pytest.mark.slow  # timm ViTs at their releases' image sizes
+
 CONVERTED = ", converted by timm's timm.models.vision_transformer.checkpoint_filter_fn"
 IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 CLIP = Normalization(mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
