@@ -71,19 +71,50 @@ def imports(module: str, path: Path) -> list[Import]:
 
     def visit(node: ast.AST, in_function: bool, type_only: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.Import, ast.ImportFrom)):
+            if isinstance(child, (ast.Import, ast.ImportFrom, ast.Call)):
                 for target in _targets(module, path, child):
                     if target != module:
                         found.append(Import(module, target, child.lineno, in_function, type_only))
             nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-            guarded = type_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
-            visit(child, nested, guarded)
+            if isinstance(child, ast.If) and _type_checking(child.test):
+                # only the body never runs: `else:` (and `if not TYPE_CHECKING:`) do
+                for statement in child.body:
+                    visit(ast.Module(body=[statement], type_ignores=[]), nested, True)
+                for statement in child.orelse:
+                    visit(ast.Module(body=[statement], type_ignores=[]), nested, type_only)
+                continue
+            visit(child, nested, type_only)
 
     visit(tree, False, False)
     return found
 
 
-def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom) -> list[str]:
+def _type_checking(test: ast.expr) -> bool:
+    """`if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:`, nothing else (`if not TYPE_CHECKING:` runs)."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported_by_call(node: ast.Call) -> str | None:
+    """The module that `importlib.import_module("lce...")` or `__import__("lce...")` names: the string, or the
+    leading text of an f-string (f"lce.models.{name}" names lce.models); None for any other call."""
+    function = node.func
+    name = function.id if isinstance(function, ast.Name) else function.attr if isinstance(function, ast.Attribute) \
+        else None
+    if name not in ("import_module", "__import__") or not node.args:
+        return None
+    argument = node.args[0]
+    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+        return argument.value
+    if isinstance(argument, ast.JoinedStr) and argument.values and isinstance(argument.values[0], ast.Constant):
+        return str(argument.values[0].value).rstrip(".") or None
+    return None
+
+
+def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom | ast.Call) -> list[str]:
+    if isinstance(node, ast.Call):
+        named = _imported_by_call(node)
+        return [_known(named)] if named and named.split(".")[0] == "lce" else []
     if isinstance(node, ast.Import):
         return [_known(alias.name) for alias in node.names if alias.name.split(".")[0] == "lce"]
     base = node.module or ""
@@ -226,3 +257,22 @@ def test_the_graph_sees_imports_in_functions_and_from_packages():
     assert found[("lce.db.connection", "lce.db.migrate")].in_function
     assert not found[("lce.ingest.run", "lce.models.build")].in_function
     assert ("lce.ingest.run", "lce.models") not in found
+
+
+def test_the_graph_sees_imports_by_name_and_those_that_run_beside_type_checking(tmp_path):
+    """importlib.import_module and __import__ of an lce module are imports too; under `if TYPE_CHECKING:` only the
+    body is for the type checker alone: its `else:`, and `if not TYPE_CHECKING:`, run."""
+    source = tmp_path / "hidden.py"
+    source.write_text("import importlib\n"
+                      "from typing import TYPE_CHECKING\n"
+                      "importlib.import_module('lce.cli.app')\n"
+                      "__import__('lce.report.html')\n"
+                      "if TYPE_CHECKING:\n"
+                      "    from lce.analysis import embed\n"
+                      "else:\n"
+                      "    from lce.ingest import run\n"
+                      "if not TYPE_CHECKING:\n"
+                      "    from lce.analysis import compare\n")
+    found = {edge.target: edge.type_only for edge in imports("lce.db.hidden", source)}
+    assert found == {"lce.cli.app": False, "lce.report.html": False, "lce.analysis.embed": True,
+                     "lce.ingest.run": False, "lce.analysis.compare": False}
