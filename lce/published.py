@@ -40,6 +40,7 @@ class PublishedFile:
         """The one message for a file that cannot be found under `root` (None: the setting is unset)."""
         names = self.names[0] + "".join(f" (or {name})" for name in self.names[1:])
         where = (f"{PUBLISHED_DATA_ENV} is not set" if root is None
+                 else f"{root} is a file, not the folder above {self.folder}/" if root.is_file()
                  else f"{root / self.folder} has no {names}")
         return (f"{self.what} cannot be found: {where}. lce keeps no copy: download {self.source} as "
                 f"DIR/{self.folder}/ and set {PUBLISHED_DATA_ENV}=DIR (scripts/demo --published DIR).")

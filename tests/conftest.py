@@ -48,13 +48,13 @@ def device(request):
 
 def published_file(file: PublishedFile) -> Path:
     """A published reference file (lce.published) under LCE_PUBLISHED_DATA. The test skips, with the message that
-    says where to download it, only when the setting points nowhere (unset, or no such folder); a folder that
-    lacks the file fails the test."""
+    says where to download it, only when the setting points nowhere (unset, or no such path); a folder that
+    lacks the file, or a file where the folder should be, fails the test."""
     try:
         return locate(file)
     except PublishedDataMissing as missing:
         root = published_data()
-        if root is None or not root.is_dir():
+        if root is None or not root.exists():
             pytest.skip(str(missing))
         pytest.fail(str(missing))
 

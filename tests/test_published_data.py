@@ -102,3 +102,17 @@ def test_tests_skip_with_the_message_only_when_the_setting_points_nowhere(tmp_pa
     monkeypatch.setenv("LCE_PUBLISHED_DATA", str(tmp_path))  # there, but without the file: a failure
     with pytest.raises(pytest.fail.Exception, match="mustapha2022 has no models_dissect_profiles.csv"):
         published_file(AUTHORS_UNITS)
+
+
+def test_a_setting_that_names_a_file_says_so_and_fails_the_tests(tmp_path, monkeypatch):
+    """LCE_PUBLISHED_DATA set to the per-unit file itself (not the folder above mustapha2022/) is a mistake to
+    fix, not data that is absent: the message says so, and the tests that need the data fail rather than skip."""
+    folder = authors_folder(tmp_path, "models_dissect_profiles.csv")
+    monkeypatch.setenv("LCE_PUBLISHED_DATA", str(folder / "models_dissect_profiles.csv"))
+    with pytest.raises(PublishedDataMissing) as missing:
+        locate(AUTHORS_UNITS)
+    assert str(missing.value) == (
+        f"The LCE paper's per-unit results cannot be found: {folder}/models_dissect_profiles.csv is a file, not the "
+        "folder above mustapha2022/. " + DOWNLOAD)
+    with pytest.raises(pytest.fail.Exception, match="is a file, not the folder above mustapha2022/"):
+        published_file(AUTHORS_UNITS)
