@@ -12,8 +12,11 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from lce.db import connection, runs
+from lce.db import connection, pending, runs
+from lce.db import outage as outage_errors
 from lce.db.server import EmbeddedServer
+from lce.errors import LceError
+from lce.ingest import resume as resume_module
 from lce.ingest import run as ingest_module
 from lce.records import ModelInfo, RunRecord, UnitRow
 from tests.conftest import Cli
@@ -245,3 +248,27 @@ def test_ingest_needs_a_model_or_resume_not_both(cli, tmp_path):
     assert "Missing MODEL" in cli("ingest", "--probe", "synth").stderr
     both = cli("ingest", "r18", "--resume", tmp_path / "x.runs.json.gz")
     assert both.exit_code == 1 and "not both" in both.stderr
+
+
+@pytest.mark.parametrize("outage, says", [
+    (lambda: outage_errors.DatabaseLost("server closed the connection", 1.0), "once the database is back."),
+    (lambda: outage_errors.DatabaseFull("could not extend file"), "then run it again."),
+], ids=["lost", "full"])
+def test_a_resume_whose_database_goes_away_or_fills_keeps_its_file(database, tmp_path, monkeypatch, outage, says):
+    """lce ingest --resume (lce.ingest.resume.store_file) deletes the file only once its runs are written: when the
+    write is lost or refused, the message names the file to resume again and the file stays, whole."""
+    monkeypatch.setenv("LCE_HOME", str(tmp_path / "home"))
+    record = RunRecord(model=ModelInfo("m"), probe="synth", layer="layer4", variant="dissect", quantile=0.01,
+                       iou_threshold=0.04, source="dissected", units=[UnitRow(0, ("object", "sky"), 0.1)])
+    path = pending.save([record], replace=False)
+    saved = path.read_bytes()
+    monkeypatch.setattr(resume_module, "check_probes", lambda *arguments: None)  # no probe needed for this
+
+    def lost(*arguments, **options):
+        raise outage()
+
+    monkeypatch.setattr(resume_module, "write_runs", lost)
+    with pytest.raises(LceError) as refused:
+        resume_module.resume(path)
+    assert f"Nothing was written; the runs stay in {path} for `lce ingest --resume" in str(refused.value)
+    assert str(refused.value).endswith(says) and path.read_bytes() == saved
