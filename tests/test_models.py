@@ -438,3 +438,10 @@ def test_shapes_read_as_maps_only_when_they_grow_as_maps():
     assert from_shapes((1, 17, 32), 64, (1, 65, 32)) == MapLayout("tokens", 1)
     assert from_shapes((1, 21, 32), 64, (1, 69, 32)) == MapLayout("tokens", 5)
     assert from_shapes((1, 16, 32), 64, None) is None  # 0, 12 or 15 prefix tokens
+
+
+def test_the_package_lists_and_gives_every_name_it_loads_on_demand():
+    import lce.models
+
+    assert set(lce.models.__all__) <= set(dir(lce.models))
+    assert all(getattr(lce.models, name) is not None for name in lce.models.__all__)

@@ -26,3 +26,8 @@ def __getattr__(name: str):
     if name not in _MODULE_OF:
         raise AttributeError(f"module 'lce.models' has no attribute {name!r}")
     return getattr(import_module(f"lce.models.{_MODULE_OF[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    """The names loaded on demand as well, as dir() listed them when the package imported them all."""
+    return sorted(set(globals()) | set(__all__))
