@@ -191,6 +191,11 @@ class RunRecord:
         return RunIdentity(self.model.name, self.layer, self.probe, self.variant, self.quantile, self.seg_size,
                            self.source)
 
+    def interpretable_units(self) -> list[UnitRow]:
+        """The units whose label's IoU exceeds the run's cut-off: the interpretable units lce ingest counts (and
+        lce ingest --resume, for runs it stores later)."""
+        return [row for row in self.units if row.concept and row.iou is not None and row.iou > self.iou_threshold]
+
     def describe(self) -> str:
         return f"model {self.model.name!r}, layer {self.layer!r} ({self.source}, probe {self.probe!r})"
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from lce.cli.app import app, console, errors, progress_bars, user_errors
 from lce.ingest.request import IngestOptions, prepare_plan
+from lce.ingest.resume import resume
 from lce.vocabulary import DEFAULT_BLOCKS, DEFAULT_REPLICATES, DEFAULT_VARIANT, IOU_CUTOFF, VARIANTS, one_of
 
 # --help from lce.vocabulary: every registered variant, its default quantile and segmentation size.
@@ -172,8 +173,6 @@ def _as_control(outcome, model: str) -> str:
 
 
 def _resume(path: Path, replace: bool) -> None:
-    from lce.ingest.resume import resume  # here: it counts as the ingest does (lce.ingest.run), which imports torch
-
     for stored in resume(path, replace):
         record = stored.written.record
         console.print(f"{record.model.name} {record.layer}: {stored.written.outcome.value} run "

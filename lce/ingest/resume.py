@@ -20,7 +20,6 @@ from lce.db.outage import DatabaseFull, DatabaseLost
 from lce.db.runs import WrittenRun, write_runs
 from lce.errors import LceError
 from lce.importers.pending_runs import check_probes, load
-from lce.ingest.run import interpretable_units
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class ResumedRun:
 
 def resume(path: Path, replace: bool = False) -> list[ResumedRun]:
     """Store the file's runs; `replace` False keeps the --replace of the command that saved them."""
-    return [ResumedRun(item, len(interpretable_units(item.record)))
+    return [ResumedRun(item, len(item.record.interpretable_units()))
             for item in store_file(path, replace=replace or None)]
 
 

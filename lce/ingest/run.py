@@ -223,7 +223,7 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
         seconds = time.perf_counter() - started
         for item, layer in zip(written, todo):
             result = results[layer]
-            interpretable = interpretable_units(item.record)  # its iou_threshold is settings.iou_threshold
+            interpretable = item.record.interpretable_units()  # its iou_threshold is settings.iou_threshold
             counts: dict[str, int] = {}
             for row in interpretable:
                 counts[row.concept[1]] = counts.get(row.concept[1], 0) + 1
@@ -232,12 +232,6 @@ def ingest(request: IngestRequest, progress: Progress | None = None,
                                           len(interpretable), top, seconds, result.threshold_exact, result.cached,
                                           _described(layouts[layer])))
         return outcomes
-
-
-def interpretable_units(record: RunRecord) -> list[UnitRow]:
-    """The run's units whose label's IoU exceeds the run's cut-off: the interpretable units lce ingest counts (and
-    lce ingest --resume, for runs it stores later)."""
-    return [row for row in record.units if row.concept and row.iou is not None and row.iou > record.iou_threshold]
 
 
 def kept_for_resume(records: list[RunRecord], replace: bool, error: DatabaseLost | DatabaseFull) -> LceError:
